@@ -1,0 +1,144 @@
+//! Building and running the HTTP server.
+
+use crate::{ApiError, Settings, openapi::ApiDoc, routes};
+use actix_web::{
+    App, HttpRequest, HttpServer, dev::Server, error::JsonPayloadError, error::QueryPayloadError,
+    web,
+};
+use charlie_store::Store;
+use std::{net::TcpListener, sync::Arc};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+}
+
+/// A built server, bound to its port but not yet running.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::PayloadTooLarge(format!("request body too large: {err}"))
+        }
+        JsonPayloadError::ContentType => ApiError::bad_request(
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}"))
+        }
+        other => ApiError::bad_request("invalid_body", format!("unreadable request body: {other}")),
+    };
+    api.into()
+}
+
+fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request(
+        "invalid_parameter",
+        format!("invalid query parameters: {err}"),
+    )
+    .into()
+}
+
+fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request(
+        "invalid_parameter",
+        format!("invalid path parameter: {err}"),
+    )
+    .into()
+}
+
+async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Connects to the database, applies migrations and binds the listener.
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let store = Store::connect(settings.database_url.expose())
+            .await
+            .map_err(|e| StartupError(format!("cannot open the database: {e}")))?;
+        store
+            .migrate_up()
+            .await
+            .map_err(|e| StartupError(format!("cannot apply migrations: {e}")))?;
+        let listener = TcpListener::bind(settings.bind_addr)
+            .map_err(|e| StartupError(format!("cannot listen on {}: {e}", settings.bind_addr)))?;
+        Self::with_store(settings, store, listener)
+    }
+
+    /// Builds the server around an existing store and listener (tests).
+    pub fn with_store(
+        settings: Settings,
+        store: Store,
+        listener: TcpListener,
+    ) -> Result<Application, StartupError> {
+        let port = listener.local_addr().map_err(StartupError::from)?.port();
+        let state = AppState {
+            store,
+            settings: Arc::new(settings),
+        };
+        let json_limit = state.settings.ingest_max_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(json_limit)
+                        .error_handler(json_error),
+                )
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .configure(routes::configure)
+                .service(
+                    SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", ApiDoc::openapi()),
+                )
+                .default_service(web::to(not_found))
+        })
+        .shutdown_timeout(20)
+        .listen(listener)
+        .map_err(StartupError::from)?
+        .run();
+        Ok(Application { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// A start-up failure, already phrased for humans.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartupError(pub String);
+
+impl From<std::io::Error> for StartupError {
+    fn from(e: std::io::Error) -> Self {
+        StartupError(e.to_string())
+    }
+}

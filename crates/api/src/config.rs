@@ -1,0 +1,295 @@
+//! Configuration from the environment (and a `.env` file, loaded by `main`).
+//!
+//! Every variable is read here and nowhere else; `.env.example` documents each
+//! one. A bad value stops start-up with one line naming the variable.
+
+use std::{fmt, net::SocketAddr, str::FromStr};
+use thiserror::Error;
+
+/// The embedded default: a SQLite file under `./data/`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/charlie-stats.db?mode=rwc";
+pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
+
+/// A configuration value that cannot be used.
+#[derive(Debug, Error)]
+#[error("invalid configuration: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(var: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            var,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A string that never shows in `Debug` output or logs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `APP_ENV`: development enables conveniences that production refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+impl FromStr for AppEnv {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(AppEnv::Development),
+            "production" | "prod" => Ok(AppEnv::Production),
+            other => Err(format!("`{other}` is not development or production")),
+        }
+    }
+}
+
+/// Source of variables, so tests can configure without touching the process
+/// environment.
+pub trait Env {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Env for std::collections::HashMap<&str, &str> {
+    fn get(&self, key: &str) -> Option<String> {
+        self.get(key)
+            .map(|v| (*v).to_owned())
+            .filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// Sentry settings (`SENTRY_*`).
+#[derive(Debug, Clone, Default)]
+pub struct SentrySettings {
+    pub dsn: Option<Secret>,
+    pub environment: String,
+    pub traces_sample_rate: f32,
+}
+
+/// LangSmith settings (`LANGSMITH_*`); Langflow reads them itself, we use the
+/// project to build trace links.
+#[derive(Debug, Clone, Default)]
+pub struct LangsmithSettings {
+    pub tracing: bool,
+    pub endpoint: Option<String>,
+    pub api_key: Option<Secret>,
+    pub project: Option<String>,
+}
+
+/// Everything the service reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub app_env: AppEnv,
+    pub bind_addr: SocketAddr,
+    pub database_url: Secret,
+    pub database_url_is_default: bool,
+    pub admin_emails: Vec<String>,
+    pub sentry: SentrySettings,
+    pub langsmith: LangsmithSettings,
+    pub pricing_file: Option<String>,
+    pub model_aliases: Option<String>,
+    pub ingest_max_items: usize,
+    pub ingest_max_bytes: usize,
+}
+
+fn parse_var<T: FromStr>(env: &dyn Env, var: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    match env.get(var) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e| ConfigError::new(var, format!("`{}`: {e}", raw.trim()))),
+    }
+}
+
+fn parse_bool(env: &dyn Env, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match env.get(var).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+        Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+        Some(v) => Err(ConfigError::new(var, format!("`{v}` is not true or false"))),
+    }
+}
+
+impl Settings {
+    /// Reads and checks every variable.
+    pub fn from_env(env: &dyn Env) -> Result<Settings, ConfigError> {
+        let app_env = parse_var(env, "APP_ENV", AppEnv::Development)?;
+        let bind_addr = parse_var(env, "BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
+        let (database_url, database_url_is_default) = match env.get("DATABASE_URL") {
+            Some(url) => (url.trim().to_owned(), false),
+            None => (DEFAULT_DATABASE_URL.to_owned(), true),
+        };
+        let admin_emails = env
+            .get("ADMIN_EMAILS")
+            .map(|v| {
+                v.split(',')
+                    .map(|e| e.trim().to_ascii_lowercase())
+                    .filter(|e| !e.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let traces_sample_rate: f32 = parse_var(env, "SENTRY_TRACES_SAMPLE_RATE", 0.1)?;
+        if !(0.0..=1.0).contains(&traces_sample_rate) {
+            return Err(ConfigError::new(
+                "SENTRY_TRACES_SAMPLE_RATE",
+                format!("{traces_sample_rate} is not between 0.0 and 1.0"),
+            ));
+        }
+        let sentry = SentrySettings {
+            dsn: env.get("SENTRY_DSN").map(Secret::new),
+            environment: env
+                .get("SENTRY_ENVIRONMENT")
+                .unwrap_or_else(|| match app_env {
+                    AppEnv::Development => "development".into(),
+                    AppEnv::Production => "production".into(),
+                }),
+            traces_sample_rate,
+        };
+        let langsmith = LangsmithSettings {
+            tracing: parse_bool(env, "LANGSMITH_TRACING", false)?,
+            endpoint: env.get("LANGSMITH_ENDPOINT"),
+            api_key: env.get("LANGSMITH_API_KEY").map(Secret::new),
+            project: env.get("LANGSMITH_PROJECT"),
+        };
+        let ingest_max_items = parse_var(env, "INGEST_MAX_ITEMS", 1000usize)?;
+        let ingest_max_bytes = parse_var(env, "INGEST_MAX_BYTES", 5 * 1024 * 1024usize)?;
+        if ingest_max_items == 0 {
+            return Err(ConfigError::new("INGEST_MAX_ITEMS", "must be at least 1"));
+        }
+        let settings = Settings {
+            app_env,
+            bind_addr,
+            database_url: Secret::new(database_url),
+            database_url_is_default,
+            admin_emails,
+            sentry,
+            langsmith,
+            pricing_file: env.get("PRICING_FILE"),
+            model_aliases: env.get("MODEL_ALIASES"),
+            ingest_max_items,
+            ingest_max_bytes,
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Cross-field rules and the production refusals.
+    fn check(&self) -> Result<(), ConfigError> {
+        charlie_store::Engine::from_url(self.database_url.expose())
+            .map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
+        if self.app_env == AppEnv::Production && self.database_url_is_default {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must be set when APP_ENV=production (the embedded SQLite default is for development)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Replaces the database URL (from `--database-url`), re-checking it.
+    pub fn with_database_url(mut self, url: Option<String>) -> Result<Settings, ConfigError> {
+        if let Some(url) = url {
+            self.database_url = Secret::new(url);
+            self.database_url_is_default = false;
+            self.check()?;
+        }
+        Ok(self)
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.app_env == AppEnv::Production
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&'static str, &'static str)]) -> Result<Settings, ConfigError> {
+        let env: HashMap<&str, &str> = vars.iter().copied().collect();
+        Settings::from_env(&env)
+    }
+
+    #[test]
+    fn nothing_configured_means_embedded_sqlite_on_localhost() {
+        let s = settings(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(s.bind_addr.to_string(), DEFAULT_BIND_ADDR);
+        assert_eq!(s.app_env, AppEnv::Development);
+        assert!(s.admin_emails.is_empty());
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("DATABASE_URL", "bogus://x"),
+            ("BIND_ADDR", "nowhere"),
+            ("APP_ENV", "staging"),
+            ("SENTRY_TRACES_SAMPLE_RATE", "2"),
+            ("LANGSMITH_TRACING", "maybe"),
+            ("INGEST_MAX_ITEMS", "-1"),
+        ] {
+            let err = settings(&[(var, value)]).err().map(|e| e.var);
+            assert_eq!(err, Some(var), "{var}={value}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_the_embedded_default() {
+        assert!(settings(&[("APP_ENV", "production")]).is_err());
+        assert!(
+            settings(&[
+                ("APP_ENV", "production"),
+                ("DATABASE_URL", "postgres://db/x")
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn admin_emails_are_a_trimmed_lowercase_list_and_secrets_do_not_print() {
+        let s = settings(&[
+            ("ADMIN_EMAILS", " Ada@Example.com, ,bob@example.com"),
+            ("SENTRY_DSN", "https://k@s/1"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.admin_emails, vec!["ada@example.com", "bob@example.com"]);
+        assert!(!format!("{s:?}").contains("https://k@s/1"));
+    }
+}

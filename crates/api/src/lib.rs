@@ -1,0 +1,18 @@
+//! The HTTP service and command line of Charlie Stats.
+//!
+//! This is the only crate that knows HTTP: actix-web handlers, status codes,
+//! the OpenAPI document (utoipa) and Swagger UI live here. Handlers parse and
+//! check requests, call `charlie-store` (and `charlie-pricing`), and shape
+//! responses; they hold no SQL and no pricing rules.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+pub mod telemetry;
+
+pub use app::{AppState, Application};
+pub use config::Settings;
+pub use error::{ApiError, ErrorBody};

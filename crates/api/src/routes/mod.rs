@@ -1,0 +1,10 @@
+//! One module per area; each exposes `configure` to add its routes.
+
+pub mod health;
+
+use actix_web::web;
+
+/// The whole route table.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    health::configure(cfg);
+}

@@ -1,0 +1,69 @@
+//! `spawn_app()` and typed request helpers shared by every test module.
+
+use charlie_api::{Application, Settings, config::Env};
+use charlie_store::{Store, testing::TestDatabase};
+use std::{collections::HashMap, net::TcpListener};
+
+/// A running application and its database.
+pub struct TestApp {
+    pub address: String,
+    pub store: Store,
+    pub client: reqwest::Client,
+    // Dropped last: removes the database.
+    pub _db: TestDatabase,
+}
+
+/// Extra environment for one test, on top of the defaults.
+pub type Vars = HashMap<&'static str, String>;
+
+struct MapEnv(HashMap<&'static str, String>);
+
+impl Env for MapEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned().filter(|v| !v.is_empty())
+    }
+}
+
+/// Starts the app with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Vars::new()).await
+}
+
+/// Starts the app with extra configuration.
+pub async fn spawn_app_with(vars: Vars) -> TestApp {
+    let db = TestDatabase::create().await.expect("test database");
+    let mut env = vars;
+    env.insert("DATABASE_URL", db.url().to_owned());
+    let settings = Settings::from_env(&MapEnv(env)).expect("test settings");
+    let store = db.migrated_store().await.expect("migrated store");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a random port");
+    let app = Application::with_store(settings, store.clone(), listener).expect("build app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        store,
+        client: reqwest::Client::new(),
+        _db: db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// Reads a response as JSON, failing the test with the body when it is not.
+pub async fn json(resp: reqwest::Response) -> serde_json::Value {
+    let text = resp.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real application on a random port against a
+//! throw-away database (SQLite by default, PostgreSQL when
+//! `TEST_DATABASE_URL` is set). One binary, one module per area.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod cli;
+mod health;
+mod openapi;

@@ -1,0 +1,230 @@
+use crate::{StoreError, StoreResult};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::Mutex;
+
+/// Which database engine a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Postgres,
+    Sqlite,
+}
+
+impl Engine {
+    /// The engine a URL names, or an error for anything else.
+    pub fn from_url(url: &str) -> StoreResult<Engine> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Engine::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Engine::Sqlite)
+        } else {
+            Err(StoreError::UnsupportedUrl(redact_url(url)))
+        }
+    }
+}
+
+/// A URL with any password replaced, safe to print.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A handle to the database: a connection pool plus, on SQLite, the lock
+/// that makes write transactions take turns (SQLite allows one writer, and a
+/// transaction that upgrades from read to write fails rather than waits).
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    engine: Engine,
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+/// One migration and whether it is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationState {
+    pub name: String,
+    pub applied: bool,
+}
+
+impl Store {
+    /// Connects to PostgreSQL or SQLite. A SQLite file (and its folder) is
+    /// created when missing; SQLite runs in WAL mode with foreign keys on.
+    pub async fn connect(url: &str) -> StoreResult<Store> {
+        let engine = Engine::from_url(url)?;
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(10));
+        match engine {
+            Engine::Postgres => {
+                opts.max_connections(16).min_connections(1);
+            }
+            Engine::Sqlite => {
+                if let Some(path) = sqlite_file_path(url)
+                    && let Some(parent) = std::path::Path::new(&path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Invalid(format!(
+                            "cannot create folder {}: {e}",
+                            parent.display()
+                        ))
+                    })?;
+                }
+                opts.max_connections(8).min_connections(1);
+                opts.map_sqlx_sqlite_opts(|o| {
+                    o.create_if_missing(true)
+                        .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                        .busy_timeout(Duration::from_secs(30))
+                        .foreign_keys(true)
+                });
+            }
+        }
+        let db = Database::connect(opts).await?;
+        Ok(Store {
+            db,
+            engine,
+            write_lock: (engine == Engine::Sqlite).then(|| Arc::new(Mutex::new(()))),
+        })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The underlying connection, for repositories in this crate.
+    #[allow(dead_code)] // Used by the repositories added with ingestion.
+    pub(crate) fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub(crate) fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Holds the single-writer lock on SQLite for the lifetime of the guard;
+    /// a no-op on PostgreSQL, where row locks and constraints serialize writers.
+    pub(crate) async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        }
+    }
+
+    /// Round-trips a trivial query: the readiness probe.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.db
+            .execute_raw(Statement::from_string(self.backend(), "SELECT 1"))
+            .await?;
+        Ok(())
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate_up(&self) -> StoreResult<()> {
+        let _guard = self.write_guard().await;
+        Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// Rolls back `steps` migrations, or all of them when `None`.
+    pub async fn migrate_down(&self, steps: Option<u32>) -> StoreResult<()> {
+        let _guard = self.write_guard().await;
+        Migrator::down(&self.db, steps).await?;
+        Ok(())
+    }
+
+    /// Every known migration with its state, oldest first.
+    pub async fn migration_status(&self) -> StoreResult<Vec<MigrationState>> {
+        let applied: std::collections::HashSet<String> = Migrator::get_applied_migrations(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        Ok(Migrator::migrations()
+            .iter()
+            .map(|m| MigrationState {
+                name: m.name().to_owned(),
+                applied: applied.contains(m.name()),
+            })
+            .collect())
+    }
+
+    /// Closes the pool (used by tests before dropping their database).
+    pub async fn close(self) -> StoreResult<()> {
+        self.db.close().await?;
+        Ok(())
+    }
+}
+
+/// The file path of a `sqlite:` URL, if it names a file.
+fn sqlite_file_path(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_engine_or_are_refused() {
+        assert_eq!(
+            Engine::from_url("postgres://u@h/db").ok(),
+            Some(Engine::Postgres)
+        );
+        assert_eq!(
+            Engine::from_url("postgresql://u@h/db").ok(),
+            Some(Engine::Postgres)
+        );
+        assert_eq!(
+            Engine::from_url("sqlite://data/x.db?mode=rwc").ok(),
+            Some(Engine::Sqlite)
+        );
+        assert!(matches!(
+            Engine::from_url("bogus://x"),
+            Err(StoreError::UnsupportedUrl(_))
+        ));
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        let err = Engine::from_url("mysql://root:pw@h/db")
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|m| !m.contains("pw")));
+    }
+
+    #[test]
+    fn sqlite_paths_are_found() {
+        assert_eq!(
+            sqlite_file_path("sqlite://./data/a.db?mode=rwc").as_deref(),
+            Some("./data/a.db")
+        );
+        assert_eq!(sqlite_file_path("sqlite::memory:"), None);
+    }
+}

@@ -1,0 +1,18 @@
+//! SeaORM entities and repositories of Charlie Stats.
+//!
+//! Everything that touches the database lives here, for PostgreSQL and
+//! SQLite alike. Repository functions take the [`Store`] and return domain
+//! types (or plain structs defined here), never SeaORM `Model`s.
+//!
+//! This crate must not know HTTP, actix or utoipa: the API crate maps
+//! [`StoreError`] to status codes.
+
+mod db;
+mod error;
+pub mod testing;
+
+#[cfg(test)]
+mod schema_tests;
+
+pub use db::{Engine, MigrationState, Store};
+pub use error::{StoreError, StoreResult};

@@ -1,0 +1,155 @@
+//! Throw-away databases for tests and benchmarks.
+//!
+//! With `TEST_DATABASE_URL` unset, each [`TestDatabase`] is a fresh SQLite
+//! file in the temporary folder. With `TEST_DATABASE_URL=postgres://…/db`, a
+//! new database with a unique name is created on that server and dropped when
+//! the value is dropped. An unreachable server is an error, never a skip.
+
+use crate::{Store, StoreError, StoreResult};
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+
+/// A database that exists for as long as this value.
+#[derive(Debug)]
+pub struct TestDatabase {
+    url: String,
+    cleanup: Cleanup,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    SqliteFile(std::path::PathBuf),
+    PostgresDatabase { admin_url: String, name: String },
+}
+
+/// Replaces the database name (the last path segment) of a PostgreSQL URL.
+fn with_database(url: &str, name: &str) -> StoreResult<String> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base
+        .find("://")
+        .ok_or_else(|| StoreError::UnsupportedUrl(url.into()))?
+        + 3;
+    let host_and_path = &base[scheme_end..];
+    let host = host_and_path.split('/').next().unwrap_or_default();
+    let mut out = format!("{}{host}/{name}", &base[..scheme_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Ok(out)
+}
+
+impl TestDatabase {
+    /// A fresh, empty database on the engine the environment selects.
+    pub async fn create() -> StoreResult<TestDatabase> {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        match std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            Some(admin_url) => {
+                let name = format!("charlie_test_{unique}");
+                let admin = Database::connect(admin_url.as_str()).await.map_err(|e| {
+                    StoreError::Invalid(format!(
+                        "TEST_DATABASE_URL is set but the server cannot be reached: {e}"
+                    ))
+                })?;
+                admin
+                    .execute_raw(Statement::from_string(
+                        DbBackend::Postgres,
+                        format!("CREATE DATABASE \"{name}\""),
+                    ))
+                    .await?;
+                admin.close().await?;
+                Ok(TestDatabase {
+                    url: with_database(&admin_url, &name)?,
+                    cleanup: Cleanup::PostgresDatabase { admin_url, name },
+                })
+            }
+            None => {
+                let path = std::env::temp_dir().join(format!("charlie-test-{unique}.db"));
+                Ok(TestDatabase {
+                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    cleanup: Cleanup::SqliteFile(path),
+                })
+            }
+        }
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A store on this database with every migration applied.
+    pub async fn migrated_store(&self) -> StoreResult<Store> {
+        let store = Store::connect(&self.url).await?;
+        store.migrate_up().await?;
+        Ok(store)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::SqliteFile(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = path.clone().into_os_string();
+                    p.push(suffix);
+                    // The file may never have been created; nothing to report.
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            Cleanup::PostgresDatabase { admin_url, name } => {
+                let admin_url = admin_url.clone();
+                let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                // Drop runs outside any async context we could borrow, so the
+                // cleanup gets a small runtime of its own on its own thread.
+                let joined = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
+                    if let Ok(rt) = rt {
+                        rt.block_on(async move {
+                            if let Ok(admin) = Database::connect(admin_url.as_str()).await {
+                                let _ = admin
+                                    .execute_raw(Statement::from_string(DbBackend::Postgres, sql))
+                                    .await;
+                                let _ = admin.close().await;
+                            }
+                        });
+                    }
+                })
+                .join();
+                drop(joined);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_swapped_keeping_host_and_query() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1")
+                .ok()
+                .as_deref(),
+            Some("postgres://postgres@127.0.0.1:5432/t1")
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "t2")
+                .ok()
+                .as_deref(),
+            Some("postgres://u:p@h/t2?sslmode=disable")
+        );
+        assert_eq!(
+            with_database("postgres://h", "t3").ok().as_deref(),
+            Some("postgres://h/t3")
+        );
+    }
+}

@@ -1,0 +1,35 @@
+# Convenience recipes; each mirrors a step of .ci/run. Nothing requires `just`:
+# the command under each recipe works as well typed by hand.
+
+pg_url := env_var_or_default("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+# Run the service (embedded SQLite unless DATABASE_URL is set).
+serve:
+    cargo run -p charlie-api -- serve
+
+# Apply migrations (pass e.g. `just migrate down`).
+migrate action="up":
+    cargo run -p charlie-api -- migrate {{action}}
+
+fmt:
+    cargo fmt --all --check
+
+lint:
+    cargo clippy --workspace --all-targets -- -D warnings
+    ./.ci/check-layers
+
+# Tests on the embedded SQLite.
+test:
+    cargo test --workspace
+
+# Tests on PostgreSQL (a fresh database per test, dropped afterwards).
+test-pg:
+    TEST_DATABASE_URL={{pg_url}} cargo test --workspace
+
+# Regenerate the committed OpenAPI document.
+openapi:
+    cargo run -q -p charlie-api -- openapi > openapi/openapi.json
+
+# Everything CI runs.
+ci:
+    bash .ci/run

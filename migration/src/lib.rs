@@ -1,0 +1,20 @@
+//! Schema migrations of Charlie Stats, for PostgreSQL and SQLite.
+//!
+//! Migrations declare their own identifiers (`DeriveIden` enums) and never
+//! import `charlie-store`: an old migration must not change when today's
+//! entities do. Every migration has a working `down`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_core_schema;
+
+/// Applies the migrations in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_core_schema::Migration)]
+    }
+}
