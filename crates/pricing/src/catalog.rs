@@ -1,0 +1,764 @@
+//! The price catalog: built-in and custom dated prices, aliases, lookup and
+//! cost computation.
+
+use crate::{
+    PricingError,
+    extract::{CallUsage, Extraction},
+    matching,
+};
+use charlie_domain::{TokenUsage, Usd};
+use rust_decimal::Decimal;
+use serde::{Serialize, Serializer};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+};
+use time::{Date, OffsetDateTime};
+
+/// Where a price comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PriceSource {
+    Custom,
+    Builtin,
+}
+
+impl PriceSource {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PriceSource::Custom => "custom",
+            PriceSource::Builtin => "builtin",
+        }
+    }
+}
+
+/// The token types a price distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenType {
+    Input,
+    CacheRead,
+    CacheWrite5m,
+    CacheWrite1h,
+    Output,
+    Reasoning,
+}
+
+impl TokenType {
+    pub const ALL: [TokenType; 6] = [
+        TokenType::Input,
+        TokenType::CacheRead,
+        TokenType::CacheWrite5m,
+        TokenType::CacheWrite1h,
+        TokenType::Output,
+        TokenType::Reasoning,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TokenType::Input => "input",
+            TokenType::CacheRead => "cache_read",
+            TokenType::CacheWrite5m => "cache_write_5m",
+            TokenType::CacheWrite1h => "cache_write_1h",
+            TokenType::Output => "output",
+            TokenType::Reasoning => "reasoning",
+        }
+    }
+}
+
+/// Rates in USD per token; `None` where the price names no rate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rates {
+    pub input: Option<Decimal>,
+    pub output: Option<Decimal>,
+    pub cache_read: Option<Decimal>,
+    pub cache_write_5m: Option<Decimal>,
+    pub cache_write_1h: Option<Decimal>,
+    pub reasoning: Option<Decimal>,
+}
+
+impl Rates {
+    pub fn get(&self, t: TokenType) -> Option<Decimal> {
+        match t {
+            TokenType::Input => self.input,
+            TokenType::CacheRead => self.cache_read,
+            TokenType::CacheWrite5m => self.cache_write_5m,
+            TokenType::CacheWrite1h => self.cache_write_1h,
+            TokenType::Output => self.output,
+            TokenType::Reasoning => self.reasoning,
+        }
+    }
+
+    pub fn set(&mut self, t: TokenType, rate: Option<Decimal>) {
+        let slot = match t {
+            TokenType::Input => &mut self.input,
+            TokenType::CacheRead => &mut self.cache_read,
+            TokenType::CacheWrite5m => &mut self.cache_write_5m,
+            TokenType::CacheWrite1h => &mut self.cache_write_1h,
+            TokenType::Output => &mut self.output,
+            TokenType::Reasoning => &mut self.reasoning,
+        };
+        *slot = rate;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        TokenType::ALL.iter().all(|t| self.get(*t).is_none())
+    }
+}
+
+/// Rates that replace the base rates for the whole request when its prompt
+/// (all input tokens, cache included) exceeds `above_input_tokens`. A rate
+/// the tier does not name stays at the base rate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tier {
+    pub above_input_tokens: u64,
+    pub rates: Rates,
+}
+
+/// One dated price of one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelPrice {
+    /// The key as written in the catalog or the custom file.
+    pub model: String,
+    pub provider: String,
+    pub valid_from: Date,
+    pub source: PriceSource,
+    pub rates: Rates,
+    pub tiers: Vec<Tier>,
+}
+
+impl ModelPrice {
+    /// `source:model@valid_from`, stable across runs.
+    pub fn id(&self) -> String {
+        format!(
+            "{}:{}@{}",
+            self.source.as_str(),
+            self.model,
+            self.valid_from
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Table {
+    prices: Vec<ModelPrice>,
+    exact: HashMap<String, Vec<usize>>,
+    canonical: HashMap<String, Vec<usize>>,
+}
+
+impl Table {
+    fn insert(&mut self, price: ModelPrice) {
+        let idx = self.prices.len();
+        let exact = price.model.trim().to_ascii_lowercase();
+        let canonical = matching::canonical(&exact);
+        self.exact.entry(exact).or_default().push(idx);
+        self.canonical.entry(canonical).or_default().push(idx);
+        self.prices.push(price);
+    }
+
+    /// The price in force on `day` for one candidate name: among entries
+    /// with the shortest key, the newest valid-from not after `day`.
+    /// `Err(earliest)` when entries exist but none is in force yet.
+    fn find(&self, candidate: &str, day: Date) -> Option<Result<&ModelPrice, Date>> {
+        let idxs = self
+            .exact
+            .get(candidate)
+            .or_else(|| self.canonical.get(candidate))?;
+        let best = idxs
+            .iter()
+            .filter_map(|i| self.prices.get(*i))
+            .filter(|p| p.valid_from <= day)
+            .min_by(|a, b| {
+                a.model
+                    .len()
+                    .cmp(&b.model.len())
+                    .then(b.valid_from.cmp(&a.valid_from))
+                    .then(a.model.cmp(&b.model))
+            });
+        match best {
+            Some(p) => Some(Ok(p)),
+            None => idxs
+                .iter()
+                .filter_map(|i| self.prices.get(*i))
+                .map(|p| p.valid_from)
+                .min()
+                .map(Err),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Inner {
+    builtin: Table,
+    custom: Table,
+    aliases: HashMap<String, String>,
+}
+
+/// Built-in and custom prices with model aliases. Immutable once built and
+/// cheap to clone and share between threads.
+///
+/// ```
+/// use charlie_domain::TokenUsage;
+/// use charlie_pricing::{Catalog, PricingStatus};
+/// use time::macros::datetime;
+///
+/// let catalog = Catalog::builtin().with_alias("prod-chat", "gpt-4o-mini");
+/// let cost = catalog.price(Some("prod-chat"), &TokenUsage::new(1_000_000, 1_000_000),
+///                          datetime!(2025-06-01 12:00 UTC));
+/// assert_eq!(cost.status, PricingStatus::Priced);
+/// assert_eq!(cost.total_usd.map(|u| u.to_string()).as_deref(), Some("0.75"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    inner: Arc<Inner>,
+}
+
+fn builtin_inner() -> &'static Arc<Inner> {
+    static BUILTIN: OnceLock<Arc<Inner>> = OnceLock::new();
+    BUILTIN.get_or_init(|| {
+        let mut table = Table::default();
+        for price in crate::builtin::prices() {
+            table.insert(price);
+        }
+        Arc::new(Inner {
+            builtin: table,
+            ..Inner::default()
+        })
+    })
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog::builtin()
+    }
+}
+
+impl Catalog {
+    /// The built-in catalog (parsed once per process).
+    pub fn builtin() -> Catalog {
+        Catalog {
+            inner: Arc::clone(builtin_inner()),
+        }
+    }
+
+    /// A catalog with no built-in prices, for tests and custom-only setups.
+    pub fn empty() -> Catalog {
+        Catalog {
+            inner: Arc::new(Inner::default()),
+        }
+    }
+
+    /// Layers a custom price file over this catalog: our TOML or JSON
+    /// format, or LiteLLM's `model_prices_and_context_window.json`, detected
+    /// from the text. Custom prices beat built-in ones.
+    ///
+    /// ```
+    /// use charlie_domain::TokenUsage;
+    /// use charlie_pricing::Catalog;
+    /// use time::macros::datetime;
+    ///
+    /// let catalog = Catalog::builtin().with_custom_prices(r#"
+    ///     [[prices]]
+    ///     model = "gpt-4o"
+    ///     valid_from = "2025-01-01"
+    ///     input = "2"      # USD per million tokens
+    ///     output = "8"
+    /// "#)?;
+    /// let cost = catalog.price(Some("gpt-4o"), &TokenUsage::new(1000, 1000),
+    ///                          datetime!(2025-02-01 0:00 UTC));
+    /// assert_eq!(cost.total_usd.map(|u| u.to_string()).as_deref(), Some("0.01"));
+    /// # Ok::<(), charlie_pricing::PricingError>(())
+    /// ```
+    pub fn with_custom_prices(mut self, text: &str) -> Result<Catalog, PricingError> {
+        let parsed = crate::custom::parse(text)?;
+        let inner = Arc::make_mut(&mut self.inner);
+        for price in parsed.prices {
+            inner.custom.insert(price);
+        }
+        for (alias, model) in parsed.aliases {
+            inner
+                .aliases
+                .insert(alias.trim().to_ascii_lowercase(), model);
+        }
+        Ok(self)
+    }
+
+    /// Maps a name (an Azure deployment, say) to a model id.
+    pub fn with_alias(mut self, alias: &str, model: &str) -> Catalog {
+        Arc::make_mut(&mut self.inner)
+            .aliases
+            .insert(alias.trim().to_ascii_lowercase(), model.trim().to_owned());
+        self
+    }
+
+    /// Adds every `(alias, model)` pair, as [`parse_aliases`](crate::parse_aliases) returns them.
+    pub fn with_aliases<I, A, M>(self, pairs: I) -> Catalog
+    where
+        I: IntoIterator<Item = (A, M)>,
+        A: AsRef<str>,
+        M: AsRef<str>,
+    {
+        pairs
+            .into_iter()
+            .fold(self, |c, (a, m)| c.with_alias(a.as_ref(), m.as_ref()))
+    }
+
+    /// The price in force for `model` on `day`, after aliases and matching.
+    pub fn lookup(&self, model: &str, day: Date) -> Option<&ModelPrice> {
+        self.resolve(model, day).ok()
+    }
+
+    fn resolve(&self, model: &str, day: Date) -> Result<&ModelPrice, Option<Date>> {
+        let key = model.trim().to_ascii_lowercase();
+        let target = self.inner.aliases.get(&key).map_or(model, String::as_str);
+        let candidates = matching::candidates(target);
+        let mut earliest: Option<Date> = None;
+        for table in [&self.inner.custom, &self.inner.builtin] {
+            for c in &candidates {
+                match table.find(c, day) {
+                    Some(Ok(price)) => return Ok(price),
+                    Some(Err(first)) => earliest = Some(earliest.map_or(first, |e| e.min(first))),
+                    None => {}
+                }
+            }
+        }
+        Err(earliest)
+    }
+
+    /// Prices one usage of `model` with the price in force at `at`.
+    pub fn price(&self, model: Option<&str>, usage: &TokenUsage, at: OffsetDateTime) -> Cost {
+        let Some(model) = model.map(str::trim).filter(|m| !m.is_empty()) else {
+            return Cost::unpriced(
+                None,
+                "the payload names no model, so the usage cannot be priced".into(),
+            );
+        };
+        if let Err(e) = usage.validate() {
+            return Cost::unpriced(Some(model), format!("usage cannot be priced: {e}"));
+        }
+        let day = at.to_offset(time::UtcOffset::UTC).date();
+        match self.resolve(model, day) {
+            Ok(price) => compute(model, price, usage),
+            Err(Some(first)) => Cost::unpriced(
+                Some(model),
+                format!("no price for `{model}` in force on {day}; the earliest starts on {first}"),
+            ),
+            Err(None) => Cost::unpriced(Some(model), format!("unknown model `{model}`")),
+        }
+    }
+
+    /// Prices every call of an extraction with its own model and sums them.
+    /// No usage found gives an `unpriced` cost, never a priced zero.
+    pub fn price_extraction(&self, extraction: &Extraction, at: OffsetDateTime) -> Cost {
+        if extraction.usage.is_none() || extraction.calls.is_empty() {
+            return Cost::unpriced(
+                extraction.model.as_deref(),
+                "no usage found in the payload".into(),
+            );
+        }
+        self.price_calls(&extraction.calls, at)
+    }
+
+    /// Prices several calls and sums them.
+    pub fn price_calls(&self, calls: &[CallUsage], at: OffsetDateTime) -> Cost {
+        let mut costs = calls
+            .iter()
+            .map(|c| self.price(c.model.as_deref(), &c.usage, at))
+            .collect::<Vec<_>>();
+        if costs.len() == 1
+            && let Some(only) = costs.pop()
+        {
+            return only;
+        }
+        combine(costs)
+    }
+
+    /// Every price in the catalog, custom first, for listing.
+    pub fn models(&self) -> Vec<ModelPriceInfo> {
+        let mut rows: Vec<ModelPriceInfo> = self
+            .inner
+            .custom
+            .prices
+            .iter()
+            .chain(self.inner.builtin.prices.iter())
+            .map(ModelPriceInfo::from)
+            .collect();
+        rows.sort_by(|a, b| {
+            (a.source, &a.provider, &a.id, a.valid_from).cmp(&(
+                b.source,
+                &b.provider,
+                &b.id,
+                b.valid_from,
+            ))
+        });
+        rows
+    }
+
+    /// The configured aliases, sorted.
+    pub fn aliases(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self
+            .inner
+            .aliases
+            .iter()
+            .map(|(a, m)| (a.clone(), m.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Outcome of pricing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PricingStatus {
+    /// Every token type with tokens had a rate.
+    Priced,
+    /// The model is unknown (or absent, or the usage is missing): no amount.
+    Unpriced,
+    /// Some token types had no rate; `total_usd` covers only the priced ones.
+    Partial,
+}
+
+impl PricingStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PricingStatus::Priced => "priced",
+            PricingStatus::Unpriced => "unpriced",
+            PricingStatus::Partial => "partial",
+        }
+    }
+}
+
+/// One token type's share of a cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CostLine {
+    pub token_type: TokenType,
+    pub tokens: u64,
+    /// The rate applied, in USD per million tokens; null when none applied.
+    #[serde(serialize_with = "ser_opt_decimal")]
+    pub usd_per_mtok: Option<Decimal>,
+    pub usd: Option<Usd>,
+    /// Set when the rate is another token type's, as the provider bills it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_of: Option<TokenType>,
+    /// The model of this line when a payload held calls to several models.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// The cost of a usage: exact USD, status, breakdown and the price used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cost {
+    /// Decimal string, or null when unpriced.
+    pub total_usd: Option<Usd>,
+    pub status: PricingStatus,
+    /// The model priced, as given.
+    pub model: Option<String>,
+    /// The catalog key that matched.
+    pub matched_model: Option<String>,
+    pub price_id: Option<String>,
+    #[serde(serialize_with = "ser_opt_date")]
+    pub valid_from: Option<Date>,
+    /// The long-context tier applied: its prompt-size threshold.
+    pub long_context_above_input_tokens: Option<u64>,
+    pub breakdown: Vec<CostLine>,
+    pub warnings: Vec<String>,
+}
+
+impl Cost {
+    /// A cost with no amount, and why.
+    pub fn unpriced(model: Option<&str>, why: String) -> Cost {
+        Cost {
+            total_usd: None,
+            status: PricingStatus::Unpriced,
+            model: model.map(str::to_owned),
+            matched_model: None,
+            price_id: None,
+            valid_from: None,
+            long_context_above_input_tokens: None,
+            breakdown: Vec::new(),
+            warnings: vec![why],
+        }
+    }
+}
+
+fn compute(model: &str, price: &ModelPrice, usage: &TokenUsage) -> Cost {
+    let tier = price
+        .tiers
+        .iter()
+        .filter(|t| usage.input_tokens > t.above_input_tokens)
+        .max_by_key(|t| t.above_input_tokens);
+    let rate = |t: TokenType| {
+        tier.and_then(|tier| tier.rates.get(t))
+            .or(price.rates.get(t))
+    };
+
+    let cached = usage
+        .cache_read_input_tokens
+        .saturating_add(usage.cache_creation_input_tokens);
+    let counts = [
+        (TokenType::Input, usage.input_tokens.saturating_sub(cached)),
+        (TokenType::CacheRead, usage.cache_read_input_tokens),
+        (
+            TokenType::CacheWrite5m,
+            usage
+                .cache_creation_input_tokens
+                .saturating_sub(usage.cache_creation_1h_input_tokens),
+        ),
+        (
+            TokenType::CacheWrite1h,
+            usage.cache_creation_1h_input_tokens,
+        ),
+        (
+            TokenType::Output,
+            usage.output_tokens.saturating_sub(usage.reasoning_tokens),
+        ),
+        (TokenType::Reasoning, usage.reasoning_tokens),
+    ];
+    // How each provider bills a token type the price has no rate for.
+    let fallbacks = |t: TokenType| -> &'static [TokenType] {
+        match t {
+            TokenType::CacheRead | TokenType::CacheWrite5m => &[TokenType::Input],
+            TokenType::CacheWrite1h => &[TokenType::CacheWrite5m, TokenType::Input],
+            TokenType::Reasoning => &[TokenType::Output],
+            TokenType::Input | TokenType::Output => &[],
+        }
+    };
+    let mut warnings = Vec::new();
+    let mut lines = Vec::new();
+    let mut total = Decimal::ZERO;
+    let mut priced_any = false;
+    let mut missing_any = false;
+    for (t, tokens) in counts {
+        if tokens == 0 {
+            continue;
+        }
+        let (applied, rate_of) = match rate(t) {
+            Some(r) => (Some(r), None),
+            None => match fallbacks(t).iter().find_map(|f| rate(*f).map(|r| (r, *f))) {
+                Some((r, f)) => {
+                    // Reasoning billed as output is how every provider bills it.
+                    if t != TokenType::Reasoning {
+                        warnings.push(format!(
+                            "no {} rate for `{}`: {tokens} tokens billed at the {} rate",
+                            t.as_str(),
+                            price.model,
+                            f.as_str()
+                        ));
+                    }
+                    (Some(r), Some(f))
+                }
+                None => (None, None),
+            },
+        };
+        let usd = applied.and_then(|r| Decimal::from(tokens).checked_mul(r));
+        match usd {
+            Some(amount) => {
+                priced_any = true;
+                match total.checked_add(amount) {
+                    Some(sum) => total = sum,
+                    None => {
+                        missing_any = true;
+                        warnings.push("cost overflows the decimal range".into());
+                    }
+                }
+            }
+            None => {
+                missing_any = true;
+                warnings.push(if applied.is_some() {
+                    format!(
+                        "{} cost of {tokens} tokens overflows the decimal range",
+                        t.as_str()
+                    )
+                } else {
+                    format!(
+                        "no {} rate for `{}`: {tokens} tokens left unpriced",
+                        t.as_str(),
+                        price.model
+                    )
+                });
+            }
+        }
+        lines.push(CostLine {
+            token_type: t,
+            tokens,
+            usd_per_mtok: applied.and_then(per_mtok),
+            usd: usd.map(|d| Usd(d.normalize())),
+            rate_of,
+            model: None,
+        });
+    }
+    let status = match (missing_any, priced_any) {
+        (false, _) => PricingStatus::Priced,
+        (true, true) => PricingStatus::Partial,
+        (true, false) => PricingStatus::Unpriced,
+    };
+    Cost {
+        total_usd: (status != PricingStatus::Unpriced).then(|| Usd(total.normalize())),
+        status,
+        model: Some(model.to_owned()),
+        matched_model: Some(price.model.clone()),
+        price_id: Some(price.id()),
+        valid_from: Some(price.valid_from),
+        long_context_above_input_tokens: tier.map(|t| t.above_input_tokens),
+        breakdown: lines,
+        warnings,
+    }
+}
+
+fn combine(costs: Vec<Cost>) -> Cost {
+    let priced = costs.iter().filter(|c| c.total_usd.is_some()).count();
+    let all_priced = costs.iter().all(|c| c.status == PricingStatus::Priced);
+    let status = if all_priced {
+        PricingStatus::Priced
+    } else if priced == 0 {
+        PricingStatus::Unpriced
+    } else {
+        PricingStatus::Partial
+    };
+    let total = (status != PricingStatus::Unpriced).then(|| {
+        Usd(costs
+            .iter()
+            .filter_map(|c| c.total_usd)
+            .map(|u| u.0)
+            .sum::<Decimal>()
+            .normalize())
+    });
+    let first = |f: fn(&Cost) -> Option<String>| -> Option<String> {
+        let values: Vec<Option<String>> = costs.iter().map(f).collect();
+        match values.first() {
+            Some(v) if values.iter().all(|x| x == v) => v.clone(),
+            _ => None,
+        }
+    };
+    let model = first(|c| c.model.clone());
+    let matched_model = first(|c| c.matched_model.clone());
+    let price_id = first(|c| c.price_id.clone());
+    let valid_from = price_id
+        .as_ref()
+        .and_then(|_| costs.first().and_then(|c| c.valid_from));
+    let tier = costs
+        .iter()
+        .filter_map(|c| c.long_context_above_input_tokens)
+        .max();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut breakdown = Vec::new();
+    for cost in costs {
+        for w in cost.warnings {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+        for mut line in cost.breakdown {
+            if model.is_none() {
+                line.model = cost.model.clone();
+            }
+            breakdown.push(line);
+        }
+    }
+    Cost {
+        total_usd: total,
+        status,
+        model,
+        matched_model,
+        price_id,
+        valid_from,
+        long_context_above_input_tokens: tier,
+        breakdown,
+        warnings,
+    }
+}
+
+fn per_mtok(rate: Decimal) -> Option<Decimal> {
+    rate.checked_mul(Decimal::from(1_000_000u32))
+        .map(|d| d.normalize())
+}
+
+fn ser_opt_decimal<S: Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(d) => s.serialize_str(&d.normalize().to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_opt_date<S: Serializer>(v: &Option<Date>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(d) => s.serialize_str(&d.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Rates in USD per million tokens, as decimal strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RatesPerMtok {
+    #[serde(serialize_with = "ser_opt_decimal")]
+    pub input: Option<Decimal>,
+    #[serde(serialize_with = "ser_opt_decimal")]
+    pub output: Option<Decimal>,
+    #[serde(serialize_with = "ser_opt_decimal")]
+    pub cache_read: Option<Decimal>,
+    #[serde(serialize_with = "ser_opt_decimal")]
+    pub cache_write_5m: Option<Decimal>,
+    #[serde(serialize_with = "ser_opt_decimal")]
+    pub cache_write_1h: Option<Decimal>,
+    #[serde(serialize_with = "ser_opt_decimal")]
+    pub reasoning: Option<Decimal>,
+}
+
+impl From<&Rates> for RatesPerMtok {
+    fn from(r: &Rates) -> Self {
+        RatesPerMtok {
+            input: r.input.and_then(per_mtok),
+            output: r.output.and_then(per_mtok),
+            cache_read: r.cache_read.and_then(per_mtok),
+            cache_write_5m: r.cache_write_5m.and_then(per_mtok),
+            cache_write_1h: r.cache_write_1h.and_then(per_mtok),
+            reasoning: r.reasoning.and_then(per_mtok),
+        }
+    }
+}
+
+/// A long-context tier for listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TierInfo {
+    pub above_input_tokens: u64,
+    pub usd_per_mtok: RatesPerMtok,
+}
+
+/// One row of `charlie-stats usage models`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelPriceInfo {
+    pub id: String,
+    pub provider: String,
+    pub source: PriceSource,
+    #[serde(serialize_with = "ser_date")]
+    pub valid_from: Date,
+    pub price_id: String,
+    pub usd_per_mtok: RatesPerMtok,
+    pub long_context: Vec<TierInfo>,
+}
+
+fn ser_date<S: Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&d.to_string())
+}
+
+impl From<&ModelPrice> for ModelPriceInfo {
+    fn from(p: &ModelPrice) -> Self {
+        ModelPriceInfo {
+            id: p.model.clone(),
+            provider: p.provider.clone(),
+            source: p.source,
+            valid_from: p.valid_from,
+            price_id: p.id(),
+            usd_per_mtok: RatesPerMtok::from(&p.rates),
+            long_context: p
+                .tiers
+                .iter()
+                .map(|t| TierInfo {
+                    above_input_tokens: t.above_input_tokens,
+                    usd_per_mtok: RatesPerMtok::from(&t.rates),
+                })
+                .collect(),
+        }
+    }
+}

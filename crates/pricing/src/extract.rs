@@ -1,0 +1,809 @@
+//! Reading normalized token usage out of raw provider, LangChain and Langflow
+//! JSON. See `PROVIDERS.md` for the field mapping of every format.
+
+use crate::{
+    ExtractError,
+    node::{self, MAX_DEPTH, Node},
+};
+use charlie_domain::TokenUsage;
+use serde::Serialize;
+use std::fmt;
+
+/// Largest payload [`extract_slice`] accepts.
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+
+/// The usage of one LLM call found in a payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallUsage {
+    /// The model the payload names for this call, as written.
+    pub model: Option<String>,
+    pub usage: TokenUsage,
+}
+
+/// What a payload says about token usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Extraction {
+    /// The model string the payload carries, as written (the first call's
+    /// when several calls name different models).
+    pub model: Option<String>,
+    /// The sum over all distinct calls; `None` when the payload carries no
+    /// usage at all ("no usage found", which is not an error).
+    pub usage: Option<TokenUsage>,
+    pub warnings: Vec<String>,
+    /// Every distinct call, in order of appearance; their usages sum to `usage`.
+    pub calls: Vec<CallUsage>,
+}
+
+/// Extracts usage from an already parsed payload.
+///
+/// A JSON array is read as the events of one stream, in order: counts of the
+/// same call are merged (streamed counts are cumulative), distinct calls
+/// (told apart by their ids) are summed.
+///
+/// ```
+/// use serde_json::json;
+/// let payload = json!({
+///     "model": "gpt-4o-2024-08-06",
+///     "usage": {"prompt_tokens": 1200, "completion_tokens": 300,
+///               "prompt_tokens_details": {"cached_tokens": 1024}}
+/// });
+/// let found = charlie_pricing::extract(&payload)?;
+/// let usage = found.usage.unwrap_or_default();
+/// assert_eq!(found.model.as_deref(), Some("gpt-4o-2024-08-06"));
+/// assert_eq!((usage.input_tokens, usage.cache_read_input_tokens), (1200, 1024));
+/// # Ok::<(), charlie_pricing::ExtractError>(())
+/// ```
+pub fn extract(payload: &serde_json::Value) -> Result<Extraction, ExtractError> {
+    let node = Node::from_value(payload, 0).map_err(|limit| ExtractError::TooDeep { limit })?;
+    extract_node(&node)
+}
+
+/// Parses and extracts in one pass, without building a full `Value`.
+///
+/// Payloads above [`MAX_PAYLOAD_BYTES`] or nested deeper than 128 levels are
+/// refused, and malformed JSON is an error.
+///
+/// ```
+/// let body = br#"{"type":"message","model":"claude-sonnet-4-20250514",
+///   "usage":{"input_tokens":10,"cache_read_input_tokens":2000,"output_tokens":50}}"#;
+/// let usage = charlie_pricing::extract_slice(body)?.usage.unwrap_or_default();
+/// assert_eq!(usage.input_tokens, 2010); // Anthropic's input excludes cache reads
+/// # Ok::<(), charlie_pricing::ExtractError>(())
+/// ```
+pub fn extract_slice(bytes: &[u8]) -> Result<Extraction, ExtractError> {
+    if bytes.len() > MAX_PAYLOAD_BYTES {
+        return Err(ExtractError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_PAYLOAD_BYTES,
+        });
+    }
+    let node = node::parse(bytes).map_err(json_error)?;
+    extract_node(&node)
+}
+
+fn json_error(e: serde_json::Error) -> ExtractError {
+    let text = e.to_string();
+    if text.contains("recursion limit") {
+        ExtractError::TooDeep { limit: MAX_DEPTH }
+    } else {
+        ExtractError::Json(text)
+    }
+}
+
+/// Where a value sits in the payload; rendered only for error messages.
+#[derive(Clone, Copy)]
+enum Path<'p> {
+    Root,
+    Key(&'p Path<'p>, &'p str),
+    Idx(&'p Path<'p>, usize),
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Root => f.write_str("$"),
+            Path::Key(parent, key) => {
+                parent.fmt(f)?;
+                if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    write!(f, ".{key}")
+                } else {
+                    write!(f, "[{key:?}]")
+                }
+            }
+            Path::Idx(parent, i) => {
+                parent.fmt(f)?;
+                write!(f, "[{i}]")
+            }
+        }
+    }
+}
+
+struct Record<'n> {
+    id: Option<&'n str>,
+    model: Option<&'n str>,
+    usage: TokenUsage,
+    /// Metrics that repeat a call's usage (Bedrock headers and invocation
+    /// metrics); dropped when the same event carries the call's own usage.
+    secondary: bool,
+}
+
+#[derive(PartialEq, Eq)]
+enum CallKey<'n> {
+    Id(&'n str),
+    StreamAnon,
+    Anon(usize),
+}
+
+struct Call<'n> {
+    key: CallKey<'n>,
+    model: Option<&'n str>,
+    usage: TokenUsage,
+}
+
+fn extract_node(root: &Node<'_>) -> Result<Extraction, ExtractError> {
+    let mut walker = Walker::default();
+    let mut calls: Vec<Call<'_>> = Vec::new();
+    let is_stream = matches!(root, Node::Arr(_));
+    let events: Vec<(&Node<'_>, Path<'_>)> = match root {
+        Node::Arr(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n, Path::Idx(&Path::Root, i)))
+            .collect(),
+        other => vec![(other, Path::Root)],
+    };
+    let mut current: Option<&str> = None;
+    let mut anon = 0usize;
+    for (event, path) in &events {
+        if is_stream && let Some(id) = event_id(event) {
+            current = Some(id);
+        }
+        walker.records.clear();
+        walker.walk(event, path, None, None, 1)?;
+        let has_primary = walker.records.iter().any(|r| !r.secondary);
+        for rec in walker.records.drain(..) {
+            if rec.secondary && has_primary {
+                continue;
+            }
+            let key = match rec.id {
+                Some(id) => {
+                    if is_stream {
+                        current = Some(id);
+                    }
+                    CallKey::Id(id)
+                }
+                None if is_stream => current.map_or(CallKey::StreamAnon, CallKey::Id),
+                None => {
+                    anon += 1;
+                    CallKey::Anon(anon)
+                }
+            };
+            if let Some(call) = calls.iter_mut().find(|c| c.key == key) {
+                call.usage = max_merge(&call.usage, &rec.usage);
+                call.model = call.model.or(rec.model);
+            } else {
+                calls.push(Call {
+                    key,
+                    model: rec.model,
+                    usage: rec.usage,
+                });
+            }
+        }
+    }
+
+    let mut warnings = std::mem::take(&mut walker.warnings);
+    let mut total: Option<TokenUsage> = None;
+    for call in &calls {
+        call.usage
+            .validate()
+            .map_err(|e| ExtractError::Inconsistent {
+                path: "$".into(),
+                reason: format!("after merging streamed events: {e}"),
+            })?;
+        total = Some(match total {
+            None => call.usage,
+            Some(t) => t
+                .checked_add(&call.usage)
+                .map_err(|_| ExtractError::Overflow { path: "$".into() })?,
+        });
+    }
+    let mut models: Vec<&str> = Vec::new();
+    for m in calls.iter().filter_map(|c| c.model) {
+        if !models.contains(&m) {
+            models.push(m);
+        }
+    }
+    if models.len() > 1 {
+        warnings.push(format!(
+            "the payload carries several models ({}); each call is priced with its own",
+            models.join(", ")
+        ));
+    }
+    if calls.iter().any(|c| c.model.is_none()) && !models.is_empty() {
+        warnings.push("some calls name no model".into());
+    }
+    let model = models.first().copied().or(walker.first_model);
+    Ok(Extraction {
+        model: model.map(str::to_owned),
+        usage: total,
+        warnings,
+        calls: calls
+            .into_iter()
+            .map(|c| CallUsage {
+                model: c.model.map(str::to_owned),
+                usage: c.usage,
+            })
+            .collect(),
+    })
+}
+
+/// The id a stream event gives its call (OpenAI chunks, Anthropic
+/// `message_start`, Responses events, Gemini chunks).
+fn event_id<'n>(event: &'n Node<'n>) -> Option<&'n str> {
+    event
+        .str_of("id")
+        .or_else(|| event.str_of("responseId"))
+        .or_else(|| event.get("message").and_then(|m| m.str_of("id")))
+        .or_else(|| event.get("response").and_then(|m| m.str_of("id")))
+}
+
+fn max_merge(a: &TokenUsage, b: &TokenUsage) -> TokenUsage {
+    TokenUsage {
+        input_tokens: a.input_tokens.max(b.input_tokens),
+        output_tokens: a.output_tokens.max(b.output_tokens),
+        cache_read_input_tokens: a.cache_read_input_tokens.max(b.cache_read_input_tokens),
+        cache_creation_input_tokens: a
+            .cache_creation_input_tokens
+            .max(b.cache_creation_input_tokens),
+        cache_creation_1h_input_tokens: a
+            .cache_creation_1h_input_tokens
+            .max(b.cache_creation_1h_input_tokens),
+        reasoning_tokens: a.reasoning_tokens.max(b.reasoning_tokens),
+    }
+}
+
+#[derive(Default)]
+struct Walker<'n> {
+    records: Vec<Record<'n>>,
+    first_model: Option<&'n str>,
+    warnings: Vec<String>,
+}
+
+/// The model an object names for itself.
+fn model_of<'n>(obj: &'n Node<'n>) -> Option<&'n str> {
+    const KEYS: [&str; 5] = ["model", "model_name", "modelId", "model_id", "modelVersion"];
+    if let Some(m) = KEYS.iter().find_map(|k| obj.str_of(k)) {
+        return Some(m);
+    }
+    if let Some(meta) = obj.get("response_metadata")
+        && let Some(m) = ["model_name", "model", "model_id", "modelId"]
+            .iter()
+            .find_map(|k| meta.str_of(k))
+    {
+        return Some(m);
+    }
+    if let Some(m) = obj
+        .get("llm_output")
+        .and_then(|o| o.str_of("model_name").or_else(|| o.str_of("model")))
+    {
+        return Some(m);
+    }
+    // Langflow records the model of a message in `properties.source.source`.
+    obj.get("source").and_then(|s| s.str_of("source"))
+}
+
+fn id_of<'n>(obj: &'n Node<'n>) -> Option<&'n str> {
+    obj.str_of("id")
+        .or_else(|| obj.str_of("responseId"))
+        .or_else(|| obj.str_of("response_id"))
+}
+
+impl<'n> Walker<'n> {
+    fn walk(
+        &mut self,
+        node: &'n Node<'n>,
+        path: &Path<'_>,
+        inherited_model: Option<&'n str>,
+        parent_id: Option<&'n str>,
+        depth: usize,
+    ) -> Result<(), ExtractError> {
+        if depth > MAX_DEPTH {
+            return Err(ExtractError::TooDeep { limit: MAX_DEPTH });
+        }
+        match node {
+            Node::Obj(fields) => {
+                let local = model_of(node);
+                if self.first_model.is_none() {
+                    self.first_model = local;
+                }
+                let model = local.or(inherited_model);
+                let own_id = id_of(node);
+                if let Some((usage, secondary)) = self.read_call(node, path)? {
+                    self.records.push(Record {
+                        id: own_id.or(parent_id),
+                        model,
+                        usage,
+                        secondary,
+                    });
+                    return Ok(());
+                }
+                for (key, value) in fields {
+                    if matches!(value, Node::Obj(_) | Node::Arr(_)) {
+                        let p = Path::Key(path, key);
+                        self.walk(value, &p, model, own_id, depth + 1)?;
+                    }
+                }
+            }
+            Node::Arr(items) => {
+                for (i, value) in items.iter().enumerate() {
+                    if matches!(value, Node::Obj(_) | Node::Arr(_)) {
+                        let p = Path::Idx(path, i);
+                        self.walk(value, &p, inherited_model, parent_id, depth + 1)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The usage of the call this object describes, if it describes one.
+    fn read_call(
+        &mut self,
+        obj: &'n Node<'n>,
+        path: &Path<'_>,
+    ) -> Result<Option<(TokenUsage, bool)>, ExtractError> {
+        for key in ["usage_metadata", "usageMetadata", "usage", "token_usage"] {
+            if let Some(u) = self.container(obj, key, path)? {
+                return Ok(Some((u, false)));
+            }
+        }
+        for (outer, inner) in [
+            ("llm_output", "token_usage"),
+            ("llm_output", "usage"),
+            ("x_groq", "usage"),
+        ] {
+            if let Some(o) = obj.get(outer) {
+                let p = Path::Key(path, outer);
+                if let Some(u) = self.container(o, inner, &p)? {
+                    return Ok(Some((u, false)));
+                }
+            }
+        }
+        if let Some(meta) = obj.get("meta")
+            && (meta.get("billed_units").is_some_and(Node::is_obj)
+                || meta.get("tokens").is_some_and(Node::is_obj))
+            && let Some(u) = self.container(obj, "meta", path)?
+        {
+            return Ok(Some((u, false)));
+        }
+        if let Some(u) = self.container(obj, "amazon-bedrock-invocationMetrics", path)? {
+            return Ok(Some((u, true)));
+        }
+        if let Some(u) = header_usage(obj, path)? {
+            return Ok(Some((u, true)));
+        }
+        Ok(self.convert(obj, "", path)?.map(|u| (u, false)))
+    }
+
+    fn container(
+        &mut self,
+        obj: &'n Node<'n>,
+        key: &str,
+        path: &Path<'_>,
+    ) -> Result<Option<TokenUsage>, ExtractError> {
+        match obj.get(key) {
+            Some(inner @ Node::Obj(_)) => self.convert(inner, key, &Path::Key(path, key)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Converts one usage object, whatever its provider, to the convention.
+    fn convert(
+        &mut self,
+        u: &'n Node<'n>,
+        container: &str,
+        path: &Path<'_>,
+    ) -> Result<Option<TokenUsage>, ExtractError> {
+        let r = Reader { obj: u, path };
+        let usage = if let Some(billed) = u
+            .get("billed_units")
+            .filter(|b| b.is_obj())
+            .or_else(|| u.get("tokens").filter(|b| b.is_obj()))
+        {
+            // Cohere: billed units are what is charged.
+            let key = if u.get("billed_units").is_some_and(Node::is_obj) {
+                "billed_units"
+            } else {
+                "tokens"
+            };
+            let p = Path::Key(path, key);
+            let b = Reader {
+                obj: billed,
+                path: &p,
+            };
+            let (input, output) = (b.count("input_tokens")?, b.count("output_tokens")?);
+            if input.is_none() && output.is_none() {
+                return Ok(None);
+            }
+            TokenUsage::new(input.unwrap_or(0), output.unwrap_or(0))
+        } else if r.has_any(&[
+            "prompt_tokens",
+            "completion_tokens",
+            "prompt_cache_hit_tokens",
+            "prompt_cache_miss_tokens",
+        ]) {
+            r.openai_compatible()?
+        } else if r.has_any(&["generation_token_count"]) {
+            // Meta Llama through Bedrock InvokeModel.
+            let input = r.count("prompt_token_count")?.unwrap_or(0);
+            let output = r.count("generation_token_count")?.unwrap_or(0);
+            TokenUsage::new(input, output)
+        } else if r.has_any(&[
+            "promptTokenCount",
+            "candidatesTokenCount",
+            "totalTokenCount",
+            "prompt_token_count",
+            "candidates_token_count",
+        ]) {
+            r.gemini()?
+        } else if r.has_any(&[
+            "input_tokens",
+            "output_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        ]) {
+            let langchain = container == "usage_metadata"
+                || r.has_any(&["input_token_details", "output_token_details"]);
+            if langchain {
+                r.langchain()?
+            } else if r.has_any(&["input_tokens_details", "output_tokens_details"]) {
+                r.responses()?
+            } else {
+                r.anthropic_like(
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_read_input_tokens",
+                    "cache_creation_input_tokens",
+                    "total_tokens",
+                )?
+            }
+        } else if r.has_any(&["inputTokens", "outputTokens"]) {
+            // Bedrock Converse.
+            r.anthropic_like(
+                "inputTokens",
+                "outputTokens",
+                "cacheReadInputTokens",
+                "cacheWriteInputTokens",
+                "totalTokens",
+            )?
+        } else if r.has_any(&["inputTokenCount", "outputTokenCount"]) {
+            // Bedrock invocation metrics.
+            r.anthropic_like(
+                "inputTokenCount",
+                "outputTokenCount",
+                "cacheReadInputTokenCount",
+                "cacheWriteInputTokenCount",
+                "totalTokenCount",
+            )?
+        } else if r.has_any(&["prompt_eval_count", "eval_count"]) {
+            let input = r.count("prompt_eval_count")?;
+            let output = r.count("eval_count")?.unwrap_or(0);
+            if input.is_none() {
+                self.warnings.push(format!(
+                    "{path}: Ollama reported no prompt_eval_count (the prompt was served from its cache); input counted as 0"
+                ));
+            }
+            TokenUsage::new(input.unwrap_or(0), output)
+        } else if r.has_any(&["inputTextTokenCount"]) {
+            // Amazon Titan through Bedrock InvokeModel.
+            let input = r.count("inputTextTokenCount")?.unwrap_or(0);
+            let mut output = 0u64;
+            if let Some(Node::Arr(results)) = u.get("results") {
+                let rp = Path::Key(path, "results");
+                for (i, item) in results.iter().enumerate() {
+                    let ip = Path::Idx(&rp, i);
+                    let ir = Reader {
+                        obj: item,
+                        path: &ip,
+                    };
+                    output = checked(output, ir.count("tokenCount")?.unwrap_or(0), &ip)?;
+                }
+            }
+            TokenUsage::new(input, output)
+        } else {
+            return Ok(None);
+        };
+        usage.validate().map_err(|e| ExtractError::Inconsistent {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Some(usage))
+    }
+}
+
+/// Bedrock's usage headers (`x-amzn-bedrock-input-token-count`, ...), as an
+/// HTTP header map carries them: strings are allowed here.
+fn header_usage(obj: &Node<'_>, path: &Path<'_>) -> Result<Option<TokenUsage>, ExtractError> {
+    let Node::Obj(fields) = obj else {
+        return Ok(None);
+    };
+    let mut found = false;
+    let mut get = |name: &str| -> Result<u64, ExtractError> {
+        let Some((key, value)) = fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        else {
+            return Ok(0);
+        };
+        found = true;
+        let p = Path::Key(path, key);
+        match value {
+            Node::U64(n) => Ok(*n),
+            Node::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse::<u64>().map_err(|_| ExtractError::Overflow {
+                    path: p.to_string(),
+                })
+            }
+            other => Err(invalid(&p, other)),
+        }
+    };
+    let input = get("x-amzn-bedrock-input-token-count")?;
+    let output = get("x-amzn-bedrock-output-token-count")?;
+    let read = get("x-amzn-bedrock-cache-read-input-token-count")?;
+    let write = get("x-amzn-bedrock-cache-write-input-token-count")?;
+    if !found {
+        return Ok(None);
+    }
+    let total_in = checked(checked(input, read, path)?, write, path)?;
+    Ok(Some(TokenUsage {
+        input_tokens: total_in,
+        output_tokens: output,
+        cache_read_input_tokens: read,
+        cache_creation_input_tokens: write,
+        ..TokenUsage::default()
+    }))
+}
+
+fn checked(a: u64, b: u64, path: &Path<'_>) -> Result<u64, ExtractError> {
+    a.checked_add(b).ok_or_else(|| ExtractError::Overflow {
+        path: path.to_string(),
+    })
+}
+
+fn invalid(path: &Path<'_>, value: &Node<'_>) -> ExtractError {
+    let reason = match value {
+        Node::Neg(i) => format!("{i} is negative"),
+        Node::Float(f) => format!(
+            "{f} is not an integer literal (fractional, written with an exponent or a decimal point, or beyond 64 bits)"
+        ),
+        Node::Str(s) => format!("{s:?} is a string, expected an integer"),
+        Node::Bool(b) => format!("{b} is a boolean, expected an integer"),
+        Node::Arr(_) => "an array, expected an integer".into(),
+        Node::Obj(_) => "an object, expected an integer".into(),
+        Node::Dropped => "a long string, expected an integer".into(),
+        Node::Null | Node::U64(_) => "unexpected value".into(),
+    };
+    ExtractError::InvalidCount {
+        path: path.to_string(),
+        reason,
+    }
+}
+
+/// Typed reads of one usage object.
+struct Reader<'a, 'n> {
+    obj: &'n Node<'n>,
+    path: &'a Path<'a>,
+}
+
+impl Reader<'_, '_> {
+    fn has_any(&self, keys: &[&str]) -> bool {
+        keys.iter()
+            .any(|k| self.obj.get(k).is_some_and(|v| !matches!(v, Node::Null)))
+    }
+
+    /// An exact unsigned count; absent and `null` are `None`.
+    fn count(&self, key: &str) -> Result<Option<u64>, ExtractError> {
+        match self.obj.get(key) {
+            None | Some(Node::Null) => Ok(None),
+            Some(Node::U64(n)) => Ok(Some(*n)),
+            Some(other) => Err(invalid(&Path::Key(self.path, key), other)),
+        }
+    }
+
+    /// A count inside a detail object such as `prompt_tokens_details`.
+    fn sub(&self, outer: &str, key: &str) -> Result<Option<u64>, ExtractError> {
+        match self.obj.get(outer) {
+            None | Some(Node::Null) => Ok(None),
+            Some(inner @ Node::Obj(_)) => {
+                let p = Path::Key(self.path, outer);
+                Reader {
+                    obj: inner,
+                    path: &p,
+                }
+                .count(key)
+            }
+            Some(other) => {
+                let p = Path::Key(self.path, outer);
+                Err(ExtractError::InvalidCount {
+                    path: p.to_string(),
+                    reason: format!("expected an object, found {}", kind(other)),
+                })
+            }
+        }
+    }
+
+    fn add(&self, a: u64, b: u64) -> Result<u64, ExtractError> {
+        checked(a, b, self.path)
+    }
+
+    /// OpenAI Chat Completions and everything shaped like it (Azure, Groq,
+    /// Mistral, DeepSeek, xAI, Ollama's and vLLM's OpenAI endpoints).
+    fn openai_compatible(&self) -> Result<TokenUsage, ExtractError> {
+        let hit = self.count("prompt_cache_hit_tokens")?;
+        let miss = self.count("prompt_cache_miss_tokens")?;
+        let input = match self.count("prompt_tokens")? {
+            Some(p) => p,
+            None => self.add(hit.unwrap_or(0), miss.unwrap_or(0))?,
+        };
+        let cache_read = match self.sub("prompt_tokens_details", "cached_tokens")? {
+            Some(c) => c,
+            None => match hit {
+                Some(h) => h,
+                None => self.count("cache_read_input_tokens")?.unwrap_or(0),
+            },
+        };
+        let cache_creation = self.count("cache_creation_input_tokens")?.unwrap_or(0);
+        let completion = self.count("completion_tokens")?.unwrap_or(0);
+        let reasoning = self
+            .sub("completion_tokens_details", "reasoning_tokens")?
+            .unwrap_or(0);
+        // Some providers (xAI) leave reasoning out of completion_tokens; their
+        // total_tokens then adds it separately.
+        let mut output = completion;
+        if reasoning > 0
+            && let Some(total) = self.count("total_tokens")?
+        {
+            let with = input
+                .checked_add(completion)
+                .and_then(|s| s.checked_add(reasoning));
+            if Some(total) == with {
+                output = self.add(completion, reasoning)?;
+            }
+        }
+        Ok(TokenUsage {
+            input_tokens: input,
+            output_tokens: output,
+            cache_read_input_tokens: cache_read,
+            cache_creation_input_tokens: cache_creation,
+            cache_creation_1h_input_tokens: 0,
+            reasoning_tokens: reasoning,
+        })
+    }
+
+    /// Gemini and Vertex `usageMetadata` (camelCase, or snake_case as the
+    /// Python SDK dumps it).
+    fn gemini(&self) -> Result<TokenUsage, ExtractError> {
+        let pick = |camel: &str, snake: &str| -> Result<u64, ExtractError> {
+            Ok(match self.count(camel)? {
+                Some(v) => v,
+                None => self.count(snake)?.unwrap_or(0),
+            })
+        };
+        let prompt = pick("promptTokenCount", "prompt_token_count")?;
+        let tool = pick("toolUsePromptTokenCount", "tool_use_prompt_token_count")?;
+        let candidates = pick("candidatesTokenCount", "candidates_token_count")?;
+        let thoughts = pick("thoughtsTokenCount", "thoughts_token_count")?;
+        let cached = pick("cachedContentTokenCount", "cached_content_token_count")?;
+        let total = match self.count("totalTokenCount")? {
+            Some(t) => Some(t),
+            None => self.count("total_token_count")?,
+        };
+        let input = self.add(prompt, tool)?;
+        // Thinking tokens are billed as output. Gemini reports them apart from
+        // candidates; a total without them means they were already included.
+        let output = if thoughts > 0 && total == input.checked_add(candidates) {
+            candidates
+        } else {
+            self.add(candidates, thoughts)?
+        };
+        Ok(TokenUsage {
+            input_tokens: input,
+            output_tokens: output,
+            cache_read_input_tokens: cached,
+            reasoning_tokens: thoughts,
+            ..TokenUsage::default()
+        })
+    }
+
+    /// LangChain `usage_metadata` (and Langflow's message usage): input
+    /// already includes cache reads and writes.
+    fn langchain(&self) -> Result<TokenUsage, ExtractError> {
+        let input = self.count("input_tokens")?.unwrap_or(0);
+        let output = self.count("output_tokens")?.unwrap_or(0);
+        let read = self.sub("input_token_details", "cache_read")?.unwrap_or(0);
+        let e5 = self.sub("input_token_details", "ephemeral_5m_input_tokens")?;
+        let e1 = self.sub("input_token_details", "ephemeral_1h_input_tokens")?;
+        let write = match self.sub("input_token_details", "cache_creation")? {
+            Some(w) => w,
+            None => self.add(e5.unwrap_or(0), e1.unwrap_or(0))?,
+        };
+        let reasoning = self.sub("output_token_details", "reasoning")?.unwrap_or(0);
+        Ok(TokenUsage {
+            input_tokens: input,
+            output_tokens: output,
+            cache_read_input_tokens: read,
+            cache_creation_input_tokens: write,
+            cache_creation_1h_input_tokens: e1.unwrap_or(0),
+            reasoning_tokens: reasoning,
+        })
+    }
+
+    /// OpenAI Responses API.
+    fn responses(&self) -> Result<TokenUsage, ExtractError> {
+        Ok(TokenUsage {
+            input_tokens: self.count("input_tokens")?.unwrap_or(0),
+            output_tokens: self.count("output_tokens")?.unwrap_or(0),
+            cache_read_input_tokens: self
+                .sub("input_tokens_details", "cached_tokens")?
+                .unwrap_or(0),
+            reasoning_tokens: self
+                .sub("output_tokens_details", "reasoning_tokens")?
+                .unwrap_or(0),
+            ..TokenUsage::default()
+        })
+    }
+
+    /// Anthropic Messages and Bedrock's camelCase usage: the input count
+    /// leaves out cache reads and writes, which are added to it here.
+    fn anthropic_like(
+        &self,
+        input_key: &str,
+        output_key: &str,
+        read_key: &str,
+        write_key: &str,
+        total_key: &str,
+    ) -> Result<TokenUsage, ExtractError> {
+        let raw = self.count(input_key)?.unwrap_or(0);
+        let output = self.count(output_key)?.unwrap_or(0);
+        let read = self.count(read_key)?.unwrap_or(0);
+        let e5 = self.sub("cache_creation", "ephemeral_5m_input_tokens")?;
+        let e1 = self.sub("cache_creation", "ephemeral_1h_input_tokens")?;
+        let write = match self.count(write_key)? {
+            Some(w) => w,
+            None => self.add(e5.unwrap_or(0), e1.unwrap_or(0))?,
+        };
+        let cached = self.add(read, write)?;
+        // A total equal to input + output says the input already held the
+        // cache tokens (some proxies re-shape usage that way).
+        let included = cached > 0
+            && self
+                .count(total_key)?
+                .is_some_and(|t| Some(t) == raw.checked_add(output));
+        let input = if included {
+            raw
+        } else {
+            self.add(raw, cached)?
+        };
+        Ok(TokenUsage {
+            input_tokens: input,
+            output_tokens: output,
+            cache_read_input_tokens: read,
+            cache_creation_input_tokens: write,
+            cache_creation_1h_input_tokens: e1.unwrap_or(0),
+            reasoning_tokens: 0,
+        })
+    }
+}
+
+fn kind(n: &Node<'_>) -> &'static str {
+    match n {
+        Node::Null => "null",
+        Node::Bool(_) => "a boolean",
+        Node::U64(_) | Node::Neg(_) | Node::Float(_) => "a number",
+        Node::Str(_) | Node::Dropped => "a string",
+        Node::Arr(_) => "an array",
+        Node::Obj(_) => "an object",
+    }
+}
