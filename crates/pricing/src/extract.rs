@@ -271,7 +271,14 @@ struct Walker<'n> {
 
 /// The model an object names for itself.
 fn model_of<'n>(obj: &'n Node<'n>) -> Option<&'n str> {
-    const KEYS: [&str; 5] = ["model", "model_name", "modelId", "model_id", "modelVersion"];
+    const KEYS: [&str; 6] = [
+        "model",
+        "model_name",
+        "modelId",
+        "model_id",
+        "modelVersion",
+        "model_version",
+    ];
     if let Some(m) = KEYS.iter().find_map(|k| obj.str_of(k)) {
         return Some(m);
     }
