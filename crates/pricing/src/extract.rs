@@ -582,9 +582,8 @@ fn checked(a: u64, b: u64, path: &Path<'_>) -> Result<u64, ExtractError> {
 fn invalid(path: &Path<'_>, value: &Node<'_>) -> ExtractError {
     let reason = match value {
         Node::Neg(i) => format!("{i} is negative"),
-        Node::Float(f) => format!(
-            "{f} is not an integer literal (fractional, written with an exponent or a decimal point, or beyond 64 bits)"
-        ),
+        // The literal is not echoed: serde_json already read it as a float.
+        Node::Float(_) => "not an exact unsigned 64-bit integer: a fraction, a decimal point, an exponent, or beyond 64 bits".into(),
         Node::Str(s) => format!("{s:?} is a string, expected an integer"),
         Node::Bool(b) => format!("{b} is a boolean, expected an integer"),
         Node::Arr(_) => "an array, expected an integer".into(),
