@@ -11,8 +11,16 @@ use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
 use std::{
     collections::HashMap,
-    sync::{Arc, OnceLock},
+    sync::{Arc, OnceLock, RwLock},
 };
+
+/// Most distinct model names remembered per catalog; names beyond it are
+/// resolved every time, so arbitrary input cannot grow memory.
+const RESOLVE_CACHE_LIMIT: usize = 4096;
+
+/// Which entries a model name resolved to, per table (custom, builtin), in
+/// candidate order; dates are applied on every call.
+type Resolved = Arc<[(bool, Vec<usize>)]>;
 use time::{Date, OffsetDateTime};
 
 /// Where a price comes from.
@@ -156,14 +164,16 @@ impl Table {
         self.prices.push(price);
     }
 
-    /// The price in force on `day` for one candidate name: among entries
-    /// with the shortest key, the newest valid-from not after `day`.
-    /// `Err(earliest)` when entries exist but none is in force yet.
-    fn find(&self, candidate: &str, day: Date) -> Option<Result<&ModelPrice, Date>> {
-        let idxs = self
-            .exact
+    fn entries(&self, candidate: &str) -> Option<&Vec<usize>> {
+        self.exact
             .get(candidate)
-            .or_else(|| self.canonical.get(candidate))?;
+            .or_else(|| self.canonical.get(candidate))
+    }
+
+    /// The price in force on `day` among entries: among those with the
+    /// shortest key, the newest valid-from not after `day`. `Err(earliest)`
+    /// when entries exist but none is in force yet.
+    fn pick(&self, idxs: &[usize], day: Date) -> Option<Result<&ModelPrice, Date>> {
         let best = idxs
             .iter()
             .filter_map(|i| self.prices.get(*i))
@@ -211,6 +221,8 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     inner: Arc<Inner>,
+    /// Name matching is pure but not free; its result per name is kept.
+    resolved: Arc<RwLock<HashMap<String, Resolved>>>,
 }
 
 fn builtin_inner() -> &'static Arc<Inner> {
@@ -238,6 +250,7 @@ impl Catalog {
     pub fn builtin() -> Catalog {
         Catalog {
             inner: Arc::clone(builtin_inner()),
+            resolved: Arc::default(),
         }
     }
 
@@ -245,6 +258,7 @@ impl Catalog {
     pub fn empty() -> Catalog {
         Catalog {
             inner: Arc::new(Inner::default()),
+            resolved: Arc::default(),
         }
     }
 
@@ -271,6 +285,7 @@ impl Catalog {
     /// ```
     pub fn with_custom_prices(mut self, text: &str) -> Result<Catalog, PricingError> {
         let parsed = crate::custom::parse(text)?;
+        self.resolved = Arc::default();
         let inner = Arc::make_mut(&mut self.inner);
         for price in parsed.prices {
             inner.custom.insert(price);
@@ -285,6 +300,7 @@ impl Catalog {
 
     /// Maps a name (an Azure deployment, say) to a model id.
     pub fn with_alias(mut self, alias: &str, model: &str) -> Catalog {
+        self.resolved = Arc::default();
         Arc::make_mut(&mut self.inner)
             .aliases
             .insert(alias.trim().to_ascii_lowercase(), model.trim().to_owned());
@@ -309,20 +325,54 @@ impl Catalog {
     }
 
     fn resolve(&self, model: &str, day: Date) -> Result<&ModelPrice, Option<Date>> {
-        let key = model.trim().to_ascii_lowercase();
-        let target = self.inner.aliases.get(&key).map_or(model, String::as_str);
-        let candidates = matching::candidates(target);
-        let mut earliest: Option<Date> = None;
-        for table in [&self.inner.custom, &self.inner.builtin] {
-            for c in &candidates {
-                match table.find(c, day) {
-                    Some(Ok(price)) => return Ok(price),
-                    Some(Err(first)) => earliest = Some(earliest.map_or(first, |e| e.min(first))),
-                    None => {}
+        let cached = self
+            .resolved
+            .read()
+            .ok()
+            .and_then(|map| map.get(model).cloned());
+        let resolved = match cached {
+            Some(r) => r,
+            None => {
+                let r = self.match_name(model);
+                if let Ok(mut map) = self.resolved.write()
+                    && map.len() < RESOLVE_CACHE_LIMIT
+                {
+                    map.insert(model.to_owned(), Arc::clone(&r));
                 }
+                r
+            }
+        };
+        let mut earliest: Option<Date> = None;
+        for (custom, idxs) in resolved.iter() {
+            let table = if *custom {
+                &self.inner.custom
+            } else {
+                &self.inner.builtin
+            };
+            match table.pick(idxs, day) {
+                Some(Ok(price)) => return Ok(price),
+                Some(Err(first)) => earliest = Some(earliest.map_or(first, |e| e.min(first))),
+                None => {}
             }
         }
         Err(earliest)
+    }
+
+    /// Every entry list a name matches, custom before built-in, most
+    /// specific candidate first.
+    fn match_name(&self, model: &str) -> Resolved {
+        let key = model.trim().to_ascii_lowercase();
+        let target = self.inner.aliases.get(&key).map_or(model, String::as_str);
+        let candidates = matching::candidates(target);
+        let mut out = Vec::new();
+        for (custom, table) in [(true, &self.inner.custom), (false, &self.inner.builtin)] {
+            for c in &candidates {
+                if let Some(idxs) = table.entries(c) {
+                    out.push((custom, idxs.clone()));
+                }
+            }
+        }
+        out.into()
     }
 
     /// Prices one usage of `model` with the price in force at `at`.

@@ -187,7 +187,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node::Arr(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
-        let mut fields = Vec::new();
+        let mut fields = Vec::with_capacity(8);
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let value = if is_skipped_key(&key) {
                 map.next_value::<IgnoredAny>()?;
