@@ -7,6 +7,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_core_schema;
+mod m20261128_000002_ingestion;
 
 /// Applies the migrations in order.
 #[derive(Debug)]
@@ -15,6 +16,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261128_000001_core_schema::Migration)]
+        vec![
+            Box::new(m20261128_000001_core_schema::Migration),
+            Box::new(m20261128_000002_ingestion::Migration),
+        ]
     }
 }

@@ -15,6 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub struct AppState {
     pub store: Store,
     pub settings: Arc<Settings>,
+    pub catalog: Arc<charlie_pricing::Catalog>,
 }
 
 /// A built server, bound to its port but not yet running.
@@ -94,9 +95,12 @@ impl Application {
         listener: TcpListener,
     ) -> Result<Application, StartupError> {
         let port = listener.local_addr().map_err(StartupError::from)?.port();
+        let catalog =
+            crate::pricing::load_catalog(&settings).map_err(|e| StartupError(e.to_string()))?;
         let state = AppState {
             store,
             settings: Arc::new(settings),
+            catalog: Arc::new(catalog),
         };
         let json_limit = state.settings.ingest_max_bytes;
         let server = HttpServer::new(move || {

@@ -40,11 +40,126 @@ enum Command {
     },
     /// Print the OpenAPI document (what openapi/openapi.json must contain).
     Openapi,
+    /// Manage the service API keys the platform ingests with.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Recompute or check the rollups against raw rows.
+    Rollups {
+        #[command(subcommand)]
+        action: RollupsAction,
+    },
+    /// Extract and price token usage (the pricing core, from the shell).
+    Usage {
+        #[command(subcommand)]
+        action: UsageAction,
+    },
     /// Apply, roll back or list schema migrations.
     Migrate {
         #[command(subcommand)]
         action: MigrateAction,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Create a key and print it once (only its hash is stored).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Print `{"id", "key"}` instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// `--from`/`--to`: a UTC date range, both ends included.
+#[derive(Debug, Clone, clap::Args)]
+struct RangeArgs {
+    /// First UTC day (YYYY-MM-DD); default: the beginning.
+    #[arg(long, value_parser = parse_date)]
+    from: Option<time::Date>,
+    /// Last UTC day (YYYY-MM-DD); default: the end.
+    #[arg(long, value_parser = parse_date)]
+    to: Option<time::Date>,
+}
+
+fn parse_date(s: &str) -> Result<time::Date, String> {
+    time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|e| format!("`{s}` is not a YYYY-MM-DD date: {e}"))
+}
+
+fn parse_instant(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{s}` is not an RFC 3339 timestamp: {e}"))
+}
+
+#[derive(Debug, Subcommand)]
+enum RollupsAction {
+    /// Recompute daily_metrics and usage_buckets from raw rows (idempotent).
+    Rebuild {
+        #[command(flatten)]
+        range: RangeArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Compare stored rollups with a recount; exit non-zero and list the
+    /// differences when they disagree.
+    Verify {
+        #[command(flatten)]
+        range: RangeArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsageAction {
+    /// Read one raw LLM/LangChain/Langflow response (JSON) on stdin and print
+    /// its model, normalized usage, cost and warnings as JSON.
+    Extract {
+        /// Price at this instant (RFC 3339); default now.
+        #[arg(long, value_parser = parse_instant)]
+        at: Option<time::OffsetDateTime>,
+    },
+    /// Price a usage given on the command line; prints the cost object.
+    Price {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        input: u64,
+        #[arg(long)]
+        output: u64,
+        /// Cache-read tokens (a subset of --input).
+        #[arg(long, default_value_t = 0)]
+        cache_read: u64,
+        /// Cache-write tokens (a subset of --input).
+        #[arg(long, default_value_t = 0)]
+        cache_write: u64,
+        /// Reasoning tokens (a subset of --output).
+        #[arg(long, default_value_t = 0)]
+        reasoning: u64,
+        #[arg(long, value_parser = parse_instant)]
+        at: Option<time::OffsetDateTime>,
+    },
+    /// List the price catalog (built-in and custom).
+    Models,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +257,9 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
             tracing::info!("stopped");
             Ok(())
         }
+        Command::Keys { action } => keys(action, settings).await,
+        Command::Rollups { action } => rollups(action, settings).await,
+        Command::Usage { action } => usage(action, &settings),
         Command::Openapi => {
             print!("{}", crate::openapi::spec_json());
             Ok(())
@@ -171,5 +289,149 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
                 Ok(())
             }
         },
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)?;
+    println!("{text}");
+    Ok(())
+}
+
+async fn keys(action: KeysAction, settings: Settings) -> Result<(), CliError> {
+    match action {
+        KeysAction::Create { name, json, db } => {
+            let store = open_store(&settings.with_database_url(db.database_url)?).await?;
+            store.migrate_up().await?;
+            let key = store.create_api_key(&name).await?;
+            if json {
+                print_json(&serde_json::json!({"id": key.id, "key": key.key}))
+            } else {
+                println!(
+                    "id:  {}\nkey: {}\n\nThe key is shown only now; store it as a secret.",
+                    key.id, key.key
+                );
+                Ok(())
+            }
+        }
+        KeysAction::List { json, db } => {
+            let store = open_store(&settings.with_database_url(db.database_url)?).await?;
+            let keys = store.list_api_keys().await?;
+            if json {
+                return print_json(&keys);
+            }
+            for k in keys {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!("{}  {:<8} {}…  {}", k.id, state, k.prefix, k.name);
+            }
+            Ok(())
+        }
+        KeysAction::Revoke { id, db } => {
+            let store = open_store(&settings.with_database_url(db.database_url)?).await?;
+            store.revoke_api_key(id).await?;
+            println!("revoked {id}");
+            Ok(())
+        }
+    }
+}
+
+async fn rollups(action: RollupsAction, settings: Settings) -> Result<(), CliError> {
+    use charlie_store::maintenance::RollupRange;
+    let (range, db) = match &action {
+        RollupsAction::Rebuild { range, db } | RollupsAction::Verify { range, db } => {
+            (range.clone(), db.clone())
+        }
+    };
+    if let (Some(from), Some(to)) = (range.from, range.to)
+        && from > to
+    {
+        return Err(CliError(format!("--from {from} is after --to {to}")));
+    }
+    let store = open_store(&settings.with_database_url(db.database_url)?).await?;
+    let range = RollupRange {
+        from: range.from,
+        to: range.to,
+    };
+    match action {
+        RollupsAction::Rebuild { .. } => {
+            let (days, buckets) = store.rebuild_rollups(range).await?;
+            println!("rebuilt {days} daily_metrics rows and {buckets} usage_buckets rows");
+            Ok(())
+        }
+        RollupsAction::Verify { .. } => {
+            let report = store.verify_rollups(range).await?;
+            for d in &report.differences {
+                println!(
+                    "{} user {} workflow {} at {}: stored {:?} recounted {:?}",
+                    d.table,
+                    d.user_id,
+                    d.workflow_id
+                        .map(|w| w.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    d.at,
+                    d.stored,
+                    d.recounted
+                );
+            }
+            for id in &report.stuck_pending {
+                println!("pending message {id} waits although its conversation exists");
+            }
+            if report.differences.is_empty() && report.stuck_pending.is_empty() {
+                println!(
+                    "rollups agree with raw rows ({} daily_metrics rows, {} usage_buckets rows)",
+                    report.daily_rows, report.bucket_rows
+                );
+                Ok(())
+            } else {
+                Err(CliError(format!(
+                    "{} rollup rows differ from raw rows; {} pending messages are stuck (`charlie-stats rollups rebuild` repairs rollups)",
+                    report.differences.len(),
+                    report.stuck_pending.len()
+                )))
+            }
+        }
+    }
+}
+
+fn usage(action: UsageAction, settings: &Settings) -> Result<(), CliError> {
+    let catalog = crate::pricing::load_catalog(settings)?;
+    let now = time::OffsetDateTime::now_utc();
+    match action {
+        UsageAction::Extract { at } => {
+            use std::io::Read;
+            let mut input = Vec::new();
+            std::io::stdin()
+                .take(charlie_pricing::MAX_PAYLOAD_BYTES as u64 + 1)
+                .read_to_end(&mut input)
+                .map_err(|e| CliError(format!("cannot read stdin: {e}")))?;
+            let report = charlie_pricing::report(&catalog, &input, at.unwrap_or(now))
+                .map_err(|e| CliError(format!("cannot read usage: {e}")))?;
+            print_json(&report)
+        }
+        UsageAction::Price {
+            model,
+            input,
+            output,
+            cache_read,
+            cache_write,
+            reasoning,
+            at,
+        } => {
+            let usage = charlie_domain::TokenUsage {
+                input_tokens: input,
+                output_tokens: output,
+                cache_read_input_tokens: cache_read,
+                cache_creation_input_tokens: cache_write,
+                cache_creation_1h_input_tokens: 0,
+                reasoning_tokens: reasoning,
+            };
+            usage.validate().map_err(|e| CliError(e.to_string()))?;
+            print_json(&catalog.price(Some(&model), &usage, at.unwrap_or(now)))
+        }
+        UsageAction::Models => print_json(&catalog.models()),
     }
 }

@@ -6,10 +6,12 @@
 //! responses; they hold no SQL and no pricing rules.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod openapi;
+pub mod pricing;
 pub mod routes;
 pub mod telemetry;
 

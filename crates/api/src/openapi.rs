@@ -2,7 +2,10 @@
 //! `openapi/openapi.json` is this document, committed; a test keeps it equal.
 
 use crate::{error::ErrorBody, routes};
-use utoipa::OpenApi;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -10,11 +13,55 @@ use utoipa::OpenApi;
         title = "Charlie Stats",
         description = "Reporting and analytics for the Teach Charlie agent platform: ingestion, Charlie Stats for users, and the admin dashboard API.",
     ),
-    paths(routes::health::health, routes::health::ready),
-    components(schemas(ErrorBody, routes::health::HealthBody)),
-    tags((name = "Health", description = "Liveness and readiness probes")),
+    paths(routes::health::health, routes::health::ready, routes::ingest::ingest),
+    components(schemas(
+        ErrorBody,
+        routes::health::HealthBody,
+        routes::ingest::IngestItem,
+        routes::ingest::IngestRequest,
+        routes::ingest::IngestItemResult,
+        routes::ingest::IngestResponse,
+    )),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "Health", description = "Liveness and readiness probes"),
+        (name = "Ingestion", description = "The platform pushes users, workflows, components, conversations, messages, events and errors"),
+    ),
 )]
 pub struct ApiDoc;
+
+/// The two ways to authenticate: a service API key (ingestion) and an end
+/// user's session JWT (analytics).
+#[derive(Debug)]
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("cs_… service API key")
+                    .description(Some(
+                        "A service API key created with `charlie-stats keys create`.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "user_jwt",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("A Clerk-compatible RS256 session token (also accepted from the `__session` cookie)."))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The document as pretty JSON with a trailing newline, as committed.
 pub fn spec_json() -> String {

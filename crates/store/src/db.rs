@@ -110,7 +110,6 @@ impl Store {
     }
 
     /// The underlying connection, for repositories in this crate.
-    #[allow(dead_code)] // Used by the repositories added with ingestion.
     pub(crate) fn conn(&self) -> &DatabaseConnection {
         &self.db
     }

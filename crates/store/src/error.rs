@@ -23,3 +23,10 @@ pub enum StoreError {
 
 /// Result alias of the repository layer.
 pub type StoreResult<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// A statement that could not be built (a bug, or values of the wrong shape).
+    pub(crate) fn from_query(e: sea_orm::sea_query::error::Error) -> StoreError {
+        StoreError::Invalid(format!("cannot build statement: {e}"))
+    }
+}

@@ -9,6 +9,11 @@
 
 mod db;
 mod error;
+pub mod ingest;
+mod keys;
+pub mod maintenance;
+pub mod rollup;
+mod sql;
 pub mod testing;
 
 #[cfg(test)]
@@ -16,3 +21,4 @@ mod schema_tests;
 
 pub use db::{Engine, MigrationState, Store};
 pub use error::{StoreError, StoreResult};
+pub use keys::{ApiKeyInfo, NewApiKey};

@@ -1,0 +1,41 @@
+//! Request authentication. `ServiceKey` guards the platform's ingestion
+//! routes (a service API key as a bearer token).
+
+use crate::{ApiError, AppState};
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use charlie_store::ApiKeyInfo;
+use std::{future::Future, pin::Pin};
+
+/// The bearer token of a request, if it has one.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// A request made with a valid, unrevoked service API key.
+#[derive(Debug, Clone)]
+pub struct ServiceKey(pub ApiKeyInfo);
+
+impl FromRequest for ServiceKey {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer_token(req).map(str::to_owned);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
+            let token = token.ok_or_else(|| {
+                ApiError::Unauthorized("missing API key: send `Authorization: Bearer <key>`".into())
+            })?;
+            match state.store.verify_api_key(&token).await? {
+                Some(info) => Ok(ServiceKey(info)),
+                None => Err(ApiError::Unauthorized("unknown or revoked API key".into())),
+            }
+        })
+    }
+}

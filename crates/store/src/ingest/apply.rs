@@ -1,0 +1,1263 @@
+//! The body of the ingest transaction. See the module above for guarantees.
+
+use super::{
+    Outcome,
+    item::{
+        Body, ConversationUpsert, EventTrack, Item, ItemError, ItemType, MessageCreate,
+        NamedUpsert, UserUpsert,
+    },
+};
+use crate::{
+    StoreError, StoreResult,
+    rollup::{Counters, MessageFacts, Rollups, bucket_of, tokens_i64},
+    sql::{advisory_locks, execute, lock_key, placeholders, query_all, query_one},
+};
+use charlie_domain::{EventType, MessageRole};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, Value as DbValue,
+    sea_query::{Alias, OnConflict, Query, SimpleExpr},
+};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// What applying did to one item (ignored for items that failed parsing).
+#[derive(Debug, Clone)]
+pub(super) struct Applied {
+    pub outcome: Outcome,
+    pub error: Option<ItemError>,
+    pub warnings: Vec<String>,
+}
+
+impl Applied {
+    fn new(outcome: Outcome) -> Self {
+        Applied {
+            outcome,
+            error: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn error(code: &'static str, message: String) -> Self {
+        Applied {
+            outcome: Outcome::Error,
+            error: Some(ItemError { code, message }),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn warn(mut self, w: impl Into<String>) -> Self {
+        self.warnings.push(w.into());
+        self
+    }
+}
+
+/// A funnel milestone to record once per entity.
+#[derive(Debug, Clone)]
+struct Milestone {
+    event_type: EventType,
+    entity_id: Uuid,
+    user_id: Uuid,
+    at: OffsetDateTime,
+    /// The explicit `event.track` item that reported it, if any: its index
+    /// in the batch and its id.
+    explicit: Option<(usize, Uuid)>,
+    workflow_id: Option<Uuid>,
+    component_id: Option<Uuid>,
+    conversation_id: Option<Uuid>,
+    metadata: Value,
+}
+
+/// A message ready for `messages`.
+#[derive(Debug, Clone)]
+struct MessageRow {
+    id: Uuid,
+    at: OffsetDateTime,
+    user_id: Uuid,
+    workflow_id: Option<Uuid>,
+    m: MessageCreate,
+}
+
+#[derive(Default)]
+struct Batch {
+    rollups: Rollups,
+    milestones: Vec<Milestone>,
+    messages: Vec<MessageRow>,
+    /// Conversations created or re-read in this batch: their waiting messages are drained.
+    conversations_touched: BTreeSet<Uuid>,
+}
+
+pub(super) async fn apply(
+    txn: &DatabaseTransaction,
+    items: &[Result<Item, ItemError>],
+    now: OffsetDateTime,
+) -> StoreResult<Vec<Applied>> {
+    let mut out: Vec<Applied> = items.iter().map(|_| Applied::new(Outcome::Error)).collect();
+    let mut batch = Batch::default();
+
+    // 1. The ledger decides which append-only items are new.
+    let fresh = ledger(txn, items, now, &mut out).await?;
+
+    // 2. Entities, parents before children.
+    for kind in [
+        ItemType::User,
+        ItemType::Workflow,
+        ItemType::Component,
+        ItemType::Conversation,
+    ] {
+        for (i, item) in items.iter().enumerate() {
+            let Ok(item) = item else { continue };
+            if item.item_type() != kind {
+                continue;
+            }
+            out[i] = match &item.body {
+                Body::User(u) => upsert_user(txn, item, u, &mut batch).await?,
+                Body::Workflow(w) => {
+                    upsert_named(
+                        txn,
+                        "workflows",
+                        EventType::WorkflowCreated,
+                        item,
+                        w,
+                        &mut batch,
+                    )
+                    .await?
+                }
+                Body::Component(c) => {
+                    upsert_named(
+                        txn,
+                        "agent_components",
+                        EventType::ComponentCreated,
+                        item,
+                        c,
+                        &mut batch,
+                    )
+                    .await?
+                }
+                Body::Conversation(c) => upsert_conversation(txn, item, c, &mut batch).await?,
+                _ => continue,
+            };
+        }
+    }
+
+    // 3. Messages (with those that waited for a conversation of this batch).
+    let new_messages: Vec<(usize, &Item, &MessageCreate)> = fresh
+        .iter()
+        .filter_map(|&i| match &items[i] {
+            Ok(
+                item @ Item {
+                    body: Body::Message(m),
+                    ..
+                },
+            ) => Some((i, item, m)),
+            _ => None,
+        })
+        .collect();
+    place_messages(txn, &new_messages, &mut out, &mut batch, now).await?;
+    drain_pending(txn, &mut batch).await?;
+    write_messages(txn, &mut batch).await?;
+
+    // 4. Events and errors.
+    let mut events = Vec::new();
+    let mut errors = Vec::new();
+    for &i in &fresh {
+        match &items[i] {
+            Ok(
+                item @ Item {
+                    body: Body::Event(e),
+                    ..
+                },
+            ) => events.push((i, item, e)),
+            Ok(
+                item @ Item {
+                    body: Body::Error(e),
+                    ..
+                },
+            ) => errors.push((i, item, e)),
+            _ => {}
+        }
+    }
+    write_events(txn, &events, &mut out, &mut batch).await?;
+    write_errors(txn, &errors, &mut batch).await?;
+
+    // 5. Milestones, then the rollups.
+    record_milestones(txn, &mut batch, &mut out).await?;
+    batch.rollups.write(txn, now).await?;
+    Ok(out)
+}
+
+/// Inserts ledger rows for new message/event/error ids; returns their indexes.
+async fn ledger(
+    txn: &DatabaseTransaction,
+    items: &[Result<Item, ItemError>],
+    now: OffsetDateTime,
+    out: &mut [Applied],
+) -> StoreResult<Vec<usize>> {
+    let mut first: HashMap<Uuid, usize> = HashMap::new();
+    let mut candidates: Vec<(usize, &Item)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Ok(item) = item else { continue };
+        if !matches!(
+            item.item_type(),
+            ItemType::Message | ItemType::Event | ItemType::Error
+        ) {
+            continue;
+        }
+        match first.get(&item.id) {
+            Some(&j) => {
+                let same = matches!(&items[j], Ok(prev) if prev.content_hash == item.content_hash);
+                out[i] = if same {
+                    Applied::new(Outcome::Duplicate).warn("repeated earlier in this batch")
+                } else {
+                    Applied::error(
+                        "id_reused",
+                        format!(
+                            "id {} appears twice in this batch with different content",
+                            item.id
+                        ),
+                    )
+                };
+            }
+            None => {
+                first.insert(item.id, i);
+                candidates.push((i, item));
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    candidates.sort_by_key(|(_, item)| item.id);
+    let mut inserted: HashSet<Uuid> = HashSet::new();
+    for chunk in candidates.chunks(500) {
+        let mut q = Query::insert();
+        q.into_table(Alias::new("ingested_items"))
+            .columns(["id", "item_type", "content_hash", "received_at"].map(Alias::new));
+        for (_, item) in chunk {
+            q.values([
+                item.id.into(),
+                item.item_type().as_str().into(),
+                item.content_hash.clone().into(),
+                now.into(),
+            ])
+            .map_err(StoreError::from_query)?;
+        }
+        q.on_conflict(OnConflict::column(Alias::new("id")).do_nothing().to_owned());
+        q.returning_col(Alias::new("id"));
+        for row in txn.query_all(&q).await? {
+            inserted.insert(row.try_get::<Uuid>("", "id")?);
+        }
+    }
+    let known: Vec<&(usize, &Item)> = candidates
+        .iter()
+        .filter(|(_, it)| !inserted.contains(&it.id))
+        .collect();
+    let mut stored_hash: HashMap<Uuid, String> = HashMap::new();
+    for chunk in known.chunks(500) {
+        let sql = format!(
+            "SELECT id, content_hash FROM ingested_items WHERE id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        for row in query_all(
+            txn,
+            &sql,
+            chunk.iter().map(|(_, it)| it.id.into()).collect(),
+        )
+        .await?
+        {
+            stored_hash.insert(row.try_get("", "id")?, row.try_get("", "content_hash")?);
+        }
+    }
+    let mut fresh = Vec::new();
+    for (i, item) in &candidates {
+        if inserted.contains(&item.id) {
+            out[*i] = Applied::new(Outcome::Created);
+            fresh.push(*i);
+        } else if stored_hash.get(&item.id) == Some(&item.content_hash) {
+            out[*i] = Applied::new(Outcome::Duplicate);
+        } else {
+            out[*i] = Applied::error(
+                "id_reused",
+                format!("id {} was already ingested with different content", item.id),
+            );
+        }
+    }
+    fresh.sort_unstable();
+    Ok(fresh)
+}
+
+/// Makes sure these users exist, creating placeholders for unknown ids.
+async fn ensure_users(
+    txn: &DatabaseTransaction,
+    ids: impl IntoIterator<Item = (Uuid, OffsetDateTime)>,
+) -> StoreResult<()> {
+    let mut earliest: BTreeMap<Uuid, OffsetDateTime> = BTreeMap::new();
+    for (id, at) in ids {
+        earliest
+            .entry(id)
+            .and_modify(|t| *t = (*t).min(at))
+            .or_insert(at);
+    }
+    let rows: Vec<_> = earliest.into_iter().collect();
+    for chunk in rows.chunks(500) {
+        let mut q = Query::insert();
+        q.into_table(Alias::new("users")).columns(
+            [
+                "id",
+                "is_placeholder",
+                "weekly_report_opt_out",
+                "created_at",
+                "updated_at",
+            ]
+            .map(Alias::new),
+        );
+        for (id, at) in chunk {
+            q.values([
+                (*id).into(),
+                true.into(),
+                false.into(),
+                (*at).into(),
+                (*at).into(),
+            ])
+            .map_err(StoreError::from_query)?;
+        }
+        q.on_conflict(OnConflict::column(Alias::new("id")).do_nothing().to_owned());
+        txn.execute(&q).await?;
+    }
+    Ok(())
+}
+
+async fn upsert_user(
+    txn: &DatabaseTransaction,
+    item: &Item,
+    u: &UserUpsert,
+    batch: &mut Batch,
+) -> StoreResult<Applied> {
+    if let Some(other) = query_one(
+        txn,
+        "SELECT id FROM users WHERE external_id = $1 AND id <> $2",
+        vec![u.external_id.clone().into(), item.id.into()],
+    )
+    .await?
+    {
+        let other: Uuid = other.try_get("", "id")?;
+        return Ok(Applied::error(
+            "conflict",
+            format!(
+                "external_id `{}` already belongs to user {other}",
+                u.external_id
+            ),
+        ));
+    }
+    let budget_nanos = |b: &Option<charlie_domain::Usd>| -> StoreResult<Option<i64>> {
+        b.map(|usd| {
+            usd.to_nanos()
+                .map_err(|e| StoreError::Invalid(e.to_string()))
+        })
+        .transpose()
+    };
+    let existing = query_one(
+        txn,
+        "SELECT external_id, email, timezone, monthly_budget_nano_usd, weekly_report_opt_out, is_placeholder, updated_at \
+         FROM users WHERE id = $1",
+        vec![item.id.into()],
+    )
+    .await?;
+    let Some(row) = existing else {
+        let budget = match &u.monthly_budget {
+            Some(b) => budget_nanos(b)?,
+            None => None,
+        };
+        execute(
+            txn,
+            "INSERT INTO users (id, external_id, email, timezone, monthly_budget_nano_usd, weekly_report_opt_out, \
+             is_placeholder, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            vec![
+                item.id.into(),
+                u.external_id.clone().into(),
+                u.email.clone().into(),
+                u.timezone.clone().into(),
+                budget.into(),
+                u.weekly_report_opt_out.unwrap_or(false).into(),
+                false.into(),
+                item.at.into(),
+                item.at.into(),
+            ],
+        )
+        .await?;
+        batch.milestones.push(Milestone::auto(
+            EventType::UserSignedUp,
+            item.id,
+            item.id,
+            item.at,
+        ));
+        return Ok(Applied::new(Outcome::Created));
+    };
+    let placeholder: bool = row.try_get("", "is_placeholder")?;
+    let stored_at: OffsetDateTime = row.try_get("", "updated_at")?;
+    if !placeholder && item.at < stored_at {
+        return Ok(Applied::new(Outcome::Duplicate)
+            .warn("older than the stored version of this user; ignored"));
+    }
+    let old_budget: Option<i64> = row.try_get("", "monthly_budget_nano_usd")?;
+    let budget = match &u.monthly_budget {
+        Some(b) => budget_nanos(b)?,
+        None => old_budget,
+    };
+    let old_opt_out: bool = row.try_get("", "weekly_report_opt_out")?;
+    let opt_out = u.weekly_report_opt_out.unwrap_or(old_opt_out);
+    let old_tz: Option<String> = row.try_get("", "timezone")?;
+    let timezone = u.timezone.clone().or(old_tz.clone());
+    let same = !placeholder
+        && row.try_get::<Option<String>>("", "external_id")?.as_deref()
+            == Some(u.external_id.as_str())
+        && row.try_get::<Option<String>>("", "email")?.as_deref() == Some(u.email.as_str())
+        && timezone == old_tz
+        && budget == old_budget
+        && opt_out == old_opt_out;
+    if same {
+        return Ok(Applied::new(Outcome::Duplicate));
+    }
+    // A placeholder becomes the real user: its sign-up time is this upsert's.
+    let created_at = if placeholder { Some(item.at) } else { None };
+    execute(
+        txn,
+        "UPDATE users SET external_id = $1, email = $2, timezone = $3, monthly_budget_nano_usd = $4, \
+         weekly_report_opt_out = $5, is_placeholder = $6, updated_at = $7, created_at = COALESCE($8, created_at) \
+         WHERE id = $9",
+        vec![
+            u.external_id.clone().into(),
+            u.email.clone().into(),
+            timezone.into(),
+            budget.into(),
+            opt_out.into(),
+            false.into(),
+            item.at.into(),
+            created_at.into(),
+            item.id.into(),
+        ],
+    )
+    .await?;
+    if placeholder {
+        batch.milestones.push(Milestone::auto(
+            EventType::UserSignedUp,
+            item.id,
+            item.id,
+            item.at,
+        ));
+        Ok(Applied::new(Outcome::Created))
+    } else {
+        Ok(Applied::new(Outcome::Updated))
+    }
+}
+
+/// Makes sure a workflow exists, creating a placeholder owned by `user_id`.
+async fn ensure_workflow(
+    txn: &DatabaseTransaction,
+    id: Uuid,
+    user_id: Uuid,
+    at: OffsetDateTime,
+) -> StoreResult<()> {
+    let mut q = Query::insert();
+    q.into_table(Alias::new("workflows"))
+        .columns(
+            [
+                "id",
+                "user_id",
+                "name",
+                "is_placeholder",
+                "created_at",
+                "updated_at",
+            ]
+            .map(Alias::new),
+        )
+        .values([
+            id.into(),
+            user_id.into(),
+            "".into(),
+            true.into(),
+            at.into(),
+            at.into(),
+        ])
+        .map_err(StoreError::from_query)?
+        .on_conflict(OnConflict::column(Alias::new("id")).do_nothing().to_owned());
+    txn.execute(&q).await?;
+    Ok(())
+}
+
+async fn upsert_named(
+    txn: &DatabaseTransaction,
+    table: &'static str,
+    milestone: EventType,
+    item: &Item,
+    n: &NamedUpsert,
+    batch: &mut Batch,
+) -> StoreResult<Applied> {
+    ensure_users(txn, [(n.user_id, item.at)]).await?;
+    let existing = query_one(
+        txn,
+        &format!("SELECT user_id, name, is_placeholder, updated_at FROM {table} WHERE id = $1"),
+        vec![item.id.into()],
+    )
+    .await?;
+    let Some(row) = existing else {
+        execute(
+            txn,
+            &format!(
+                "INSERT INTO {table} (id, user_id, name, is_placeholder, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)"
+            ),
+            vec![
+                item.id.into(),
+                n.user_id.into(),
+                n.name.clone().into(),
+                false.into(),
+                item.at.into(),
+                item.at.into(),
+            ],
+        )
+        .await?;
+        batch
+            .milestones
+            .push(Milestone::auto(milestone, item.id, n.user_id, item.at));
+        return Ok(Applied::new(Outcome::Created));
+    };
+    let placeholder: bool = row.try_get("", "is_placeholder")?;
+    let stored_at: OffsetDateTime = row.try_get("", "updated_at")?;
+    if !placeholder && item.at < stored_at {
+        return Ok(Applied::new(Outcome::Duplicate).warn("older than the stored version; ignored"));
+    }
+    let same = !placeholder
+        && row.try_get::<Uuid>("", "user_id")? == n.user_id
+        && row.try_get::<String>("", "name")? == n.name;
+    if same {
+        return Ok(Applied::new(Outcome::Duplicate));
+    }
+    let created_at = if placeholder { Some(item.at) } else { None };
+    execute(
+        txn,
+        &format!(
+            "UPDATE {table} SET user_id = $1, name = $2, is_placeholder = $3, updated_at = $4, \
+             created_at = COALESCE($5, created_at) WHERE id = $6"
+        ),
+        vec![
+            n.user_id.into(),
+            n.name.clone().into(),
+            false.into(),
+            item.at.into(),
+            created_at.into(),
+            item.id.into(),
+        ],
+    )
+    .await?;
+    if placeholder {
+        batch
+            .milestones
+            .push(Milestone::auto(milestone, item.id, n.user_id, item.at));
+        Ok(Applied::new(Outcome::Created))
+    } else {
+        Ok(Applied::new(Outcome::Updated))
+    }
+}
+
+async fn upsert_conversation(
+    txn: &DatabaseTransaction,
+    item: &Item,
+    c: &ConversationUpsert,
+    batch: &mut Batch,
+) -> StoreResult<Applied> {
+    // Serializes with messages that look this conversation up (see place_messages).
+    advisory_locks(txn, vec![lock_key(item.id)]).await?;
+    ensure_users(txn, [(c.user_id, item.at)]).await?;
+    if let Some(w) = c.workflow_id {
+        ensure_workflow(txn, w, c.user_id, item.at).await?;
+    }
+    let existing = query_one(
+        txn,
+        "SELECT user_id, workflow_id, langflow_session_id, created_at, updated_at FROM conversations WHERE id = $1",
+        vec![item.id.into()],
+    )
+    .await?;
+    let Some(row) = existing else {
+        execute(
+            txn,
+            "INSERT INTO conversations (id, user_id, workflow_id, langflow_session_id, is_placeholder, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vec![
+                item.id.into(),
+                c.user_id.into(),
+                c.workflow_id.into(),
+                c.langflow_session_id.clone().into(),
+                false.into(),
+                item.at.into(),
+                item.at.into(),
+            ],
+        )
+        .await?;
+        batch.rollups.add(
+            c.user_id,
+            c.workflow_id,
+            item.at,
+            &Counters {
+                conversations_started: 1,
+                ..Counters::default()
+            },
+        );
+        batch.milestones.push(Milestone {
+            workflow_id: c.workflow_id,
+            conversation_id: Some(item.id),
+            ..Milestone::auto(EventType::ConversationStarted, item.id, c.user_id, item.at)
+        });
+        batch.conversations_touched.insert(item.id);
+        return Ok(Applied::new(Outcome::Created));
+    };
+    let owner: Uuid = row.try_get("", "user_id")?;
+    if owner != c.user_id {
+        return Ok(Applied::error(
+            "conflict",
+            format!(
+                "conversation {} belongs to user {owner}, not {}",
+                item.id, c.user_id
+            ),
+        ));
+    }
+    let stored_at: OffsetDateTime = row.try_get("", "updated_at")?;
+    if item.at < stored_at {
+        return Ok(Applied::new(Outcome::Duplicate).warn("older than the stored version; ignored"));
+    }
+    let old_workflow: Option<Uuid> = row.try_get("", "workflow_id")?;
+    let old_session: Option<String> = row.try_get("", "langflow_session_id")?;
+    let session = c.langflow_session_id.clone().or(old_session.clone());
+    if old_workflow == c.workflow_id && session == old_session {
+        return Ok(Applied::new(Outcome::Duplicate));
+    }
+    if old_workflow != c.workflow_id {
+        // The conversation's start moves to its new workflow; messages keep
+        // the workflow they were counted under.
+        let created_at: OffsetDateTime = row.try_get("", "created_at")?;
+        batch.rollups.add(
+            owner,
+            old_workflow,
+            created_at,
+            &Counters {
+                conversations_started: -1,
+                ..Counters::default()
+            },
+        );
+        batch.rollups.add(
+            owner,
+            c.workflow_id,
+            created_at,
+            &Counters {
+                conversations_started: 1,
+                ..Counters::default()
+            },
+        );
+    }
+    execute(
+        txn,
+        "UPDATE conversations SET workflow_id = $1, langflow_session_id = $2, updated_at = $3 WHERE id = $4",
+        vec![c.workflow_id.into(), session.into(), item.at.into(), item.id.into()],
+    )
+    .await?;
+    Ok(Applied::new(Outcome::Updated))
+}
+
+/// Owner and workflow of each known conversation among `ids`.
+async fn conversations_of(
+    txn: &DatabaseTransaction,
+    ids: &BTreeSet<Uuid>,
+) -> StoreResult<HashMap<Uuid, (Uuid, Option<Uuid>)>> {
+    let ids: Vec<Uuid> = ids.iter().copied().collect();
+    let mut found = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "SELECT id, user_id, workflow_id FROM conversations WHERE id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        for row in query_all(txn, &sql, chunk.iter().map(|id| (*id).into()).collect()).await? {
+            found.insert(
+                row.try_get("", "id")?,
+                (row.try_get("", "user_id")?, row.try_get("", "workflow_id")?),
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// Sends new messages to `messages` when their conversation is known, or to
+/// `pending_messages` when it is not.
+async fn place_messages(
+    txn: &DatabaseTransaction,
+    new: &[(usize, &Item, &MessageCreate)],
+    out: &mut [Applied],
+    batch: &mut Batch,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let wanted: BTreeSet<Uuid> = new.iter().map(|(_, _, m)| m.conversation_id).collect();
+    let mut known = conversations_of(txn, &wanted).await?;
+    let missing: BTreeSet<Uuid> = wanted
+        .iter()
+        .filter(|id| !known.contains_key(id))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        // A conversation may be committing right now in another batch: wait
+        // for it, then look again, so no message is parked for a conversation
+        // that already exists.
+        advisory_locks(txn, missing.iter().map(|id| lock_key(*id)).collect()).await?;
+        known.extend(conversations_of(txn, &missing).await?);
+    }
+    let mut pending = Vec::new();
+    for (i, item, m) in new {
+        match known.get(&m.conversation_id) {
+            Some(&(user_id, workflow_id)) => batch.messages.push(MessageRow {
+                id: item.id,
+                at: item.at,
+                user_id,
+                workflow_id,
+                m: (*m).clone(),
+            }),
+            None => {
+                pending.push((*item, *m));
+                out[*i] = Applied::new(Outcome::Created).warn(format!(
+                    "conversation {} is not known yet; the message is kept and counted when it arrives",
+                    m.conversation_id
+                ));
+            }
+        }
+    }
+    for chunk in pending.chunks(500) {
+        let mut q = Query::insert();
+        q.into_table(Alias::new("pending_messages")).columns(
+            [
+                "id",
+                "conversation_id",
+                "created_at",
+                "payload",
+                "received_at",
+            ]
+            .map(Alias::new),
+        );
+        for (item, m) in chunk {
+            let payload =
+                serde_json::to_value(m).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            q.values([
+                item.id.into(),
+                m.conversation_id.into(),
+                item.at.into(),
+                payload.into(),
+                now.into(),
+            ])
+            .map_err(StoreError::from_query)?;
+        }
+        txn.execute(&q).await?;
+    }
+    Ok(())
+}
+
+/// Moves messages that waited for a conversation of this batch into the batch.
+async fn drain_pending(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreResult<()> {
+    if batch.conversations_touched.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = batch.conversations_touched.iter().copied().collect();
+    let owners = conversations_of(txn, &batch.conversations_touched).await?;
+    for chunk in ids.chunks(500) {
+        let list = placeholders(1, chunk.len());
+        let values: Vec<DbValue> = chunk.iter().map(|id| (*id).into()).collect();
+        let rows = query_all(
+            txn,
+            &format!("SELECT id, created_at, payload FROM pending_messages WHERE conversation_id IN ({list})"),
+            values.clone(),
+        )
+        .await?;
+        if rows.is_empty() {
+            continue;
+        }
+        for row in rows {
+            let payload: Value = row.try_get("", "payload")?;
+            let m: MessageCreate = serde_json::from_value(payload)
+                .map_err(|e| StoreError::Invalid(format!("pending message: {e}")))?;
+            let Some(&(user_id, workflow_id)) = owners.get(&m.conversation_id) else {
+                continue;
+            };
+            batch.messages.push(MessageRow {
+                id: row.try_get("", "id")?,
+                at: row.try_get("", "created_at")?,
+                user_id,
+                workflow_id,
+                m,
+            });
+        }
+        execute(
+            txn,
+            &format!("DELETE FROM pending_messages WHERE conversation_id IN ({list})"),
+            values,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Inserts the batch's messages and adds them to rollups, sessions, activity
+/// and the `message_sent` milestone.
+async fn write_messages(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreResult<()> {
+    if batch.messages.is_empty() {
+        return Ok(());
+    }
+    let messages = std::mem::take(&mut batch.messages);
+    for chunk in messages.chunks(400) {
+        let mut q = Query::insert();
+        q.into_table(Alias::new("messages")).columns(
+            [
+                "id",
+                "created_at",
+                "user_id",
+                "conversation_id",
+                "workflow_id",
+                "role",
+                "model",
+                "has_usage",
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "cache_write1h_tokens",
+                "reasoning_tokens",
+                "cost_nano_usd",
+                "pricing_status",
+                "price_ref",
+            ]
+            .map(Alias::new),
+        );
+        for r in chunk {
+            let u = r.m.usage.unwrap_or_default();
+            let row: Vec<SimpleExpr> = vec![
+                r.id.into(),
+                r.at.into(),
+                r.user_id.into(),
+                r.m.conversation_id.into(),
+                r.workflow_id.into(),
+                r.m.role.as_str().into(),
+                r.m.model.clone().into(),
+                r.m.usage.is_some().into(),
+                tokens_i64(u.input_tokens).into(),
+                tokens_i64(u.output_tokens).into(),
+                tokens_i64(u.cache_read_input_tokens).into(),
+                tokens_i64(u.cache_creation_input_tokens).into(),
+                tokens_i64(u.cache_creation_1h_input_tokens).into(),
+                tokens_i64(u.reasoning_tokens).into(),
+                r.m.cost_nano_usd.into(),
+                r.m.pricing_status.clone().into(),
+                r.m.price_ref.clone().into(),
+            ];
+            q.values(row).map_err(StoreError::from_query)?;
+        }
+        txn.execute(&q).await?;
+    }
+
+    // Rollups, and the first message of each conversation on each UTC day.
+    let mut days: BTreeMap<(Uuid, time::Date), (Uuid, Option<Uuid>)> = BTreeMap::new();
+    let mut last_active: BTreeMap<Uuid, i64> = BTreeMap::new();
+    let mut first_sent: BTreeMap<Uuid, (OffsetDateTime, Uuid)> = BTreeMap::new();
+    for r in &messages {
+        let facts = MessageFacts {
+            role: r.m.role,
+            usage: r.m.usage.as_ref(),
+            cost_nano_usd: r.m.cost_nano_usd,
+            pricing_status: &r.m.pricing_status,
+        };
+        batch.rollups.add(
+            r.user_id,
+            r.workflow_id,
+            r.at,
+            &Counters::for_message(&facts),
+        );
+        days.entry((r.m.conversation_id, r.at.date()))
+            .or_insert((r.user_id, r.workflow_id));
+        if r.m.role == MessageRole::User {
+            let b = bucket_of(r.at);
+            last_active
+                .entry(r.user_id)
+                .and_modify(|x| *x = (*x).max(b))
+                .or_insert(b);
+            first_sent
+                .entry(r.user_id)
+                .and_modify(|x| {
+                    if r.at < x.0 {
+                        *x = (r.at, r.m.conversation_id)
+                    }
+                })
+                .or_insert((r.at, r.m.conversation_id));
+        }
+    }
+    let days: Vec<_> = days.into_iter().collect();
+    for chunk in days.chunks(500) {
+        let mut q = Query::insert();
+        q.into_table(Alias::new("conversation_days"))
+            .columns(["conversation_id", "date", "user_id"].map(Alias::new));
+        for ((conversation, date), (user, _)) in chunk {
+            q.values([(*conversation).into(), (*date).into(), (*user).into()])
+                .map_err(StoreError::from_query)?;
+        }
+        q.on_conflict(
+            OnConflict::columns(["conversation_id", "date"].map(Alias::new))
+                .do_nothing()
+                .to_owned(),
+        );
+        q.returning(Query::returning().columns(["conversation_id", "date"].map(Alias::new)));
+        let lookup: HashMap<(Uuid, time::Date), (Uuid, Option<Uuid>)> =
+            chunk.iter().cloned().collect();
+        for row in txn.query_all(&q).await? {
+            let key: (Uuid, time::Date) = (
+                row.try_get("", "conversation_id")?,
+                row.try_get("", "date")?,
+            );
+            if let Some(&(user, workflow)) = lookup.get(&key) {
+                batch.rollups.add_session(user, workflow, key.1);
+            }
+        }
+    }
+    let active: Vec<_> = last_active.into_iter().collect();
+    for chunk in active.chunks(500) {
+        advance_last_active(txn, chunk).await?;
+    }
+    for (user, (at, conversation)) in first_sent {
+        batch.milestones.push(Milestone {
+            conversation_id: Some(conversation),
+            ..Milestone::auto(EventType::MessageSent, user, user, at)
+        });
+    }
+    Ok(())
+}
+
+/// Moves `users.last_message_bucket` forward (never back) for these users,
+/// in one statement per chunk.
+async fn advance_last_active(txn: &DatabaseTransaction, rows: &[(Uuid, i64)]) -> StoreResult<()> {
+    let postgres = txn.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let mut values = Vec::with_capacity(rows.len() * 2);
+    let tuples: Vec<String> = rows
+        .iter()
+        .enumerate()
+        .map(|(n, (user, bucket))| {
+            values.push(DbValue::from(*user));
+            values.push(DbValue::from(*bucket));
+            if postgres {
+                format!("(${}::uuid, ${}::bigint)", 2 * n + 1, 2 * n + 2)
+            } else {
+                format!("(${}, ${})", 2 * n + 1, 2 * n + 2)
+            }
+        })
+        .collect();
+    // SQLite names the columns of a VALUES list column1, column2, …
+    let (user_col, bucket_col, alias) = if postgres {
+        ("v.u", "v.b", "v(u, b)")
+    } else {
+        ("v.column1", "v.column2", "v")
+    };
+    let sql = format!(
+        "UPDATE users SET last_message_bucket = {bucket_col} FROM (VALUES {}) AS {alias} \
+         WHERE users.id = {user_col} AND (users.last_message_bucket IS NULL OR users.last_message_bucket < {bucket_col})",
+        tuples.join(", ")
+    );
+    execute(txn, &sql, values).await?;
+    Ok(())
+}
+
+/// The entity a milestone event is about, if the event names it.
+fn milestone_entity(t: EventType, e: &EventTrack) -> Option<Uuid> {
+    match t {
+        EventType::UserSignedUp | EventType::MessageSent => Some(e.user_id),
+        EventType::WorkflowCreated => e.workflow_id,
+        EventType::ComponentCreated => e.component_id,
+        EventType::ConversationStarted => e.conversation_id,
+        _ => None,
+    }
+}
+
+async fn write_events(
+    txn: &DatabaseTransaction,
+    events: &[(usize, &Item, &EventTrack)],
+    out: &mut [Applied],
+    batch: &mut Batch,
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    ensure_users(txn, events.iter().map(|(_, item, e)| (e.user_id, item.at))).await?;
+    let mut plain = Vec::new();
+    for &(i, item, e) in events {
+        let milestone = EventType::parse(&e.event_type).filter(EventType::is_once_per_entity);
+        match milestone.map(|t| (t, milestone_entity(t, e))) {
+            Some((t, Some(entity))) => batch.milestones.push(Milestone {
+                event_type: t,
+                entity_id: entity,
+                user_id: e.user_id,
+                at: item.at,
+                explicit: Some((i, item.id)),
+                workflow_id: e.workflow_id,
+                component_id: e.component_id,
+                conversation_id: e.conversation_id,
+                metadata: e.metadata.clone(),
+            }),
+            Some((t, None)) => {
+                out[i].warnings.push(format!(
+                    "{t} without the id of its entity cannot be matched with the recorded milestone"
+                ));
+                plain.push(EventRow::from_track(item.id, item.at, e));
+            }
+            None => plain.push(EventRow::from_track(item.id, item.at, e)),
+        }
+    }
+    insert_events(txn, &plain).await
+}
+
+struct EventRow {
+    id: Uuid,
+    at: OffsetDateTime,
+    user_id: Uuid,
+    event_type: String,
+    event_category: String,
+    workflow_id: Option<Uuid>,
+    component_id: Option<Uuid>,
+    conversation_id: Option<Uuid>,
+    metadata: Value,
+}
+
+impl EventRow {
+    fn from_track(id: Uuid, at: OffsetDateTime, e: &EventTrack) -> EventRow {
+        EventRow {
+            id,
+            at,
+            user_id: e.user_id,
+            event_type: e.event_type.clone(),
+            event_category: e.event_category.clone(),
+            workflow_id: e.workflow_id,
+            component_id: e.component_id,
+            conversation_id: e.conversation_id,
+            metadata: e.metadata.clone(),
+        }
+    }
+}
+
+async fn insert_events(txn: &DatabaseTransaction, rows: &[EventRow]) -> StoreResult<()> {
+    for chunk in rows.chunks(500) {
+        let mut q = Query::insert();
+        q.into_table(Alias::new("user_activity_events")).columns(
+            [
+                "id",
+                "created_at",
+                "user_id",
+                "event_type",
+                "event_category",
+                "workflow_id",
+                "component_id",
+                "conversation_id",
+                "metadata",
+            ]
+            .map(Alias::new),
+        );
+        for r in chunk {
+            q.values([
+                r.id.into(),
+                r.at.into(),
+                r.user_id.into(),
+                r.event_type.clone().into(),
+                r.event_category.clone().into(),
+                r.workflow_id.into(),
+                r.component_id.into(),
+                r.conversation_id.into(),
+                r.metadata.clone().into(),
+            ])
+            .map_err(StoreError::from_query)?;
+        }
+        txn.execute(&q).await?;
+    }
+    Ok(())
+}
+
+async fn write_errors(
+    txn: &DatabaseTransaction,
+    errors: &[(usize, &Item, &super::item::ErrorLog)],
+    batch: &mut Batch,
+) -> StoreResult<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    ensure_users(
+        txn,
+        errors
+            .iter()
+            .filter_map(|(_, item, e)| e.user_id.map(|u| (u, item.at))),
+    )
+    .await?;
+    for chunk in errors.chunks(300) {
+        let mut q = Query::insert();
+        q.into_table(Alias::new("error_logs")).columns(
+            [
+                "id",
+                "created_at",
+                "user_id",
+                "service",
+                "error_type",
+                "error_message",
+                "error_code",
+                "workflow_id",
+                "endpoint",
+                "request_id",
+                "metadata",
+                "sentry_event_id",
+            ]
+            .map(Alias::new),
+        );
+        for (_, item, e) in chunk {
+            q.values([
+                item.id.into(),
+                item.at.into(),
+                e.user_id.into(),
+                e.service.clone().into(),
+                e.error_type.clone().into(),
+                e.error_message.clone().into(),
+                e.error_code.clone().into(),
+                e.workflow_id.into(),
+                e.endpoint.clone().into(),
+                e.request_id.clone().into(),
+                e.metadata.clone().into(),
+                e.sentry_event_id.clone().into(),
+            ])
+            .map_err(StoreError::from_query)?;
+        }
+        txn.execute(&q).await?;
+    }
+    for (_, item, e) in errors {
+        if let Some(user) = e.user_id {
+            batch.rollups.add(
+                user,
+                e.workflow_id,
+                item.at,
+                &Counters {
+                    error_count: 1,
+                    ..Counters::default()
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+impl Milestone {
+    fn auto(
+        event_type: EventType,
+        entity_id: Uuid,
+        user_id: Uuid,
+        at: OffsetDateTime,
+    ) -> Milestone {
+        let (workflow_id, component_id) = match event_type {
+            EventType::WorkflowCreated => (Some(entity_id), None),
+            EventType::ComponentCreated => (None, Some(entity_id)),
+            _ => (None, None),
+        };
+        Milestone {
+            event_type,
+            entity_id,
+            user_id,
+            at,
+            explicit: None,
+            workflow_id,
+            component_id,
+            conversation_id: None,
+            metadata: json!({"source": "charlie-stats"}),
+        }
+    }
+}
+
+/// Records each milestone once per entity; explicit reports of a milestone
+/// already recorded are duplicates.
+async fn record_milestones(
+    txn: &DatabaseTransaction,
+    batch: &mut Batch,
+    out: &mut [Applied],
+) -> StoreResult<()> {
+    if batch.milestones.is_empty() {
+        return Ok(());
+    }
+    let mut milestones = std::mem::take(&mut batch.milestones);
+    // Explicit reports first, so that a platform's own event (with its
+    // metadata) is the one kept when both arrive together.
+    milestones.sort_by_key(|m| {
+        (
+            m.event_type.as_str(),
+            m.entity_id,
+            m.explicit.is_none(),
+            m.at,
+        )
+    });
+    let mut seen = HashSet::new();
+    let mut unique = Vec::new();
+    for m in milestones {
+        if seen.insert((m.event_type, m.entity_id)) {
+            unique.push(m);
+        } else if let Some((i, _)) = m.explicit {
+            out[i] = Applied::new(Outcome::Duplicate)
+                .warn(format!("{} already recorded for this entity", m.event_type));
+        }
+    }
+    let event_ids: Vec<Uuid> = unique
+        .iter()
+        .map(|m| m.explicit.map_or_else(Uuid::now_v7, |(_, id)| id))
+        .collect();
+    let mut recorded: HashSet<(String, Uuid)> = HashSet::new();
+    for (chunk, ids) in unique.chunks(500).zip(event_ids.chunks(500)) {
+        let mut q = Query::insert();
+        q.into_table(Alias::new("funnel_milestones"))
+            .columns(["event_type", "entity_id", "user_id", "event_id"].map(Alias::new));
+        for (m, event_id) in chunk.iter().zip(ids) {
+            q.values([
+                m.event_type.as_str().into(),
+                m.entity_id.into(),
+                m.user_id.into(),
+                (*event_id).into(),
+            ])
+            .map_err(StoreError::from_query)?;
+        }
+        q.on_conflict(
+            OnConflict::columns(["event_type", "entity_id"].map(Alias::new))
+                .do_nothing()
+                .to_owned(),
+        );
+        q.returning(Query::returning().columns(["event_type", "entity_id"].map(Alias::new)));
+        for row in txn.query_all(&q).await? {
+            recorded.insert((
+                row.try_get("", "event_type")?,
+                row.try_get("", "entity_id")?,
+            ));
+        }
+    }
+    let mut rows = Vec::new();
+    for (m, id) in unique.into_iter().zip(event_ids) {
+        if !recorded.contains(&(m.event_type.as_str().to_owned(), m.entity_id)) {
+            if let Some((i, _)) = m.explicit {
+                out[i] = Applied::new(Outcome::Duplicate)
+                    .warn(format!("{} already recorded for this entity", m.event_type));
+            }
+            continue;
+        }
+        rows.push(EventRow {
+            id,
+            at: m.at,
+            user_id: m.user_id,
+            event_type: m.event_type.as_str().to_owned(),
+            event_category: m.event_type.category().as_str().to_owned(),
+            workflow_id: m.workflow_id,
+            component_id: m.component_id,
+            conversation_id: m.conversation_id,
+            metadata: m.metadata,
+        });
+    }
+    insert_events(txn, &rows).await
+}

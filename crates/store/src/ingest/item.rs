@@ -1,0 +1,686 @@
+//! Parsing and checking one ingest item. Everything that can be wrong with an
+//! item is found here, before anything is written, so that a bad item is
+//! refused whole and never aborts the batch it came in.
+
+use charlie_domain::{EventCategory, EventType, MessageRole, TokenUsage, Usd};
+use charlie_pricing::{Catalog, PricingStatus};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339};
+use uuid::Uuid;
+
+/// Longest `error_message` kept; longer ones are truncated with a warning.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 5000;
+/// How far in the future an item's timestamp may be (clock skew).
+pub const MAX_FUTURE_SKEW: Duration = Duration::days(1);
+
+/// Why an item was refused: a stable code and a message naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ItemError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The item types of `POST /api/v1/ingest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ItemType {
+    User,
+    Workflow,
+    Component,
+    Conversation,
+    Message,
+    Event,
+    Error,
+}
+
+impl ItemType {
+    pub const ALL: [ItemType; 7] = [
+        ItemType::User,
+        ItemType::Workflow,
+        ItemType::Component,
+        ItemType::Conversation,
+        ItemType::Message,
+        ItemType::Event,
+        ItemType::Error,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ItemType::User => "user.upsert",
+            ItemType::Workflow => "workflow.upsert",
+            ItemType::Component => "component.upsert",
+            ItemType::Conversation => "conversation.upsert",
+            ItemType::Message => "message.create",
+            ItemType::Event => "event.track",
+            ItemType::Error => "error.log",
+        }
+    }
+
+    fn parse(s: &str) -> Option<ItemType> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// `user.upsert`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserUpsert {
+    pub external_id: String,
+    pub email: String,
+    pub timezone: Option<String>,
+    /// `Some(None)` clears the budget; `None` leaves it as it is.
+    pub monthly_budget: Option<Option<Usd>>,
+    pub weekly_report_opt_out: Option<bool>,
+}
+
+/// `workflow.upsert` and `component.upsert`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedUpsert {
+    pub user_id: Uuid,
+    pub name: String,
+}
+
+/// `conversation.upsert`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationUpsert {
+    pub user_id: Uuid,
+    pub workflow_id: Option<Uuid>,
+    pub langflow_session_id: Option<String>,
+}
+
+/// `message.create`, priced.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MessageCreate {
+    pub conversation_id: Uuid,
+    pub role: MessageRole,
+    pub model: Option<String>,
+    /// `None` when neither the item nor its `llm_response` carried usage.
+    pub usage: Option<TokenUsage>,
+    /// Whole nano-dollars; `None` when nothing could be priced.
+    pub cost_nano_usd: Option<i64>,
+    /// `priced`, `partial`, `unpriced`, or `no_usage`.
+    pub pricing_status: String,
+    /// The price used: `<price id>@<valid from>`.
+    pub price_ref: Option<String>,
+}
+
+/// `event.track`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventTrack {
+    pub user_id: Uuid,
+    pub event_type: String,
+    pub event_category: String,
+    pub workflow_id: Option<Uuid>,
+    pub component_id: Option<Uuid>,
+    pub conversation_id: Option<Uuid>,
+    pub metadata: Value,
+}
+
+/// `error.log`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorLog {
+    pub service: String,
+    pub error_type: String,
+    pub error_message: String,
+    pub error_code: Option<String>,
+    pub user_id: Option<Uuid>,
+    pub workflow_id: Option<Uuid>,
+    pub endpoint: Option<String>,
+    pub request_id: Option<String>,
+    pub metadata: Value,
+    pub sentry_event_id: Option<String>,
+}
+
+/// A checked item body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    User(UserUpsert),
+    Workflow(NamedUpsert),
+    Component(NamedUpsert),
+    Conversation(ConversationUpsert),
+    Message(MessageCreate),
+    Event(EventTrack),
+    Error(ErrorLog),
+}
+
+/// An item that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub id: Uuid,
+    pub at: OffsetDateTime,
+    pub body: Body,
+    /// SHA-256 of the item as sent (canonical JSON): tells a retry from an
+    /// id reused for different content.
+    pub content_hash: String,
+    pub warnings: Vec<String>,
+}
+
+impl Item {
+    pub fn item_type(&self) -> ItemType {
+        match self.body {
+            Body::User(_) => ItemType::User,
+            Body::Workflow(_) => ItemType::Workflow,
+            Body::Component(_) => ItemType::Component,
+            Body::Conversation(_) => ItemType::Conversation,
+            Body::Message(_) => ItemType::Message,
+            Body::Event(_) => ItemType::Event,
+            Body::Error(_) => ItemType::Error,
+        }
+    }
+}
+
+/// Reads the `id` of a raw item, if it has a valid one (for error reports).
+pub fn raw_id(value: &Value) -> Option<Uuid> {
+    value.get("id")?.as_str()?.parse().ok()
+}
+
+/// Checks one raw item. `now` bounds future timestamps; `catalog` prices messages.
+pub fn parse_item(
+    value: &Value,
+    now: OffsetDateTime,
+    catalog: &Catalog,
+) -> Result<Item, ItemError> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| ItemError::new("invalid_item", "an item must be a JSON object"))?;
+    let mut warnings = Vec::new();
+    unknown_keys(obj, &["id", "type", "timestamp", "body"], "", &mut warnings);
+    let id = match obj.get("id") {
+        None | Some(Value::Null) => {
+            return Err(ItemError::new("missing_field", "`id` is required"));
+        }
+        Some(v) => v
+            .as_str()
+            .and_then(|s| s.parse::<Uuid>().ok())
+            .ok_or_else(|| ItemError::new("invalid_id", format!("`id` is not a UUID: {v}")))?,
+    };
+    let type_name = obj
+        .get("type")
+        .ok_or_else(|| ItemError::new("missing_field", "`type` is required"))?
+        .as_str()
+        .ok_or_else(|| ItemError::new("invalid_field", "`type` must be a string"))?;
+    let item_type = ItemType::parse(type_name).ok_or_else(|| {
+        let known: Vec<_> = ItemType::ALL.iter().map(ItemType::as_str).collect();
+        ItemError::new(
+            "unknown_type",
+            format!(
+                "unknown item type `{type_name}`; expected one of {}",
+                known.join(", ")
+            ),
+        )
+    })?;
+    let at = parse_timestamp(obj.get("timestamp"), now)?;
+    let body = match obj.get("body") {
+        Some(Value::Object(b)) => b,
+        Some(_) => {
+            return Err(ItemError::new(
+                "invalid_field",
+                "`body` must be a JSON object",
+            ));
+        }
+        None => return Err(ItemError::new("missing_field", "`body` is required")),
+    };
+    let fields = Fields { obj: body };
+    let body = match item_type {
+        ItemType::User => {
+            unknown_keys(
+                body,
+                &[
+                    "external_id",
+                    "email",
+                    "timezone",
+                    "monthly_budget_usd",
+                    "weekly_report_opt_out",
+                ],
+                "body.",
+                &mut warnings,
+            );
+            Body::User(UserUpsert {
+                external_id: fields.req_str("external_id", 255)?,
+                email: parse_email(&fields.req_str("email", 320)?)?,
+                timezone: fields
+                    .opt_str("timezone", 64)?
+                    .map(|tz| check_timezone(&tz))
+                    .transpose()?,
+                monthly_budget: fields.opt_money("monthly_budget_usd")?,
+                weekly_report_opt_out: fields.opt_bool("weekly_report_opt_out")?,
+            })
+        }
+        ItemType::Workflow | ItemType::Component => {
+            unknown_keys(body, &["user_id", "name"], "body.", &mut warnings);
+            let named = NamedUpsert {
+                user_id: fields.req_uuid("user_id")?,
+                name: fields.req_str("name", 255)?,
+            };
+            if item_type == ItemType::Workflow {
+                Body::Workflow(named)
+            } else {
+                Body::Component(named)
+            }
+        }
+        ItemType::Conversation => {
+            unknown_keys(
+                body,
+                &["user_id", "workflow_id", "langflow_session_id"],
+                "body.",
+                &mut warnings,
+            );
+            Body::Conversation(ConversationUpsert {
+                user_id: fields.req_uuid("user_id")?,
+                workflow_id: fields.opt_uuid("workflow_id")?,
+                langflow_session_id: fields.opt_str("langflow_session_id", 255)?,
+            })
+        }
+        ItemType::Message => {
+            unknown_keys(
+                body,
+                &["conversation_id", "role", "model", "usage", "llm_response"],
+                "body.",
+                &mut warnings,
+            );
+            Body::Message(parse_message(&fields, at, catalog, &mut warnings)?)
+        }
+        ItemType::Event => {
+            unknown_keys(
+                body,
+                &[
+                    "user_id",
+                    "event_type",
+                    "event_category",
+                    "workflow_id",
+                    "component_id",
+                    "conversation_id",
+                    "metadata",
+                ],
+                "body.",
+                &mut warnings,
+            );
+            let event_type = fields.req_str("event_type", 50)?;
+            let known_type = EventType::parse(&event_type);
+            if known_type.is_none() {
+                warnings.push(format!(
+                    "event_type `{event_type}` is not in the standard vocabulary"
+                ));
+            }
+            let event_category = match (fields.opt_str("event_category", 50)?, known_type) {
+                (Some(c), _) => c,
+                (None, Some(t)) => t.category().as_str().to_owned(),
+                (None, None) => {
+                    return Err(ItemError::new(
+                        "missing_field",
+                        "`body.event_category` is required for an event_type outside the standard vocabulary",
+                    ));
+                }
+            };
+            if EventCategory::parse(&event_category).is_none() {
+                warnings.push(format!(
+                    "event_category `{event_category}` is not in the standard vocabulary"
+                ));
+            }
+            Body::Event(EventTrack {
+                user_id: fields.req_uuid("user_id")?,
+                event_type,
+                event_category,
+                workflow_id: fields.opt_uuid("workflow_id")?,
+                component_id: fields.opt_uuid("component_id")?,
+                conversation_id: fields.opt_uuid("conversation_id")?,
+                metadata: fields.opt_object("metadata")?,
+            })
+        }
+        ItemType::Error => {
+            unknown_keys(
+                body,
+                &[
+                    "service",
+                    "error_type",
+                    "error_message",
+                    "error_code",
+                    "user_id",
+                    "workflow_id",
+                    "endpoint",
+                    "request_id",
+                    "metadata",
+                    "sentry_event_id",
+                ],
+                "body.",
+                &mut warnings,
+            );
+            let message = fields.req_str("error_message", usize::MAX)?;
+            let error_message = if message.chars().count() > MAX_ERROR_MESSAGE_CHARS {
+                warnings.push(format!(
+                    "error_message truncated to {MAX_ERROR_MESSAGE_CHARS} characters"
+                ));
+                message.chars().take(MAX_ERROR_MESSAGE_CHARS).collect()
+            } else {
+                message
+            };
+            Body::Error(ErrorLog {
+                service: fields.req_str("service", 50)?,
+                error_type: fields.req_str("error_type", 100)?,
+                error_message,
+                error_code: fields.opt_str("error_code", 50)?,
+                user_id: fields.opt_uuid("user_id")?,
+                workflow_id: fields.opt_uuid("workflow_id")?,
+                endpoint: fields.opt_str("endpoint", 200)?,
+                request_id: fields.opt_str("request_id", 100)?,
+                metadata: fields.opt_object("metadata")?,
+                sentry_event_id: fields.opt_str("sentry_event_id", 100)?,
+            })
+        }
+    };
+    Ok(Item {
+        id,
+        at,
+        body,
+        content_hash: content_hash(value),
+        warnings,
+    })
+}
+
+fn parse_message(
+    fields: &Fields<'_>,
+    at: OffsetDateTime,
+    catalog: &Catalog,
+    warnings: &mut Vec<String>,
+) -> Result<MessageCreate, ItemError> {
+    let conversation_id = fields.req_uuid("conversation_id")?;
+    let role_text = fields.req_str("role", 16)?;
+    let role: MessageRole = role_text
+        .parse()
+        .map_err(|e: charlie_domain::DomainError| {
+            ItemError::new("unknown_role", format!("`body.role`: {e}"))
+        })?;
+    let explicit_model = fields.opt_str("model", 255)?;
+    let explicit_usage = match fields.obj.get("usage") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let usage: TokenUsage = serde_json::from_value(v.clone())
+                .map_err(|e| ItemError::new("invalid_usage", format!("`body.usage`: {e}")))?;
+            usage
+                .validate()
+                .map_err(|e| ItemError::new("invalid_usage", format!("`body.usage`: {e}")))?;
+            Some(usage)
+        }
+    };
+    let extraction = match fields.obj.get("llm_response") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let found = charlie_pricing::extract(v).map_err(|e| {
+                ItemError::new("invalid_llm_response", format!("`body.llm_response`: {e}"))
+            })?;
+            warnings.extend(found.warnings.iter().map(|w| format!("llm_response: {w}")));
+            Some(found)
+        }
+    };
+    let model = explicit_model
+        .clone()
+        .or_else(|| extraction.as_ref().and_then(|x| x.model.clone()));
+    let cost = match (&explicit_usage, &extraction) {
+        (Some(usage), _) => Some(catalog.price(model.as_deref(), usage, at)),
+        (None, Some(x)) if x.usage.is_some() => Some(match (&explicit_model, x.usage) {
+            (Some(m), Some(usage)) => catalog.price(Some(m), &usage, at),
+            _ => catalog.price_extraction(x, at),
+        }),
+        _ => None,
+    };
+    let usage = explicit_usage.or_else(|| extraction.as_ref().and_then(|x| x.usage));
+    if let Some(u) = &usage {
+        let largest = [u.input_tokens, u.output_tokens]
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        if i64::try_from(largest).is_err() {
+            return Err(ItemError::new(
+                "invalid_usage",
+                format!(
+                    "token count {largest} is larger than the storable maximum {}",
+                    i64::MAX
+                ),
+            ));
+        }
+    }
+    let (cost_nano_usd, pricing_status, price_ref) = match cost {
+        None => (None, "no_usage".to_owned(), None),
+        Some(cost) => {
+            if cost.status != PricingStatus::Priced {
+                warnings.extend(cost.warnings.iter().cloned());
+            }
+            let nanos = cost
+                .total_usd
+                .map(|usd| usd.to_nanos())
+                .transpose()
+                .map_err(|e| ItemError::new("invalid_usage", format!("cost out of range: {e}")))?;
+            let price_ref = cost.price_id.as_ref().map(|id| match cost.valid_from {
+                Some(from) => format!("{id}@{from}"),
+                None => id.clone(),
+            });
+            (nanos, cost.status.as_str().to_owned(), price_ref)
+        }
+    };
+    Ok(MessageCreate {
+        conversation_id,
+        role,
+        model,
+        usage,
+        cost_nano_usd,
+        pricing_status,
+        price_ref,
+    })
+}
+
+fn parse_timestamp(v: Option<&Value>, now: OffsetDateTime) -> Result<OffsetDateTime, ItemError> {
+    let text = match v {
+        None | Some(Value::Null) => {
+            return Err(ItemError::new("missing_field", "`timestamp` is required"));
+        }
+        Some(Value::String(s)) => s,
+        Some(other) => {
+            return Err(ItemError::new(
+                "invalid_timestamp",
+                format!("`timestamp` must be an RFC 3339 string, got {other}"),
+            ));
+        }
+    };
+    let at = OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|e| {
+            ItemError::new(
+                "invalid_timestamp",
+                format!("`timestamp` `{text}` is not RFC 3339: {e}"),
+            )
+        })?
+        .to_offset(UtcOffset::UTC);
+    // PostgreSQL keeps microseconds; keeping the same everywhere makes a
+    // stored row compare equal to the item it came from on both engines.
+    let at = at
+        .replace_nanosecond(at.nanosecond() / 1_000 * 1_000)
+        .map_err(|e| ItemError::new("invalid_timestamp", e.to_string()))?;
+    if at > now + MAX_FUTURE_SKEW {
+        return Err(ItemError::new(
+            "timestamp_in_future",
+            format!("`timestamp` {text} is more than a day in the future"),
+        ));
+    }
+    if at.year() < 2000 {
+        return Err(ItemError::new(
+            "invalid_timestamp",
+            format!("`timestamp` {text} is before 2000"),
+        ));
+    }
+    Ok(at)
+}
+
+fn parse_email(s: &str) -> Result<String, ItemError> {
+    let trimmed = s.trim();
+    match trimmed.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !domain.is_empty()
+                && !trimmed.contains(char::is_whitespace) =>
+        {
+            Ok(trimmed.to_owned())
+        }
+        _ => Err(ItemError::new(
+            "invalid_field",
+            format!("`body.email` `{s}` is not an e-mail address"),
+        )),
+    }
+}
+
+/// Checks an IANA time zone name against the bundled database.
+pub fn check_timezone(name: &str) -> Result<String, ItemError> {
+    jiff::tz::TimeZone::get(name)
+        .map(|_| name.to_owned())
+        .map_err(|_| {
+            ItemError::new(
+                "invalid_field",
+                format!("`body.timezone` `{name}` is not an IANA time zone"),
+            )
+        })
+}
+
+fn content_hash(v: &Value) -> String {
+    // serde_json's maps are ordered by key, so this is a canonical form.
+    let bytes = serde_json::to_vec(v).unwrap_or_default();
+    hex::encode(Sha256::digest(&bytes))
+}
+
+fn unknown_keys(
+    obj: &Map<String, Value>,
+    known: &[&str],
+    prefix: &str,
+    warnings: &mut Vec<String>,
+) {
+    for key in obj.keys() {
+        if !known.contains(&key.as_str()) {
+            warnings.push(format!("unknown field `{prefix}{key}` ignored"));
+        }
+    }
+}
+
+struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+}
+
+impl Fields<'_> {
+    fn present(&self, name: &str) -> Option<&Value> {
+        self.obj.get(name).filter(|v| !v.is_null())
+    }
+
+    fn req_str(&self, name: &str, max_chars: usize) -> Result<String, ItemError> {
+        self.opt_str(name, max_chars)?
+            .ok_or_else(|| ItemError::new("missing_field", format!("`body.{name}` is required")))
+    }
+
+    fn opt_str(&self, name: &str, max_chars: usize) -> Result<Option<String>, ItemError> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Err(ItemError::new(
+                "invalid_field",
+                format!("`body.{name}` must not be empty"),
+            )),
+            Some(Value::String(s)) if s.chars().count() > max_chars => Err(ItemError::new(
+                "invalid_field",
+                format!("`body.{name}` is longer than {max_chars} characters"),
+            )),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(ItemError::new(
+                "invalid_field",
+                format!("`body.{name}` must be a string, got {}", kind(other)),
+            )),
+        }
+    }
+
+    fn req_uuid(&self, name: &str) -> Result<Uuid, ItemError> {
+        self.opt_uuid(name)?
+            .ok_or_else(|| ItemError::new("missing_field", format!("`body.{name}` is required")))
+    }
+
+    fn opt_uuid(&self, name: &str) -> Result<Option<Uuid>, ItemError> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
+                ItemError::new("invalid_id", format!("`body.{name}` is not a UUID: `{s}`"))
+            }),
+            Some(other) => Err(ItemError::new(
+                "invalid_id",
+                format!("`body.{name}` must be a UUID string, got {}", kind(other)),
+            )),
+        }
+    }
+
+    fn opt_bool(&self, name: &str) -> Result<Option<bool>, ItemError> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(ItemError::new(
+                "invalid_field",
+                format!("`body.{name}` must be true or false, got {}", kind(other)),
+            )),
+        }
+    }
+
+    fn opt_object(&self, name: &str) -> Result<Value, ItemError> {
+        match self.present(name) {
+            None => Ok(Value::Object(Map::new())),
+            Some(v @ Value::Object(_)) => Ok(v.clone()),
+            Some(other) => Err(ItemError::new(
+                "invalid_field",
+                format!("`body.{name}` must be a JSON object, got {}", kind(other)),
+            )),
+        }
+    }
+
+    /// A money amount as a decimal string or a JSON number, read exactly.
+    /// Present-but-null clears it.
+    fn opt_money(&self, name: &str) -> Result<Option<Option<Usd>>, ItemError> {
+        let text = match self.obj.get(name) {
+            None => return Ok(None),
+            Some(Value::Null) => return Ok(Some(None)),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(other) => {
+                return Err(ItemError::new(
+                    "invalid_field",
+                    format!(
+                        "`body.{name}` must be a decimal amount, got {}",
+                        kind(other)
+                    ),
+                ));
+            }
+        };
+        let usd: Usd = text.trim().parse().map_err(|_| {
+            ItemError::new(
+                "invalid_field",
+                format!("`body.{name}` `{text}` is not a decimal amount"),
+            )
+        })?;
+        if usd.decimal().is_sign_negative() {
+            return Err(ItemError::new(
+                "invalid_field",
+                format!("`body.{name}` must not be negative"),
+            ));
+        }
+        usd.to_nanos()
+            .map_err(|e| ItemError::new("invalid_field", format!("`body.{name}`: {e}")))?;
+        Ok(Some(Some(usd)))
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

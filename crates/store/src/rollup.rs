@@ -1,0 +1,366 @@
+//! Rollup counters and how they are written.
+//!
+//! Two grains are kept, always together and in the same transaction as the
+//! raw rows they count:
+//! - `daily_metrics`: per user × workflow-or-none × UTC day (the plan's table);
+//! - `usage_buckets`: per user × workflow-or-none × quarter-hour, from which
+//!   any time zone's days are exact sums.
+//!
+//! Ingestion adds deltas (`col = col + excluded.col`); a rebuild computes the
+//! same deltas from raw rows and writes them over an emptied range. Both go
+//! through [`Rollups`], so the two cannot disagree on what a counter means.
+
+use crate::StoreResult;
+use charlie_domain::{MessageRole, TokenUsage};
+use sea_orm::{
+    ConnectionTrait,
+    sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, SimpleExpr},
+};
+use std::collections::BTreeMap;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+/// Seconds in one `usage_buckets` bucket.
+pub const BUCKET_SECONDS: i64 = 900;
+
+/// The bucket index of an instant.
+pub fn bucket_of(at: OffsetDateTime) -> i64 {
+    at.unix_timestamp().div_euclid(BUCKET_SECONDS)
+}
+
+/// Counters shared by both grains. `unique_sessions` is only meaningful per day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub message_count: i64,
+    pub user_message_count: i64,
+    pub assistant_message_count: i64,
+    pub conversations_started: i64,
+    pub unique_sessions: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub cost_nano_usd: i64,
+    pub unpriced_message_count: i64,
+    pub error_count: i64,
+}
+
+impl Counters {
+    fn add(&mut self, o: &Counters) {
+        self.message_count += o.message_count;
+        self.user_message_count += o.user_message_count;
+        self.assistant_message_count += o.assistant_message_count;
+        self.conversations_started += o.conversations_started;
+        self.unique_sessions += o.unique_sessions;
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.cache_read_tokens += o.cache_read_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
+        self.cost_nano_usd += o.cost_nano_usd;
+        self.unpriced_message_count += o.unpriced_message_count;
+        self.error_count += o.error_count;
+    }
+
+    /// `message_count / unique_sessions`, 0 without sessions.
+    pub fn avg_messages_per_session(&self) -> f64 {
+        if self.unique_sessions > 0 {
+            self.message_count as f64 / self.unique_sessions as f64
+        } else {
+            0.0
+        }
+    }
+}
+
+/// What one message contributes to the rollups.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageFacts<'a> {
+    pub role: MessageRole,
+    pub usage: Option<&'a TokenUsage>,
+    pub cost_nano_usd: Option<i64>,
+    pub pricing_status: &'a str,
+}
+
+/// Converts a token count for storage (BIGINT). Ingestion refuses larger counts.
+pub fn tokens_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Counters {
+    pub fn for_message(m: &MessageFacts<'_>) -> Counters {
+        let u = m.usage.copied().unwrap_or_default();
+        Counters {
+            message_count: 1,
+            user_message_count: i64::from(m.role == MessageRole::User),
+            assistant_message_count: i64::from(m.role == MessageRole::Assistant),
+            input_tokens: tokens_i64(u.input_tokens),
+            output_tokens: tokens_i64(u.output_tokens),
+            cache_read_tokens: tokens_i64(u.cache_read_input_tokens),
+            cache_write_tokens: tokens_i64(u.cache_creation_input_tokens),
+            reasoning_tokens: tokens_i64(u.reasoning_tokens),
+            cost_nano_usd: m.cost_nano_usd.unwrap_or(0),
+            unpriced_message_count: i64::from(m.pricing_status == "unpriced"),
+            ..Counters::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct DayKey {
+    user_id: Uuid,
+    workflow_key: Uuid,
+    date: Date,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct BucketKey {
+    user_id: Uuid,
+    bucket: i64,
+    workflow_key: Uuid,
+}
+
+/// Accumulated rollup deltas, keyed and sorted (a fixed lock order keeps
+/// concurrent writers from deadlocking).
+#[derive(Debug, Default)]
+pub struct Rollups {
+    days: BTreeMap<DayKey, Counters>,
+    buckets: BTreeMap<BucketKey, Counters>,
+}
+
+fn key_of(workflow_id: Option<Uuid>) -> Uuid {
+    workflow_id.unwrap_or(Uuid::nil())
+}
+
+fn workflow_of(key: Uuid) -> Option<Uuid> {
+    (!key.is_nil()).then_some(key)
+}
+
+impl Rollups {
+    pub fn is_empty(&self) -> bool {
+        self.days.is_empty() && self.buckets.is_empty()
+    }
+
+    /// Adds `delta` at instant `at` to both grains.
+    pub fn add(
+        &mut self,
+        user_id: Uuid,
+        workflow_id: Option<Uuid>,
+        at: OffsetDateTime,
+        delta: &Counters,
+    ) {
+        let workflow_key = key_of(workflow_id);
+        self.days
+            .entry(DayKey {
+                user_id,
+                workflow_key,
+                date: at.date(),
+            })
+            .or_default()
+            .add(delta);
+        let mut bucket_delta = *delta;
+        bucket_delta.unique_sessions = 0;
+        self.buckets
+            .entry(BucketKey {
+                user_id,
+                bucket: bucket_of(at),
+                workflow_key,
+            })
+            .or_default()
+            .add(&bucket_delta);
+    }
+
+    /// Adds one session (a conversation's first message of a UTC day).
+    pub fn add_session(&mut self, user_id: Uuid, workflow_id: Option<Uuid>, date: Date) {
+        self.days
+            .entry(DayKey {
+                user_id,
+                workflow_key: key_of(workflow_id),
+                date,
+            })
+            .or_default()
+            .unique_sessions += 1;
+    }
+
+    /// Every day row as `(user_id, workflow_id, date, counters)`.
+    pub fn day_rows(&self) -> impl Iterator<Item = (Uuid, Option<Uuid>, Date, &Counters)> {
+        self.days
+            .iter()
+            .map(|(k, c)| (k.user_id, workflow_of(k.workflow_key), k.date, c))
+    }
+
+    /// Every bucket row as `(user_id, workflow_id, bucket, counters)`.
+    pub fn bucket_rows(&self) -> impl Iterator<Item = (Uuid, Option<Uuid>, i64, &Counters)> {
+        self.buckets
+            .iter()
+            .map(|(k, c)| (k.user_id, workflow_of(k.workflow_key), k.bucket, c))
+    }
+
+    /// Adds these deltas to the stored rollups (insert or increment).
+    pub async fn write<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let days: Vec<_> = self.days.iter().collect();
+        for chunk in days.chunks(ROWS_PER_STATEMENT) {
+            let mut q = Query::insert();
+            q.into_table(Alias::new("daily_metrics")).columns(
+                DAILY_KEY_COLS
+                    .iter()
+                    .chain(DAILY_COUNTER_COLS)
+                    .map(|c| Alias::new(*c)),
+            );
+            for (k, c) in chunk {
+                let mut row: Vec<SimpleExpr> = vec![
+                    Uuid::now_v7().into(),
+                    k.user_id.into(),
+                    workflow_of(k.workflow_key).into(),
+                    k.workflow_key.into(),
+                    k.date.into(),
+                    now.into(),
+                    now.into(),
+                ];
+                row.extend(daily_values(c));
+                q.values(row).map_err(crate::StoreError::from_query)?;
+            }
+            let mut on = OnConflict::columns(["user_id", "workflow_key", "date"].map(Alias::new));
+            for col in DAILY_COUNTER_COLS {
+                if *col == "avg_messages_per_session" {
+                    continue;
+                }
+                on.value(Alias::new(*col), increment("daily_metrics", col));
+            }
+            on.value(
+                Alias::new("avg_messages_per_session"),
+                Expr::cust(
+                    "CASE WHEN daily_metrics.unique_sessions + excluded.unique_sessions > 0 \
+                     THEN CAST(daily_metrics.message_count + excluded.message_count AS DOUBLE PRECISION) \
+                     / (daily_metrics.unique_sessions + excluded.unique_sessions) ELSE 0 END",
+                ),
+            );
+            on.value(
+                Alias::new("updated_at"),
+                Expr::col((Alias::new("excluded"), Alias::new("updated_at"))),
+            );
+            q.on_conflict(on);
+            conn.execute(&q).await?;
+        }
+
+        let buckets: Vec<_> = self.buckets.iter().collect();
+        for chunk in buckets.chunks(ROWS_PER_STATEMENT) {
+            let mut q = Query::insert();
+            q.into_table(Alias::new("usage_buckets")).columns(
+                BUCKET_KEY_COLS
+                    .iter()
+                    .chain(BUCKET_COUNTER_COLS)
+                    .map(|c| Alias::new(*c)),
+            );
+            for (k, c) in chunk {
+                let mut row: Vec<SimpleExpr> = vec![
+                    k.user_id.into(),
+                    k.workflow_key.into(),
+                    k.bucket.into(),
+                    workflow_of(k.workflow_key).into(),
+                ];
+                row.extend(bucket_values(c));
+                q.values(row).map_err(crate::StoreError::from_query)?;
+            }
+            let mut on = OnConflict::columns(["user_id", "bucket", "workflow_key"].map(Alias::new));
+            for col in BUCKET_COUNTER_COLS {
+                on.value(Alias::new(*col), increment("usage_buckets", col));
+            }
+            q.on_conflict(on);
+            conn.execute(&q).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Rows per multi-row statement: well under both engines' bind limits.
+const ROWS_PER_STATEMENT: usize = 500;
+
+const DAILY_KEY_COLS: &[&str] = &[
+    "id",
+    "user_id",
+    "workflow_id",
+    "workflow_key",
+    "date",
+    "created_at",
+    "updated_at",
+];
+pub(crate) const DAILY_COUNTER_COLS: &[&str] = &[
+    "message_count",
+    "user_message_count",
+    "assistant_message_count",
+    "conversation_count",
+    "unique_sessions",
+    "avg_messages_per_session",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "estimated_cost_nano_usd",
+    "unpriced_message_count",
+    "error_count",
+];
+
+fn daily_values(c: &Counters) -> Vec<SimpleExpr> {
+    vec![
+        c.message_count.into(),
+        c.user_message_count.into(),
+        c.assistant_message_count.into(),
+        c.conversations_started.into(),
+        c.unique_sessions.into(),
+        c.avg_messages_per_session().into(),
+        c.input_tokens.into(),
+        c.output_tokens.into(),
+        c.cache_read_tokens.into(),
+        c.cache_write_tokens.into(),
+        c.reasoning_tokens.into(),
+        (c.input_tokens + c.output_tokens).into(),
+        c.cost_nano_usd.into(),
+        c.unpriced_message_count.into(),
+        c.error_count.into(),
+    ]
+}
+
+const BUCKET_KEY_COLS: &[&str] = &["user_id", "workflow_key", "bucket", "workflow_id"];
+pub(crate) const BUCKET_COUNTER_COLS: &[&str] = &[
+    "message_count",
+    "user_message_count",
+    "assistant_message_count",
+    "conversations_started",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_nano_usd",
+    "unpriced_message_count",
+    "error_count",
+];
+
+fn bucket_values(c: &Counters) -> Vec<SimpleExpr> {
+    vec![
+        c.message_count.into(),
+        c.user_message_count.into(),
+        c.assistant_message_count.into(),
+        c.conversations_started.into(),
+        c.input_tokens.into(),
+        c.output_tokens.into(),
+        c.cache_read_tokens.into(),
+        c.cache_write_tokens.into(),
+        c.reasoning_tokens.into(),
+        c.cost_nano_usd.into(),
+        c.unpriced_message_count.into(),
+        c.error_count.into(),
+    ]
+}
+
+fn increment(table: &str, col: &str) -> SimpleExpr {
+    Expr::col((Alias::new(table), Alias::new(col)))
+        .add(Expr::col((Alias::new("excluded"), Alias::new(col))))
+}
