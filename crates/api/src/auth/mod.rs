@@ -1,5 +1,6 @@
 //! Request authentication. `ServiceKey` guards the platform's ingestion
-//! routes (a service API key as a bearer token).
+//! routes (a service API key as a bearer token); end users and admins are
+//! authenticated by their session JWT (`jwt`).
 
 use crate::{ApiError, AppState};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
