@@ -176,8 +176,10 @@ type DeleteStatements = (
 );
 
 fn delete_statements(range: RollupRange) -> DeleteStatements {
-    let from = range.from.unwrap_or(Date::MIN);
-    let to = range.to.unwrap_or(Date::MAX);
+    // Open ends become dates every engine can store (PostgreSQL's range is
+    // narrower than `time`'s).
+    let from = range.from.unwrap_or(time::macros::date!(1900 - 01 - 01));
+    let to = range.to.unwrap_or(time::macros::date!(9999 - 12 - 31));
     let b_lo = range
         .from
         .map(|d| {

@@ -153,3 +153,77 @@ mod tests {
         );
     }
 }
+
+/// One `daily_metrics` row, as tests compare it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyRow {
+    pub date: time::Date,
+    pub workflow_id: Option<uuid::Uuid>,
+    pub message_count: i64,
+    pub user_message_count: i64,
+    pub assistant_message_count: i64,
+    pub conversation_count: i64,
+    pub unique_sessions: i64,
+    pub avg_messages_per_session: f64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub total_tokens: i64,
+    pub estimated_cost_nano_usd: i64,
+    pub error_count: i64,
+}
+
+impl Store {
+    /// Runs one statement for a test: the first column of a `SELECT` as an
+    /// integer, or the number of rows another statement changed.
+    pub async fn scalar_for_tests(&self, statement: &str) -> StoreResult<i64> {
+        if statement
+            .trim_start()
+            .to_ascii_uppercase()
+            .starts_with("SELECT")
+        {
+            let row = crate::sql::query_one(self.conn(), statement, vec![]).await?;
+            let Some(row) = row else { return Ok(0) };
+            if let Ok(v) = row.try_get_by_index::<Option<i64>>(0) {
+                return Ok(v.unwrap_or(0));
+            }
+            Ok(row
+                .try_get_by_index::<Option<i32>>(0)?
+                .map(i64::from)
+                .unwrap_or(0))
+        } else {
+            let _guard = self.write_guard().await;
+            Ok(crate::sql::execute(self.conn(), statement, vec![]).await? as i64)
+        }
+    }
+
+    /// Every `daily_metrics` row of a user, by date and workflow.
+    pub async fn daily_rows_for_tests(&self, user_id: uuid::Uuid) -> StoreResult<Vec<DailyRow>> {
+        let rows = crate::sql::query_all(
+            self.conn(),
+            "SELECT date, workflow_id, message_count, user_message_count, assistant_message_count, conversation_count, \
+             unique_sessions, avg_messages_per_session, input_tokens, output_tokens, total_tokens, \
+             estimated_cost_nano_usd, error_count FROM daily_metrics WHERE user_id = $1 ORDER BY date, workflow_key",
+            vec![user_id.into()],
+        )
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DailyRow {
+                    date: r.try_get("", "date")?,
+                    workflow_id: r.try_get("", "workflow_id")?,
+                    message_count: r.try_get("", "message_count")?,
+                    user_message_count: r.try_get("", "user_message_count")?,
+                    assistant_message_count: r.try_get("", "assistant_message_count")?,
+                    conversation_count: r.try_get("", "conversation_count")?,
+                    unique_sessions: r.try_get("", "unique_sessions")?,
+                    avg_messages_per_session: r.try_get("", "avg_messages_per_session")?,
+                    input_tokens: r.try_get("", "input_tokens")?,
+                    output_tokens: r.try_get("", "output_tokens")?,
+                    total_tokens: r.try_get("", "total_tokens")?,
+                    estimated_cost_nano_usd: r.try_get("", "estimated_cost_nano_usd")?,
+                    error_count: r.try_get("", "error_count")?,
+                })
+            })
+            .collect()
+    }
+}

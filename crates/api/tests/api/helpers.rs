@@ -60,6 +60,26 @@ impl TestApp {
             .await
             .expect("request")
     }
+
+    /// A fresh ingestion API key.
+    pub async fn api_key(&self) -> String {
+        self.store
+            .create_api_key("test")
+            .await
+            .expect("api key")
+            .key
+    }
+
+    /// Posts `{"batch": items}` to the ingest route with `key`.
+    pub async fn ingest_with(&self, key: &str, items: &[serde_json::Value]) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/ingest"))
+            .bearer_auth(key)
+            .json(&serde_json::json!({ "batch": items }))
+            .send()
+            .await
+            .expect("request")
+    }
 }
 
 /// Reads a response as JSON, failing the test with the body when it is not.

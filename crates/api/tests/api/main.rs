@@ -8,4 +8,5 @@ mod helpers;
 
 mod cli;
 mod health;
+mod ingest;
 mod openapi;
