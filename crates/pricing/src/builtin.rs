@@ -91,6 +91,11 @@ pub(crate) const ROWS: &[Row] = &[
     // Mistral.
     ("mistral-large", "mistral", "2024-07-24", ["3", "9", "", "", "", ""], NO_TIERS),
     ("mistral-large", "mistral", "2024-11-18", ["2", "6", "", "", "", ""], NO_TIERS),
+    // Mistral Large 3 (`mistral-large-2512`, now `mistral-large-latest`).
+    ("mistral-large", "mistral", "2025-12-02", ["0.5", "1.5", "", "", "", ""], NO_TIERS),
+    // Snapshots keep their own price when the family moves on.
+    ("mistral-large-2407", "mistral", "2024-07-24", ["3", "9", "", "", "", ""], NO_TIERS),
+    ("mistral-large-2411", "mistral", "2024-11-18", ["2", "6", "", "", "", ""], NO_TIERS),
     ("mistral-medium", "mistral", "2025-05-07", ["0.4", "2", "", "", "", ""], NO_TIERS),
     ("mistral-small", "mistral", "2024-09-17", ["0.2", "0.6", "", "", "", ""], NO_TIERS),
     ("mistral-small", "mistral", "2025-03-17", ["0.1", "0.3", "", "", "", ""], NO_TIERS),
@@ -110,8 +115,12 @@ pub(crate) const ROWS: &[Row] = &[
     ("openai/gpt-oss-20b", "groq", "2025-08-05", ["0.1", "0.5", "", "", "", ""], NO_TIERS),
     // Meta Llama and Amazon Nova through Bedrock (on-demand, us-east-1).
     ("meta.llama3-3-70b-instruct-v1:0", "bedrock", "2024-12-19", ["0.72", "0.72", "", "", "", ""], NO_TIERS),
-    ("meta.llama3-1-405b-instruct-v1:0", "bedrock", "2024-07-23", ["2.4", "2.4", "", "", "", ""], NO_TIERS),
-    ("meta.llama3-1-70b-instruct-v1:0", "bedrock", "2024-07-23", ["0.72", "0.72", "", "", "", ""], NO_TIERS),
+    // Llama 3.1 405B and 70B launched at 5.32/16 and 0.99/0.99; the later
+    // 2.4 and 0.72 prices are dated at the Llama 3.3 launch (see README).
+    ("meta.llama3-1-405b-instruct-v1:0", "bedrock", "2024-07-23", ["5.32", "16", "", "", "", ""], NO_TIERS),
+    ("meta.llama3-1-405b-instruct-v1:0", "bedrock", "2024-12-19", ["2.4", "2.4", "", "", "", ""], NO_TIERS),
+    ("meta.llama3-1-70b-instruct-v1:0", "bedrock", "2024-07-23", ["0.99", "0.99", "", "", "", ""], NO_TIERS),
+    ("meta.llama3-1-70b-instruct-v1:0", "bedrock", "2024-12-19", ["0.72", "0.72", "", "", "", ""], NO_TIERS),
     ("meta.llama3-1-8b-instruct-v1:0", "bedrock", "2024-07-23", ["0.22", "0.22", "", "", "", ""], NO_TIERS),
     ("meta.llama3-70b-instruct-v1:0", "bedrock", "2024-04-23", ["2.65", "3.5", "", "", "", ""], NO_TIERS),
     ("meta.llama3-8b-instruct-v1:0", "bedrock", "2024-04-23", ["0.3", "0.6", "", "", "", ""], NO_TIERS),
@@ -120,7 +129,8 @@ pub(crate) const ROWS: &[Row] = &[
     ("amazon.nova-pro-v1:0", "bedrock", "2024-12-03", ["0.8", "3.2", "0.2", "0.8", "0.8", ""], NO_TIERS),
     ("amazon.nova-lite-v1:0", "bedrock", "2024-12-03", ["0.06", "0.24", "0.015", "0.06", "0.06", ""], NO_TIERS),
     ("amazon.nova-micro-v1:0", "bedrock", "2024-12-03", ["0.035", "0.14", "0.00875", "0.035", "0.035", ""], NO_TIERS),
-    // DeepSeek (cache hit = read, cache miss = input).
+    // DeepSeek (cache hit = read, cache miss = input). The 2025-09-05 prices
+    // start at 16:00 UTC that day; the night discount before it is not modelled.
     ("deepseek-chat", "deepseek", "2024-12-26", ["0.27", "1.1", "0.07", "0.27", "0.27", ""], NO_TIERS),
     ("deepseek-chat", "deepseek", "2025-09-05", ["0.56", "1.68", "0.07", "0.56", "0.56", ""], NO_TIERS),
     ("deepseek-chat", "deepseek", "2025-09-29", ["0.28", "0.42", "0.028", "0.28", "0.28", ""], NO_TIERS),

@@ -57,7 +57,11 @@ fn builtin_prices_match_models_by_every_rule() {
         ("models/gemini-2.0-flash-001", AT, "gemini-2.0-flash", "0.5"),
         ("gemini-2.5-flash", AT, "gemini-2.5-flash", "2.8"),
         ("mistral-large-latest", AT, "mistral-large", "8"),
-        ("mistral.mistral-large-2407-v1:0", datetime!(2024-09-01 0:00 UTC), "mistral-large", "12"),
+        ("mistral.mistral-large-2407-v1:0", datetime!(2024-09-01 0:00 UTC), "mistral-large-2407", "12"),
+        ("mistral-large-latest", datetime!(2026-01-15 0:00 UTC), "mistral-large", "2"), // Mistral Large 3
+        ("mistral-large-2411", datetime!(2026-01-15 0:00 UTC), "mistral-large-2411", "8"),
+        ("meta.llama3-1-405b-instruct-v1:0", datetime!(2024-08-01 0:00 UTC), "meta.llama3-1-405b-instruct-v1:0", "21.32"),
+        ("us.meta.llama3-1-405b-instruct-v1:0", AT, "meta.llama3-1-405b-instruct-v1:0", "4.8"),
         ("llama-3.3-70b-versatile", AT, "llama-3.3-70b-versatile", "1.38"),
         ("meta-llama/llama-4-scout-17b-16e-instruct", AT, "meta-llama/llama-4-scout-17b-16e-instruct", "0.45"),
         ("us.meta.llama3-3-70b-instruct-v1:0", AT, "meta.llama3-3-70b-instruct-v1:0", "1.44"),
