@@ -62,6 +62,18 @@ impl TokenType {
         TokenType::Reasoning,
     ];
 
+    /// The position of this type in [`TokenType::ALL`].
+    fn index(self) -> usize {
+        match self {
+            TokenType::Input => 0,
+            TokenType::CacheRead => 1,
+            TokenType::CacheWrite5m => 2,
+            TokenType::CacheWrite1h => 3,
+            TokenType::Output => 4,
+            TokenType::Reasoning => 5,
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             TokenType::Input => "input",
@@ -147,9 +159,119 @@ impl ModelPrice {
     }
 }
 
+/// One rate, prepared when the catalog is built so that pricing a call
+/// divides nothing and formats nothing.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    per_token: Decimal,
+    /// `per_token` in USD per million tokens, normalized, as cost lines show it.
+    per_mtok: Option<Decimal>,
+    /// `per_token` normalized, as mantissa and scale, when it is a
+    /// non-negative value whose products can be formed in integers.
+    exact: Option<(u128, u32)>,
+}
+
+impl Rate {
+    fn new(per_token: Decimal) -> Rate {
+        let n = per_token.normalize();
+        let exact = (n.is_sign_positive() && !n.is_zero())
+            .then(|| (u128::try_from(n.mantissa()).ok(), n.scale()))
+            .and_then(|(m, s)| m.map(|m| (m, s)));
+        Rate {
+            per_token,
+            per_mtok: per_mtok(per_token),
+            exact,
+        }
+    }
+
+    /// `tokens × rate`, normalized: the same value and representation as
+    /// `Decimal::from(tokens).checked_mul(per_token).map(|d| d.normalize())`,
+    /// formed in integers when the exact product fits a decimal.
+    fn times(&self, tokens: u64) -> Option<Decimal> {
+        if let Some((m, scale)) = self.exact
+            && let Some(d) = exact_product(tokens, m, scale)
+        {
+            return Some(d);
+        }
+        Decimal::from(tokens)
+            .checked_mul(self.per_token)
+            .map(|d| d.normalize())
+    }
+}
+
+/// Largest decimal mantissa (96 bits).
+const MAX_MANTISSA: u128 = (1u128 << 96) - 1;
+
+/// `tokens × m × 10^-scale` in normal form (no trailing zero while the scale
+/// is positive), or `None` when it does not fit a decimal exactly.
+fn exact_product(tokens: u64, m: u128, scale: u32) -> Option<Decimal> {
+    if tokens == 0 {
+        return None;
+    }
+    let mut t = tokens;
+    let mut zeros = 0i64;
+    while t.is_multiple_of(10) {
+        t /= 10;
+        zeros += 1;
+    }
+    let mut p = u128::from(t).checked_mul(m)?;
+    while p.is_multiple_of(10) {
+        p /= 10;
+        zeros += 1;
+    }
+    let mut exp = i64::from(scale) - zeros;
+    while exp < 0 {
+        p = p.checked_mul(10)?;
+        exp += 1;
+    }
+    if p > MAX_MANTISSA || exp > 28 {
+        return None;
+    }
+    Some(Decimal::from_i128_with_scale(
+        i128::try_from(p).ok()?,
+        u32::try_from(exp).ok()?,
+    ))
+}
+
+/// The rates of a price or tier, prepared; indexed by [`TokenType::ALL`].
+type Prepared = [Option<Rate>; 6];
+
+fn prepare(rates: &Rates) -> Prepared {
+    TokenType::ALL.map(|t| rates.get(t).map(Rate::new))
+}
+
+/// What pricing needs of a price, prepared once.
+#[derive(Debug, Clone)]
+struct Ready {
+    id: String,
+    rates: Prepared,
+    /// Tiers by threshold, highest first.
+    tiers: Vec<(u64, Prepared)>,
+}
+
+impl Ready {
+    fn new(price: &ModelPrice) -> Ready {
+        let mut tiers: Vec<(u64, Prepared)> = price
+            .tiers
+            .iter()
+            .map(|t| (t.above_input_tokens, prepare(&t.rates)))
+            .rev()
+            .collect();
+        // Stable on the reversed list: among equal thresholds the last listed
+        // comes first, as `max_by_key` picked it.
+        tiers.sort_by_key(|t| std::cmp::Reverse(t.0));
+        Ready {
+            id: price.id(),
+            rates: prepare(&price.rates),
+            tiers,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Table {
     prices: Vec<ModelPrice>,
+    ready: Vec<Ready>,
     exact: HashMap<String, Vec<usize>>,
     canonical: HashMap<String, Vec<usize>>,
 }
@@ -161,6 +283,7 @@ impl Table {
         let canonical = matching::canonical(&exact);
         self.exact.entry(exact).or_default().push(idx);
         self.canonical.entry(canonical).or_default().push(idx);
+        self.ready.push(Ready::new(&price));
         self.prices.push(price);
     }
 
@@ -173,12 +296,12 @@ impl Table {
     /// The price in force on `day` among entries: among those with the
     /// shortest key, the newest valid-from not after `day`. `Err(earliest)`
     /// when entries exist but none is in force yet.
-    fn pick(&self, idxs: &[usize], day: Date) -> Option<Result<&ModelPrice, Date>> {
+    fn pick(&self, idxs: &[usize], day: Date) -> Option<Result<usize, Date>> {
         let best = idxs
             .iter()
-            .filter_map(|i| self.prices.get(*i))
-            .filter(|p| p.valid_from <= day)
-            .min_by(|a, b| {
+            .filter_map(|i| self.prices.get(*i).map(|p| (*i, p)))
+            .filter(|(_, p)| p.valid_from <= day)
+            .min_by(|(_, a), (_, b)| {
                 a.model
                     .len()
                     .cmp(&b.model.len())
@@ -186,7 +309,7 @@ impl Table {
                     .then(a.model.cmp(&b.model))
             });
         match best {
-            Some(p) => Some(Ok(p)),
+            Some((i, _)) => Some(Ok(i)),
             None => idxs
                 .iter()
                 .filter_map(|i| self.prices.get(*i))
@@ -321,36 +444,43 @@ impl Catalog {
 
     /// The price in force for `model` on `day`, after aliases and matching.
     pub fn lookup(&self, model: &str, day: Date) -> Option<&ModelPrice> {
-        self.resolve(model, day).ok()
+        self.resolve(model, day).ok().map(|(p, _)| p)
     }
 
-    fn resolve(&self, model: &str, day: Date) -> Result<&ModelPrice, Option<Date>> {
-        let cached = self
-            .resolved
-            .read()
-            .ok()
-            .and_then(|map| map.get(model).cloned());
-        let resolved = match cached {
-            Some(r) => r,
-            None => {
-                let r = self.match_name(model);
-                if let Ok(mut map) = self.resolved.write()
-                    && map.len() < RESOLVE_CACHE_LIMIT
-                {
-                    map.insert(model.to_owned(), Arc::clone(&r));
-                }
-                r
-            }
-        };
+    fn resolve(&self, model: &str, day: Date) -> Result<(&ModelPrice, &Ready), Option<Date>> {
+        if let Ok(map) = self.resolved.read()
+            && let Some(r) = map.get(model)
+        {
+            return self.pick(r, day);
+        }
+        let r = self.match_name(model);
+        if let Ok(mut map) = self.resolved.write()
+            && map.len() < RESOLVE_CACHE_LIMIT
+        {
+            map.insert(model.to_owned(), Arc::clone(&r));
+        }
+        self.pick(&r, day)
+    }
+
+    /// The price in force on `day` among the entries a name resolved to.
+    fn pick(
+        &self,
+        resolved: &[(bool, Vec<usize>)],
+        day: Date,
+    ) -> Result<(&ModelPrice, &Ready), Option<Date>> {
         let mut earliest: Option<Date> = None;
-        for (custom, idxs) in resolved.iter() {
+        for (custom, idxs) in resolved {
             let table = if *custom {
                 &self.inner.custom
             } else {
                 &self.inner.builtin
             };
             match table.pick(idxs, day) {
-                Some(Ok(price)) => return Ok(price),
+                Some(Ok(i)) => {
+                    if let (Some(price), Some(ready)) = (table.prices.get(i), table.ready.get(i)) {
+                        return Ok((price, ready));
+                    }
+                }
                 Some(Err(first)) => earliest = Some(earliest.map_or(first, |e| e.min(first))),
                 None => {}
             }
@@ -388,7 +518,7 @@ impl Catalog {
         }
         let day = at.to_offset(time::UtcOffset::UTC).date();
         match self.resolve(model, day) {
-            Ok(price) => compute(model, price, usage),
+            Ok((price, ready)) => compute(model, price, ready, usage),
             Err(Some(first)) => Cost::unpriced(
                 Some(model),
                 format!("no price for `{model}` in force on {day}; the earliest starts on {first}"),
@@ -411,16 +541,15 @@ impl Catalog {
 
     /// Prices several calls and sums them.
     pub fn price_calls(&self, calls: &[CallUsage], at: OffsetDateTime) -> Cost {
-        let mut costs = calls
-            .iter()
-            .map(|c| self.price(c.model.as_deref(), &c.usage, at))
-            .collect::<Vec<_>>();
-        if costs.len() == 1
-            && let Some(only) = costs.pop()
-        {
-            return only;
+        if let [only] = calls {
+            return self.price(only.model.as_deref(), &only.usage, at);
         }
-        combine(costs)
+        combine(
+            calls
+                .iter()
+                .map(|c| self.price(c.model.as_deref(), &c.usage, at))
+                .collect(),
+        )
     }
 
     /// Every price in the catalog, custom first, for listing.
@@ -532,15 +661,17 @@ impl Cost {
     }
 }
 
-fn compute(model: &str, price: &ModelPrice, usage: &TokenUsage) -> Cost {
-    let tier = price
+fn compute(model: &str, price: &ModelPrice, ready: &Ready, usage: &TokenUsage) -> Cost {
+    // Tiers are sorted by threshold, highest first: the first exceeded is
+    // the one that applies.
+    let tier = ready
         .tiers
         .iter()
-        .filter(|t| usage.input_tokens > t.above_input_tokens)
-        .max_by_key(|t| t.above_input_tokens);
-    let rate = |t: TokenType| {
-        tier.and_then(|tier| tier.rates.get(t))
-            .or(price.rates.get(t))
+        .find(|(above, _)| usage.input_tokens > *above);
+    let rate = |t: TokenType| -> Option<&Rate> {
+        let i = t.index();
+        tier.and_then(|(_, rates)| rates[i].as_ref())
+            .or(ready.rates[i].as_ref())
     };
 
     let cached = usage
@@ -575,7 +706,7 @@ fn compute(model: &str, price: &ModelPrice, usage: &TokenUsage) -> Cost {
         }
     };
     let mut warnings = Vec::new();
-    let mut lines = Vec::new();
+    let mut lines = Vec::with_capacity(counts.iter().filter(|(_, n)| *n > 0).count());
     let mut total = Decimal::ZERO;
     let mut priced_any = false;
     let mut missing_any = false;
@@ -601,7 +732,7 @@ fn compute(model: &str, price: &ModelPrice, usage: &TokenUsage) -> Cost {
                 None => (None, None),
             },
         };
-        let usd = applied.and_then(|r| Decimal::from(tokens).checked_mul(r));
+        let usd = applied.and_then(|r| r.times(tokens));
         match usd {
             Some(amount) => {
                 priced_any = true;
@@ -632,8 +763,8 @@ fn compute(model: &str, price: &ModelPrice, usage: &TokenUsage) -> Cost {
         lines.push(CostLine {
             token_type: t,
             tokens,
-            usd_per_mtok: applied.and_then(per_mtok),
-            usd: usd.map(|d| Usd(d.normalize())),
+            usd_per_mtok: applied.and_then(|r| r.per_mtok),
+            usd: usd.map(Usd),
             rate_of,
             model: None,
         });
@@ -648,9 +779,9 @@ fn compute(model: &str, price: &ModelPrice, usage: &TokenUsage) -> Cost {
         status,
         model: Some(model.to_owned()),
         matched_model: Some(price.model.clone()),
-        price_id: Some(price.id()),
+        price_id: Some(ready.id.clone()),
         valid_from: Some(price.valid_from),
-        long_context_above_input_tokens: tier.map(|t| t.above_input_tokens),
+        long_context_above_input_tokens: tier.map(|(above, _)| *above),
         breakdown: lines,
         warnings,
     }
@@ -809,6 +940,90 @@ impl From<&ModelPrice> for ModelPriceInfo {
                     usd_per_mtok: RatesPerMtok::from(&t.rates),
                 })
                 .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The product as pricing formed it before rates were prepared.
+    fn slow(tokens: u64, per_token: Decimal) -> Option<Decimal> {
+        Decimal::from(tokens)
+            .checked_mul(per_token)
+            .map(|d| d.normalize())
+    }
+
+    fn same(a: Option<Decimal>, b: Option<Decimal>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) => {
+                a.mantissa() == b.mantissa()
+                    && a.scale() == b.scale()
+                    && a.to_string() == b.to_string()
+            }
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    fn tokens() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            1u64..2_000_000,
+            (1u64..100_000, 0u32..12).prop_map(|(t, z)| t.saturating_mul(10u64.pow(z))),
+            any::<u64>().prop_filter("positive", |t| *t > 0),
+        ]
+    }
+
+    fn rate() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            // USD per million as the built-in table and our files write it.
+            (0u64..100_000_000, 0u32..8).prop_map(|(m, s)| {
+                Decimal::from_i128_with_scale(i128::from(m), s)
+                    .checked_div(Decimal::from(1_000_000u32))
+                    .unwrap_or_default()
+            }),
+            // Per token, as LiteLLM's file writes it (3e-06, 1.25e-07, ...).
+            (0u64..1_000_000_000, 0u32..28)
+                .prop_map(|(m, s)| Decimal::from_i128_with_scale(i128::from(m), s)),
+            (any::<u64>(), 0u32..28)
+                .prop_map(|(m, s)| Decimal::from_i128_with_scale(i128::from(m), s)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        #[test]
+        fn prepared_products_equal_decimal_products(t in tokens(), r in rate()) {
+            let fast = Rate::new(r).times(t);
+            let slow = slow(t, r);
+            prop_assert!(same(fast, slow), "{t} × {r}: {fast:?} vs {slow:?}");
+        }
+    }
+
+    #[test]
+    fn prepared_products_at_the_edges() {
+        let rates = [
+            "0",
+            "0.000001",
+            "0.0000025",
+            "30",
+            "0.00000000000000000000000001",
+        ];
+        for text in rates {
+            let r = Decimal::from_str_exact(text).unwrap_or_default();
+            for t in [
+                1,
+                10,
+                1_000_000,
+                999_999_999_999,
+                u64::MAX,
+                u64::MAX / 10 * 10,
+            ] {
+                let fast = Rate::new(r).times(t);
+                assert!(same(fast, slow(t, r)), "{t} × {text}: {fast:?}");
+            }
         }
     }
 }

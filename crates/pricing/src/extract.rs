@@ -141,20 +141,25 @@ struct Call<'n> {
 }
 
 fn extract_node(root: &Node<'_>) -> Result<Extraction, ExtractError> {
-    let mut walker = Walker::default();
-    let mut calls: Vec<Call<'_>> = Vec::new();
+    let mut walker = Walker {
+        records: Vec::with_capacity(4),
+        first_model: None,
+        warnings: Vec::new(),
+    };
+    let mut calls: Vec<Call<'_>> = Vec::with_capacity(2);
     let is_stream = matches!(root, Node::Arr(_));
-    let events: Vec<(&Node<'_>, Path<'_>)> = match root {
-        Node::Arr(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n, Path::Idx(&Path::Root, i)))
-            .collect(),
-        other => vec![(other, Path::Root)],
+    let events = match root {
+        Node::Arr(items) => items.as_slice(),
+        other => std::slice::from_ref(other),
     };
     let mut current: Option<&str> = None;
     let mut anon = 0usize;
-    for (event, path) in &events {
+    for (i, event) in events.iter().enumerate() {
+        let path = &if is_stream {
+            Path::Idx(&Path::Root, i)
+        } else {
+            Path::Root
+        };
         if is_stream && let Some(id) = event_id(event) {
             current = Some(id);
         }
@@ -207,22 +212,26 @@ fn extract_node(root: &Node<'_>) -> Result<Extraction, ExtractError> {
                 .map_err(|_| ExtractError::Overflow { path: "$".into() })?,
         });
     }
-    let mut models: Vec<&str> = Vec::new();
-    for m in calls.iter().filter_map(|c| c.model) {
-        if !models.contains(&m) {
-            models.push(m);
+    // The distinct models, in order of appearance; listed only when several.
+    let first_call_model = calls.iter().find_map(|c| c.model);
+    if let Some(first) = first_call_model
+        && calls.iter().any(|c| c.model.is_some_and(|m| m != first))
+    {
+        let mut models: Vec<&str> = Vec::new();
+        for m in calls.iter().filter_map(|c| c.model) {
+            if !models.contains(&m) {
+                models.push(m);
+            }
         }
-    }
-    if models.len() > 1 {
         warnings.push(format!(
             "the payload carries several models ({}); each call is priced with its own",
             models.join(", ")
         ));
     }
-    if calls.iter().any(|c| c.model.is_none()) && !models.is_empty() {
+    if calls.iter().any(|c| c.model.is_none()) && first_call_model.is_some() {
         warnings.push("some calls name no model".into());
     }
-    let model = models.first().copied().or(walker.first_model);
+    let model = first_call_model.or(walker.first_model);
     Ok(Extraction {
         model: model.map(str::to_owned),
         usage: total,
@@ -262,47 +271,142 @@ fn max_merge(a: &TokenUsage, b: &TokenUsage) -> TokenUsage {
     }
 }
 
-#[derive(Default)]
 struct Walker<'n> {
     records: Vec<Record<'n>>,
     first_model: Option<&'n str>,
     warnings: Vec<String>,
 }
 
-/// The model an object names for itself.
-fn model_of<'n>(obj: &'n Node<'n>) -> Option<&'n str> {
-    const KEYS: [&str; 6] = [
-        "model",
-        "model_name",
-        "modelId",
-        "model_id",
-        "modelVersion",
-        "model_version",
-    ];
-    if let Some(m) = KEYS.iter().find_map(|k| obj.str_of(k)) {
-        return Some(m);
-    }
-    if let Some(meta) = obj.get("response_metadata")
-        && let Some(m) = ["model_name", "model", "model_id", "modelId"]
-            .iter()
-            .find_map(|k| meta.str_of(k))
-    {
-        return Some(m);
-    }
-    if let Some(m) = obj
-        .get("llm_output")
-        .and_then(|o| o.str_of("model_name").or_else(|| o.str_of("model")))
-    {
-        return Some(m);
-    }
-    // Langflow records the model of a message in `properties.source.source`.
-    obj.get("source").and_then(|s| s.str_of("source"))
+/// What one pass over an object's keys tells the walker: the values of the
+/// keys that name a model or an id (the last of duplicates, as
+/// [`Node::get`] reads them), and whether any key can lead to a usage.
+struct Keys<'n> {
+    slots: [Option<&'n Node<'n>>; SLOTS],
+    may_hold_usage: bool,
 }
 
-fn id_of<'n>(obj: &'n Node<'n>) -> Option<&'n str> {
-    obj.str_of("id")
-        .or_else(|| obj.str_of("responseId"))
-        .or_else(|| obj.str_of("response_id"))
+/// Keys an object names its model with, in order of preference.
+const MODEL_SLOTS: usize = 6;
+const RESPONSE_METADATA: usize = 6;
+const LLM_OUTPUT: usize = 7;
+const SOURCE: usize = 8;
+/// `id`, `responseId`, `response_id`, in order of preference.
+const ID_SLOTS: usize = 9;
+const SLOTS: usize = 12;
+
+fn slot(key: &str) -> Option<usize> {
+    Some(match key {
+        "model" => 0,
+        "model_name" => 1,
+        "modelId" => 2,
+        "model_id" => 3,
+        "modelVersion" => 4,
+        "model_version" => 5,
+        "response_metadata" => RESPONSE_METADATA,
+        "llm_output" => LLM_OUTPUT,
+        "source" => SOURCE,
+        "id" => ID_SLOTS,
+        "responseId" => ID_SLOTS + 1,
+        "response_id" => ID_SLOTS + 2,
+        _ => return None,
+    })
+}
+
+/// Whether [`Walker::read_call`] can find anything under this key: every
+/// key it or [`Walker::convert`] reads directly on the object.
+fn leads_to_usage(key: &str) -> bool {
+    matches!(
+        key,
+        "usage_metadata"
+            | "usageMetadata"
+            | "usage"
+            | "token_usage"
+            | "llm_output"
+            | "x_groq"
+            | "meta"
+            | "amazon-bedrock-invocationMetrics"
+            | "billed_units"
+            | "tokens"
+            | "prompt_tokens"
+            | "completion_tokens"
+            | "prompt_cache_hit_tokens"
+            | "prompt_cache_miss_tokens"
+            | "generation_token_count"
+            | "promptTokenCount"
+            | "candidatesTokenCount"
+            | "totalTokenCount"
+            | "prompt_token_count"
+            | "candidates_token_count"
+            | "input_tokens"
+            | "output_tokens"
+            | "cache_read_input_tokens"
+            | "cache_creation_input_tokens"
+            | "inputTokens"
+            | "outputTokens"
+            | "inputTokenCount"
+            | "outputTokenCount"
+            | "prompt_eval_count"
+            | "eval_count"
+            | "inputTextTokenCount"
+    ) || key
+        .as_bytes()
+        .get(..BEDROCK_HEADER_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(BEDROCK_HEADER_PREFIX))
+}
+
+/// Bedrock's usage headers all start so (matched without regard to case).
+const BEDROCK_HEADER_PREFIX: &[u8] = b"x-amzn-bedrock-";
+
+impl<'n> Keys<'n> {
+    fn scan(fields: &'n [(std::borrow::Cow<'n, str>, Node<'n>)]) -> Keys<'n> {
+        let mut keys = Keys {
+            slots: [None; SLOTS],
+            may_hold_usage: false,
+        };
+        for (key, value) in fields {
+            if let Some(i) = slot(key) {
+                keys.slots[i] = Some(value);
+                // `llm_output` is both a model source and a usage container.
+                if i == LLM_OUTPUT {
+                    keys.may_hold_usage = true;
+                }
+            } else if !keys.may_hold_usage && leads_to_usage(key) {
+                keys.may_hold_usage = true;
+            }
+        }
+        keys
+    }
+
+    fn str_at(&self, i: usize) -> Option<&'n str> {
+        self.slots[i]
+            .and_then(Node::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The model an object names for itself.
+    fn model(&self) -> Option<&'n str> {
+        if let Some(m) = (0..MODEL_SLOTS).find_map(|i| self.str_at(i)) {
+            return Some(m);
+        }
+        if let Some(meta) = self.slots[RESPONSE_METADATA]
+            && let Some(m) = ["model_name", "model", "model_id", "modelId"]
+                .iter()
+                .find_map(|k| meta.str_of(k))
+        {
+            return Some(m);
+        }
+        if let Some(m) = self.slots[LLM_OUTPUT]
+            .and_then(|o| o.str_of("model_name").or_else(|| o.str_of("model")))
+        {
+            return Some(m);
+        }
+        // Langflow records the model of a message in `properties.source.source`.
+        self.slots[SOURCE].and_then(|s| s.str_of("source"))
+    }
+
+    fn id(&self) -> Option<&'n str> {
+        (ID_SLOTS..SLOTS).find_map(|i| self.str_at(i))
+    }
 }
 
 impl<'n> Walker<'n> {
@@ -319,13 +423,16 @@ impl<'n> Walker<'n> {
         }
         match node {
             Node::Obj(fields) => {
-                let local = model_of(node);
+                let keys = Keys::scan(fields);
+                let local = keys.model();
                 if self.first_model.is_none() {
                     self.first_model = local;
                 }
                 let model = local.or(inherited_model);
-                let own_id = id_of(node);
-                if let Some((usage, secondary)) = self.read_call(node, path)? {
+                let own_id = keys.id();
+                if keys.may_hold_usage
+                    && let Some((usage, secondary)) = self.read_call(node, path)?
+                {
                     self.records.push(Record {
                         id: own_id.or(parent_id),
                         model,

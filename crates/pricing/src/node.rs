@@ -17,22 +17,21 @@ pub(crate) const MAX_DEPTH: usize = 128;
 const MAX_KEPT_STRING: usize = 512;
 
 /// Keys whose values are content, never usage, in every supported format.
-const SKIPPED_KEYS: &[&str] = &[
-    "content",
-    "text",
-    "logprobs",
-    "embedding",
-    "embeddings",
-    "parts",
-    "files",
-    "content_blocks",
-    "tool_calls",
-    "outputText",
-    "generation",
-];
-
 pub(crate) fn is_skipped_key(key: &str) -> bool {
-    SKIPPED_KEYS.contains(&key)
+    matches!(
+        key,
+        "content"
+            | "text"
+            | "logprobs"
+            | "embedding"
+            | "embeddings"
+            | "parts"
+            | "files"
+            | "content_blocks"
+            | "tool_calls"
+            | "outputText"
+            | "generation"
+    )
 }
 
 #[derive(Debug, Clone, PartialEq)]
