@@ -9,6 +9,7 @@
 
 mod db;
 mod error;
+pub mod errors;
 pub mod ingest;
 mod keys;
 pub mod maintenance;

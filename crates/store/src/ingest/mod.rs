@@ -48,6 +48,18 @@ pub struct ItemResult {
     pub outcome: Outcome,
     pub error: Option<ItemError>,
     pub warnings: Vec<String>,
+    /// The item's type, when it named a known one (for metrics).
+    pub item_type: Option<ItemType>,
+    /// How a `message.create` with usage was priced (for metrics).
+    pub pricing: Option<ItemPricing>,
+}
+
+/// The model and pricing status of a message that carried usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemPricing {
+    pub model: Option<String>,
+    /// `priced`, `partial` or `unpriced`.
+    pub status: String,
 }
 
 /// The result of a batch.
@@ -110,8 +122,20 @@ impl Store {
                         outcome: Outcome::Error,
                         error: Some(error),
                         warnings: Vec::new(),
+                        item_type: raw.get("type").and_then(|t| t.as_str()).and_then(|t| {
+                            ItemType::ALL.into_iter().find(|known| known.as_str() == t)
+                        }),
+                        pricing: None,
                     },
                     Ok(item) => {
+                        let item_type = Some(item.item_type());
+                        let pricing = match &item.body {
+                            item::Body::Message(m) if m.usage.is_some() => Some(ItemPricing {
+                                model: m.model.clone(),
+                                status: m.pricing_status.clone(),
+                            }),
+                            _ => None,
+                        };
                         let mut warnings = item.warnings;
                         warnings.extend(applied.warnings);
                         ItemResult {
@@ -119,6 +143,8 @@ impl Store {
                             outcome: applied.outcome,
                             error: applied.error,
                             warnings,
+                            item_type,
+                            pricing,
                         }
                     }
                 })
