@@ -16,6 +16,8 @@ pub struct AppState {
     pub store: Store,
     pub settings: Arc<Settings>,
     pub catalog: Arc<charlie_pricing::Catalog>,
+    /// The Prometheus registry behind `GET /metrics`.
+    pub metrics: Arc<crate::observability::Metrics>,
 }
 
 /// A built server, bound to its port but not yet running.
@@ -97,14 +99,23 @@ impl Application {
         let port = listener.local_addr().map_err(StartupError::from)?.port();
         let catalog =
             crate::pricing::load_catalog(&settings).map_err(|e| StartupError(e.to_string()))?;
+        let sentry_hub = crate::observability::reporting::app_hub(&settings);
         let state = AppState {
             store,
             settings: Arc::new(settings),
             catalog: Arc::new(catalog),
+            metrics: Arc::new(crate::observability::Metrics::new()),
         };
         let json_limit = state.settings.ingest_max_bytes;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(crate::observability::Observe::new(
+                    state.store.clone(),
+                    state.metrics.clone(),
+                ))
+                .wrap(crate::observability::reporting::sentry_middleware(
+                    sentry_hub.clone(),
+                ))
                 .app_data(web::Data::new(state.clone()))
                 .app_data(
                     web::JsonConfig::default()

@@ -252,6 +252,8 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
                 bind = %settings.bind_addr,
                 "starting charlie-stats"
             );
+            // Held until the server stops: dropping it flushes pending events.
+            let _sentry = telemetry::init_sentry(&settings);
             let app = Application::build(settings).await?;
             app.run_until_stopped().await?;
             tracing::info!("stopped");

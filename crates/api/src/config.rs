@@ -95,6 +95,12 @@ pub struct SentrySettings {
     pub dsn: Option<Secret>,
     pub environment: String,
     pub traces_sample_rate: f32,
+    /// `SENTRY_WEB_URL`: the Sentry web app that error links point at
+    /// (self-hosted Sentry too), without a trailing slash.
+    pub web_url: String,
+    /// `SENTRY_ORG` and `SENTRY_PROJECT`: slugs that make error links exact.
+    pub org: Option<String>,
+    pub project: Option<String>,
 }
 
 /// LangSmith settings (`LANGSMITH_*`); Langflow reads them itself, we use the
@@ -105,6 +111,8 @@ pub struct LangsmithSettings {
     pub endpoint: Option<String>,
     pub api_key: Option<Secret>,
     pub project: Option<String>,
+    /// `LANGSMITH_WEB_URL`: the LangSmith web app trace links point at.
+    pub web_url: String,
 }
 
 /// Everything the service reads from its environment.
@@ -121,6 +129,8 @@ pub struct Settings {
     pub model_aliases: Option<String>,
     pub ingest_max_items: usize,
     pub ingest_max_bytes: usize,
+    /// `METRICS_TOKEN`: when set, `GET /metrics` wants it as a bearer token.
+    pub metrics_token: Option<Secret>,
 }
 
 fn parse_var<T: FromStr>(env: &dyn Env, var: &'static str, default: T) -> Result<T, ConfigError>
@@ -143,6 +153,19 @@ fn parse_bool(env: &dyn Env, var: &'static str, default: bool) -> Result<bool, C
         Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
         Some(v) => Err(ConfigError::new(var, format!("`{v}` is not true or false"))),
     }
+}
+
+/// An `http(s)://` base URL, without its trailing slashes.
+fn web_url(env: &dyn Env, var: &'static str, default: &str) -> Result<String, ConfigError> {
+    let url = env.get(var).unwrap_or_else(|| default.to_owned());
+    let url = url.trim().trim_end_matches('/');
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(ConfigError::new(
+            var,
+            format!("`{url}` is not an http(s):// URL"),
+        ));
+    }
+    Ok(url.to_owned())
 }
 
 impl Settings {
@@ -179,12 +202,22 @@ impl Settings {
                     AppEnv::Production => "production".into(),
                 }),
             traces_sample_rate,
+            web_url: web_url(env, "SENTRY_WEB_URL", "https://sentry.io")?,
+            org: env.get("SENTRY_ORG").map(|v| v.trim().to_owned()),
+            project: env.get("SENTRY_PROJECT").map(|v| v.trim().to_owned()),
         };
+        if let Some(dsn) = &sentry.dsn {
+            dsn.expose()
+                .trim()
+                .parse::<sentry::types::Dsn>()
+                .map_err(|e| ConfigError::new("SENTRY_DSN", format!("not a Sentry DSN: {e}")))?;
+        }
         let langsmith = LangsmithSettings {
             tracing: parse_bool(env, "LANGSMITH_TRACING", false)?,
             endpoint: env.get("LANGSMITH_ENDPOINT"),
             api_key: env.get("LANGSMITH_API_KEY").map(Secret::new),
             project: env.get("LANGSMITH_PROJECT"),
+            web_url: web_url(env, "LANGSMITH_WEB_URL", "https://smith.langchain.com")?,
         };
         let ingest_max_items = parse_var(env, "INGEST_MAX_ITEMS", 1000usize)?;
         let ingest_max_bytes = parse_var(env, "INGEST_MAX_BYTES", 5 * 1024 * 1024usize)?;
@@ -203,6 +236,7 @@ impl Settings {
             model_aliases: env.get("MODEL_ALIASES"),
             ingest_max_items,
             ingest_max_bytes,
+            metrics_token: env.get("METRICS_TOKEN").map(|v| Secret::new(v.trim())),
         };
         settings.check()?;
         Ok(settings)

@@ -13,7 +13,7 @@ use utoipa::{
         title = "Charlie Stats",
         description = "Reporting and analytics for the Teach Charlie agent platform: ingestion, Charlie Stats for users, and the admin dashboard API.",
     ),
-    paths(routes::health::health, routes::health::ready, routes::ingest::ingest),
+    paths(routes::health::health, routes::health::ready, routes::ingest::ingest, routes::metrics::metrics),
     components(schemas(
         ErrorBody,
         routes::health::HealthBody,
@@ -26,6 +26,7 @@ use utoipa::{
     tags(
         (name = "Health", description = "Liveness and readiness probes"),
         (name = "Ingestion", description = "The platform pushes users, workflows, components, conversations, messages, events and errors"),
+        (name = "Observability", description = "Prometheus metrics"),
     ),
 )]
 pub struct ApiDoc;
@@ -57,6 +58,17 @@ impl Modify for SecuritySchemes {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some("A Clerk-compatible RS256 session token (also accepted from the `__session` cookie)."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "`METRICS_TOKEN`, when the service is configured with one.",
+                    ))
                     .build(),
             ),
         );

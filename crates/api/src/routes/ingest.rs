@@ -175,6 +175,7 @@ pub async fn ingest(
         .store
         .ingest(items, &state.catalog, time::OffsetDateTime::now_utc())
         .await?;
+    state.metrics.observe_ingest(&report);
     let response = IngestResponse {
         created: report.count(Outcome::Created),
         updated: report.count(Outcome::Updated),

@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod ingest;
+pub mod metrics;
 
 use actix_web::web;
 
@@ -9,4 +10,5 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     ingest::configure(cfg);
+    metrics::configure(cfg);
 }

@@ -9,4 +9,5 @@ mod helpers;
 mod cli;
 mod health;
 mod ingest;
+mod observability;
 mod openapi;

@@ -1,0 +1,335 @@
+//! A small Prometheus registry: counters and one histogram behind mutexes,
+//! rendered in the text exposition format (version 0.0.4) by `GET /metrics`.
+//!
+//! Labels are bounded on purpose: routes are templates (`/users/{id}`, never
+//! a raw path), methods outside the standard set become `OTHER`, and model
+//! names stop getting their own series after [`MAX_MODEL_LABELS`].
+
+use charlie_store::ingest::{BatchReport, Outcome};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write,
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
+
+/// Upper bounds (seconds) of the request latency histogram.
+const LATENCY_BUCKETS: [(f64, &str); 11] = [
+    (0.005, "0.005"),
+    (0.01, "0.01"),
+    (0.025, "0.025"),
+    (0.05, "0.05"),
+    (0.1, "0.1"),
+    (0.25, "0.25"),
+    (0.5, "0.5"),
+    (1.0, "1"),
+    (2.5, "2.5"),
+    (5.0, "5"),
+    (10.0, "10"),
+];
+
+/// Distinct `model` label values kept; later models are counted as `other`.
+pub const MAX_MODEL_LABELS: usize = 500;
+
+/// The `route` label of requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct HttpKey {
+    method: &'static str,
+    route: String,
+    status: u16,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Latency {
+    /// Non-cumulative counts per bucket; the last slot is `+Inf`.
+    buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    sum_seconds: f64,
+    count: u64,
+}
+
+/// Every metric the service exposes. One per application.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    http: Mutex<BTreeMap<HttpKey, Latency>>,
+    ingested: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    usages: Mutex<BTreeMap<(String, String), u64>>,
+    models_seen: Mutex<BTreeSet<String>>,
+}
+
+/// Locks a mutex; a panic while it was held leaves only counters behind,
+/// which are still worth reporting.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("OTHER")
+}
+
+fn outcome_label(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Created => "created",
+        Outcome::Updated => "updated",
+        Outcome::Duplicate => "duplicate",
+        Outcome::Error => "error",
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    /// Counts one answered request.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, latency: Duration) {
+        let seconds = latency.as_secs_f64();
+        let key = HttpKey {
+            method: method_label(method),
+            route: route.to_owned(),
+            status,
+        };
+        let mut http = lock(&self.http);
+        let entry = http.entry(key).or_default();
+        let slot = LATENCY_BUCKETS
+            .iter()
+            .position(|(le, _)| seconds <= *le)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        entry.buckets[slot] += 1;
+        entry.sum_seconds += seconds;
+        entry.count += 1;
+    }
+
+    /// Counts the items of an ingested batch by type and outcome, and the
+    /// usages of newly stored messages by model and pricing status.
+    pub fn observe_ingest(&self, report: &BatchReport) {
+        {
+            let mut ingested = lock(&self.ingested);
+            for r in &report.results {
+                let item_type = r.item_type.map(|t| t.as_str()).unwrap_or("unknown");
+                *ingested
+                    .entry((item_type, outcome_label(r.outcome)))
+                    .or_default() += 1;
+            }
+        }
+        let mut usages = lock(&self.usages);
+        let mut models = lock(&self.models_seen);
+        for r in &report.results {
+            let (Outcome::Created, Some(p)) = (r.outcome, &r.pricing) else {
+                continue;
+            };
+            let model = p.model.as_deref().unwrap_or("unknown");
+            let model = if models.contains(model) {
+                model
+            } else if models.len() < MAX_MODEL_LABELS {
+                models.insert(model.to_owned());
+                model
+            } else {
+                "other"
+            };
+            *usages
+                .entry((model.to_owned(), p.status.clone()))
+                .or_default() += 1;
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = self.render_into(&mut out);
+        out
+    }
+
+    fn render_into(&self, out: &mut String) -> std::fmt::Result {
+        let http = lock(&self.http).clone();
+        writeln!(
+            out,
+            "# HELP http_requests_total HTTP requests answered, by method, route template and status."
+        )?;
+        writeln!(out, "# TYPE http_requests_total counter")?;
+        for (k, v) in &http {
+            writeln!(
+                out,
+                "http_requests_total{{method=\"{}\",route=\"{}\",status=\"{}\"}} {}",
+                k.method,
+                escape(&k.route),
+                k.status,
+                v.count
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP http_request_duration_seconds Time to answer HTTP requests, by method, route template and status."
+        )?;
+        writeln!(out, "# TYPE http_request_duration_seconds histogram")?;
+        for (k, v) in &http {
+            let labels = format!(
+                "method=\"{}\",route=\"{}\",status=\"{}\"",
+                k.method,
+                escape(&k.route),
+                k.status
+            );
+            let mut cumulative = 0;
+            for (i, (_, le)) in LATENCY_BUCKETS.iter().enumerate() {
+                cumulative += v.buckets[i];
+                writeln!(
+                    out,
+                    "http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                )?;
+            }
+            writeln!(
+                out,
+                "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                v.count
+            )?;
+            writeln!(
+                out,
+                "http_request_duration_seconds_sum{{{labels}}} {}",
+                v.sum_seconds
+            )?;
+            writeln!(
+                out,
+                "http_request_duration_seconds_count{{{labels}}} {}",
+                v.count
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP charlie_ingest_items_total Ingested items, by item type and outcome."
+        )?;
+        writeln!(out, "# TYPE charlie_ingest_items_total counter")?;
+        for ((item_type, outcome), n) in lock(&self.ingested).iter() {
+            writeln!(
+                out,
+                "charlie_ingest_items_total{{type=\"{item_type}\",outcome=\"{outcome}\"}} {n}"
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP charlie_usages_total Stored messages with token usage, by model and pricing status (priced, partial, unpriced). Unpriced usages mean a model has no price."
+        )?;
+        writeln!(out, "# TYPE charlie_usages_total counter")?;
+        for ((model, status), n) in lock(&self.usages).iter() {
+            writeln!(
+                out,
+                "charlie_usages_total{{model=\"{}\",pricing_status=\"{}\"}} {n}",
+                escape(model),
+                escape(status)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use charlie_store::ingest::{ItemPricing, ItemResult, ItemType};
+
+    fn result(t: Option<ItemType>, outcome: Outcome, pricing: Option<(&str, &str)>) -> ItemResult {
+        ItemResult {
+            id: None,
+            outcome,
+            error: None,
+            warnings: Vec::new(),
+            item_type: t,
+            pricing: pricing.map(|(m, s)| ItemPricing {
+                model: Some(m.to_owned()),
+                status: s.to_owned(),
+            }),
+        }
+    }
+
+    #[test]
+    fn requests_are_counted_with_cumulative_latency_buckets() {
+        let m = Metrics::new();
+        m.observe_request("GET", "/users/{id}", 200, Duration::from_millis(3));
+        m.observe_request("GET", "/users/{id}", 200, Duration::from_millis(300));
+        m.observe_request("BREW", "unmatched", 404, Duration::from_secs(30));
+        let text = m.render();
+        assert!(text.contains(
+            "http_requests_total{method=\"GET\",route=\"/users/{id}\",status=\"200\"} 2"
+        ));
+        assert!(text.contains("http_request_duration_seconds_bucket{method=\"GET\",route=\"/users/{id}\",status=\"200\",le=\"0.005\"} 1"));
+        assert!(text.contains("http_request_duration_seconds_bucket{method=\"GET\",route=\"/users/{id}\",status=\"200\",le=\"0.25\"} 1"));
+        assert!(text.contains("http_request_duration_seconds_bucket{method=\"GET\",route=\"/users/{id}\",status=\"200\",le=\"0.5\"} 2"));
+        assert!(text.contains("http_request_duration_seconds_bucket{method=\"OTHER\",route=\"unmatched\",status=\"404\",le=\"10\"} 0"));
+        assert!(text.contains("http_request_duration_seconds_bucket{method=\"OTHER\",route=\"unmatched\",status=\"404\",le=\"+Inf\"} 1"));
+    }
+
+    #[test]
+    fn ingestion_counts_types_outcomes_and_pricing_of_new_messages_only() {
+        let m = Metrics::new();
+        m.observe_ingest(&BatchReport {
+            results: vec![
+                result(
+                    Some(ItemType::Message),
+                    Outcome::Created,
+                    Some(("gpt-4o", "priced")),
+                ),
+                result(
+                    Some(ItemType::Message),
+                    Outcome::Duplicate,
+                    Some(("gpt-4o", "priced")),
+                ),
+                result(
+                    Some(ItemType::Message),
+                    Outcome::Created,
+                    Some(("my \"model\"", "unpriced")),
+                ),
+                result(None, Outcome::Error, None),
+            ],
+        });
+        let text = m.render();
+        assert!(
+            text.contains(
+                "charlie_ingest_items_total{type=\"message.create\",outcome=\"created\"} 2"
+            )
+        );
+        assert!(text.contains(
+            "charlie_ingest_items_total{type=\"message.create\",outcome=\"duplicate\"} 1"
+        ));
+        assert!(text.contains("charlie_ingest_items_total{type=\"unknown\",outcome=\"error\"} 1"));
+        assert!(
+            text.contains("charlie_usages_total{model=\"gpt-4o\",pricing_status=\"priced\"} 1")
+        );
+        assert!(text.contains(
+            "charlie_usages_total{model=\"my \\\"model\\\"\",pricing_status=\"unpriced\"} 1"
+        ));
+    }
+
+    #[test]
+    fn model_labels_are_bounded() {
+        let m = Metrics::new();
+        let names: Vec<String> = (0..MAX_MODEL_LABELS + 5).map(|i| format!("m{i}")).collect();
+        m.observe_ingest(&BatchReport {
+            results: names
+                .iter()
+                .map(|n| {
+                    result(
+                        Some(ItemType::Message),
+                        Outcome::Created,
+                        Some((n, "unpriced")),
+                    )
+                })
+                .collect(),
+        });
+        let text = m.render();
+        assert!(
+            text.contains("charlie_usages_total{model=\"other\",pricing_status=\"unpriced\"} 5")
+        );
+    }
+}
