@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_core_schema;
 mod m20261128_000002_ingestion;
+mod m20261128_000003_read_model;
 
 /// Applies the migrations in order.
 #[derive(Debug)]
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_core_schema::Migration),
             Box::new(m20261128_000002_ingestion::Migration),
+            Box::new(m20261128_000003_read_model::Migration),
         ]
     }
 }

@@ -360,23 +360,16 @@ async fn rollups(action: RollupsAction, settings: Settings) -> Result<(), CliErr
     };
     match action {
         RollupsAction::Rebuild { .. } => {
-            let (days, buckets) = store.rebuild_rollups(range).await?;
-            println!("rebuilt {days} daily_metrics rows and {buckets} usage_buckets rows");
+            let rows = store.rebuild_rollups(range).await?;
+            println!("rebuilt {rows} rollup rows (daily_metrics, usage_buckets, platform_buckets)");
             Ok(())
         }
         RollupsAction::Verify { .. } => {
             let report = store.verify_rollups(range).await?;
             for d in &report.differences {
                 println!(
-                    "{} user {} workflow {} at {}: stored {:?} recounted {:?}",
-                    d.table,
-                    d.user_id,
-                    d.workflow_id
-                        .map(|w| w.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    d.at,
-                    d.stored,
-                    d.recounted
+                    "{} {}: stored {:?} recounted {:?}",
+                    d.table, d.key, d.stored, d.recounted
                 );
             }
             for id in &report.stuck_pending {
@@ -384,8 +377,8 @@ async fn rollups(action: RollupsAction, settings: Settings) -> Result<(), CliErr
             }
             if report.differences.is_empty() && report.stuck_pending.is_empty() {
                 println!(
-                    "rollups agree with raw rows ({} daily_metrics rows, {} usage_buckets rows)",
-                    report.daily_rows, report.bucket_rows
+                    "rollups agree with raw rows ({} rows compared)",
+                    report.rows
                 );
                 Ok(())
             } else {

@@ -7,6 +7,8 @@
 //! This crate must not know HTTP, actix or utoipa: the API crate maps
 //! [`StoreError`] to status codes.
 
+pub mod analytics;
+pub mod calendar;
 mod db;
 mod error;
 pub mod errors;

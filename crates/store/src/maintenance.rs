@@ -49,12 +49,10 @@ impl RollupRange {
 /// One rollup row that differs between storage and a recount.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RollupDifference {
-    /// `daily_metrics` or `usage_buckets`.
+    /// `daily_metrics`, `usage_buckets` or `platform_buckets`.
     pub table: &'static str,
-    pub user_id: Uuid,
-    pub workflow_id: Option<Uuid>,
-    /// The date (daily) or bucket start (buckets), RFC 3339.
-    pub at: String,
+    /// The row's key, readable: user, workflow or model, and day or bucket start.
+    pub key: String,
     pub stored: Option<Counters>,
     pub recounted: Option<Counters>,
 }
@@ -62,11 +60,50 @@ pub struct RollupDifference {
 /// What `verify` found.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyReport {
-    pub daily_rows: usize,
-    pub bucket_rows: usize,
+    /// Stored rows compared, all tables together.
+    pub rows: usize,
     pub differences: Vec<RollupDifference>,
     /// Waiting messages whose conversation exists (should never happen).
     pub stuck_pending: Vec<Uuid>,
+}
+
+/// A range in the terms of each table: dates and bucket indexes, both ends
+/// included, open ends replaced by values every engine can store.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    from: Date,
+    to: Date,
+    first_bucket: i64,
+    last_bucket: i64,
+}
+
+impl Bounds {
+    fn of(range: RollupRange) -> Bounds {
+        let start = |d: Date| {
+            d.with_time(Time::MIDNIGHT)
+                .assume_utc()
+                .unix_timestamp()
+                .div_euclid(BUCKET_SECONDS)
+        };
+        Bounds {
+            from: range.from.unwrap_or(time::macros::date!(1900 - 01 - 01)),
+            to: range.to.unwrap_or(time::macros::date!(9999 - 12 - 31)),
+            first_bucket: range.from.map(start).unwrap_or(i64::MIN),
+            last_bucket: range
+                .to
+                .and_then(|d| d.next_day())
+                .map(|d| start(d) - 1)
+                .unwrap_or(i64::MAX),
+        }
+    }
+
+    fn dates(&self) -> Vec<sea_orm::Value> {
+        vec![self.from.into(), self.to.into()]
+    }
+
+    fn buckets(&self) -> Vec<sea_orm::Value> {
+        vec![self.first_bucket.into(), self.last_bucket.into()]
+    }
 }
 
 impl Store {
@@ -76,57 +113,67 @@ impl Store {
     }
 
     /// Replaces the stored rollups of `range` with a recount, in one
-    /// transaction. Running it twice gives the same rows.
-    pub async fn rebuild_rollups(&self, range: RollupRange) -> StoreResult<(usize, usize)> {
+    /// transaction. Running it twice gives the same rows. Returns how many
+    /// rows were written.
+    pub async fn rebuild_rollups(&self, range: RollupRange) -> StoreResult<usize> {
         let _guard = self.write_guard().await;
         let txn = self.conn().begin().await?;
         let (rollups, sessions) = recount(&txn, range).await?;
-        let (day_sql, bucket_sql, days_sql, values, bucket_values) = delete_statements(range);
-        sql::execute(&txn, &day_sql, values.clone()).await?;
-        sql::execute(&txn, &days_sql, values).await?;
-        sql::execute(&txn, &bucket_sql, bucket_values).await?;
+        let b = Bounds::of(range);
+        sql::execute(
+            &txn,
+            "DELETE FROM daily_metrics WHERE date >= $1 AND date <= $2",
+            b.dates(),
+        )
+        .await?;
+        sql::execute(
+            &txn,
+            "DELETE FROM conversation_days WHERE date >= $1 AND date <= $2",
+            b.dates(),
+        )
+        .await?;
+        sql::execute(
+            &txn,
+            "DELETE FROM usage_buckets WHERE bucket >= $1 AND bucket <= $2",
+            b.buckets(),
+        )
+        .await?;
+        sql::execute(
+            &txn,
+            "DELETE FROM platform_buckets WHERE bucket >= $1 AND bucket <= $2",
+            b.buckets(),
+        )
+        .await?;
         rollups.write(&txn, OffsetDateTime::now_utc()).await?;
         // The session ledger follows from messages too.
         write_sessions(&txn, &sessions).await?;
         txn.commit().await?;
-        Ok((rollups.day_rows().count(), rollups.bucket_rows().count()))
+        Ok(keyed(&rollups).len())
     }
 
     /// Compares stored rollups of `range` with a recount.
     pub async fn verify_rollups(&self, range: RollupRange) -> StoreResult<VerifyReport> {
         let (recounted, _) = recount(self.conn(), range).await?;
+        let fresh = keyed(&recounted);
         let stored = stored_rollups(self.conn(), range).await?;
         let mut report = VerifyReport {
-            daily_rows: stored.daily.len(),
-            bucket_rows: stored.buckets.len(),
+            rows: stored.len(),
             ..VerifyReport::default()
         };
-        let mut fresh_days: BTreeMap<(Uuid, Option<Uuid>, Date), Counters> = BTreeMap::new();
-        for (u, w, d, c) in recounted.day_rows() {
-            fresh_days.insert((u, w, d), *c);
+        let keys: BTreeSet<&(&'static str, String)> = stored.keys().chain(fresh.keys()).collect();
+        let zero = Counters::default();
+        for key in keys {
+            let a = stored.get(key).filter(|c| **c != zero);
+            let b = fresh.get(key).filter(|c| **c != zero);
+            if a != b {
+                report.differences.push(RollupDifference {
+                    table: key.0,
+                    key: key.1.clone(),
+                    stored: a.copied(),
+                    recounted: b.copied(),
+                });
+            }
         }
-        let mut fresh_buckets: BTreeMap<(Uuid, Option<Uuid>, i64), Counters> = BTreeMap::new();
-        for (u, w, b, c) in recounted.bucket_rows() {
-            fresh_buckets.insert((u, w, b), *c);
-        }
-        diff(
-            &stored.daily,
-            &fresh_days,
-            "daily_metrics",
-            |d| d.to_string(),
-            &mut report.differences,
-        );
-        diff(
-            &stored.buckets,
-            &fresh_buckets,
-            "usage_buckets",
-            |b| {
-                OffsetDateTime::from_unix_timestamp(b * BUCKET_SECONDS)
-                    .map(|t| t.to_string())
-                    .unwrap_or_else(|_| b.to_string())
-            },
-            &mut report.differences,
-        );
         for row in sql::query_all(
             self.conn(),
             "SELECT p.id FROM pending_messages p JOIN conversations c ON c.id = p.conversation_id",
@@ -140,140 +187,107 @@ impl Store {
     }
 }
 
-fn diff<K: Ord + Copy>(
-    stored: &BTreeMap<(Uuid, Option<Uuid>, K), Counters>,
-    fresh: &BTreeMap<(Uuid, Option<Uuid>, K), Counters>,
-    table: &'static str,
-    show: impl Fn(K) -> String,
-    out: &mut Vec<RollupDifference>,
-) {
-    let keys: BTreeSet<_> = stored.keys().chain(fresh.keys()).copied().collect();
-    for key in keys {
-        let (a, b) = (
-            stored.get(&key).filter(|c| **c != Counters::default()),
-            fresh.get(&key),
+type Keyed = BTreeMap<(&'static str, String), Counters>;
+
+fn bucket_text(b: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(b.saturating_mul(BUCKET_SECONDS))
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| b.to_string())
+}
+
+fn user_key(user: Uuid, workflow: Option<Uuid>, at: String) -> String {
+    let workflow = workflow.map_or_else(|| "-".to_owned(), |w| w.to_string());
+    format!("user {user} workflow {workflow} at {at}")
+}
+
+/// Every row of every rollup table under one comparable key.
+fn keyed(r: &Rollups) -> Keyed {
+    let mut out = Keyed::new();
+    for (u, w, d, c) in r.day_rows() {
+        out.insert(("daily_metrics", user_key(u, w, d.to_string())), *c);
+    }
+    for (u, w, b, c) in r.bucket_rows() {
+        out.insert(("usage_buckets", user_key(u, w, bucket_text(b))), *c);
+    }
+    for (b, m, c) in r.platform_rows() {
+        out.insert(
+            (
+                "platform_buckets",
+                format!("model `{m}` at {}", bucket_text(b)),
+            ),
+            *c,
         );
-        let b = b.filter(|c| **c != Counters::default());
-        if a != b {
-            out.push(RollupDifference {
-                table,
-                user_id: key.0,
-                workflow_id: key.1,
-                at: show(key.2),
-                stored: a.copied(),
-                recounted: b.copied(),
-            });
-        }
     }
+    out
 }
 
-type DeleteStatements = (
-    String,
-    String,
-    String,
-    Vec<sea_orm::Value>,
-    Vec<sea_orm::Value>,
-);
-
-fn delete_statements(range: RollupRange) -> DeleteStatements {
-    // Open ends become dates every engine can store (PostgreSQL's range is
-    // narrower than `time`'s).
-    let from = range.from.unwrap_or(time::macros::date!(1900 - 01 - 01));
-    let to = range.to.unwrap_or(time::macros::date!(9999 - 12 - 31));
-    let b_lo = range
-        .from
-        .map(|d| {
-            d.with_time(Time::MIDNIGHT)
-                .assume_utc()
-                .unix_timestamp()
-                .div_euclid(BUCKET_SECONDS)
-        })
-        .unwrap_or(i64::MIN);
-    let b_hi = range
-        .to
-        .map(|d| {
-            (d.with_time(Time::MIDNIGHT).assume_utc() + Duration::days(1))
-                .unix_timestamp()
-                .div_euclid(BUCKET_SECONDS)
-                - 1
-        })
-        .unwrap_or(i64::MAX);
-    (
-        "DELETE FROM daily_metrics WHERE date >= $1 AND date <= $2".into(),
-        "DELETE FROM usage_buckets WHERE bucket >= $1 AND bucket <= $2".into(),
-        "DELETE FROM conversation_days WHERE date >= $1 AND date <= $2".into(),
-        vec![from.into(), to.into()],
-        vec![b_lo.into(), b_hi.into()],
-    )
+fn counters(row: &sea_orm::QueryResult, with_sessions: bool) -> StoreResult<Counters> {
+    Ok(Counters {
+        message_count: row.try_get("", "message_count")?,
+        user_message_count: row.try_get("", "user_message_count")?,
+        assistant_message_count: row.try_get("", "assistant_message_count")?,
+        conversations_started: row.try_get("", "conversations_started")?,
+        unique_sessions: if with_sessions {
+            row.try_get("", "unique_sessions")?
+        } else {
+            0
+        },
+        input_tokens: row.try_get("", "input_tokens")?,
+        output_tokens: row.try_get("", "output_tokens")?,
+        cache_read_tokens: row.try_get("", "cache_read_tokens")?,
+        cache_write_tokens: row.try_get("", "cache_write_tokens")?,
+        reasoning_tokens: row.try_get("", "reasoning_tokens")?,
+        cost_nano_usd: row.try_get("", "cost_nano_usd")?,
+        unpriced_message_count: row.try_get("", "unpriced_message_count")?,
+        unpriced_tokens: row.try_get("", "unpriced_tokens")?,
+        error_count: row.try_get("", "error_count")?,
+    })
 }
 
-struct Stored {
-    daily: BTreeMap<(Uuid, Option<Uuid>, Date), Counters>,
-    buckets: BTreeMap<(Uuid, Option<Uuid>, i64), Counters>,
-}
+const COUNTER_SELECT: &str = "message_count, user_message_count, assistant_message_count, input_tokens, output_tokens, \
+     cache_read_tokens, cache_write_tokens, reasoning_tokens, unpriced_message_count, unpriced_tokens, error_count";
 
-async fn stored_rollups<C: ConnectionTrait + StreamTrait>(
-    conn: &C,
-    range: RollupRange,
-) -> StoreResult<Stored> {
-    let (_, _, _, day_values, bucket_values) = delete_statements(range);
-    let mut daily = BTreeMap::new();
-    for row in sql::query_all(
-        conn,
-        "SELECT user_id, workflow_id, date, message_count, user_message_count, assistant_message_count, \
-         conversation_count, unique_sessions, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
-         reasoning_tokens, estimated_cost_nano_usd, unpriced_message_count, error_count \
-         FROM daily_metrics WHERE date >= $1 AND date <= $2",
-        day_values,
-    )
-    .await?
-    {
-        let c = Counters {
-            message_count: row.try_get("", "message_count")?,
-            user_message_count: row.try_get("", "user_message_count")?,
-            assistant_message_count: row.try_get("", "assistant_message_count")?,
-            conversations_started: row.try_get("", "conversation_count")?,
-            unique_sessions: row.try_get("", "unique_sessions")?,
-            input_tokens: row.try_get("", "input_tokens")?,
-            output_tokens: row.try_get("", "output_tokens")?,
-            cache_read_tokens: row.try_get("", "cache_read_tokens")?,
-            cache_write_tokens: row.try_get("", "cache_write_tokens")?,
-            reasoning_tokens: row.try_get("", "reasoning_tokens")?,
-            cost_nano_usd: row.try_get("", "estimated_cost_nano_usd")?,
-            unpriced_message_count: row.try_get("", "unpriced_message_count")?,
-            error_count: row.try_get("", "error_count")?,
-        };
-        daily.insert((row.try_get("", "user_id")?, row.try_get("", "workflow_id")?, row.try_get("", "date")?), c);
+async fn stored_rollups<C: ConnectionTrait>(conn: &C, range: RollupRange) -> StoreResult<Keyed> {
+    let b = Bounds::of(range);
+    let mut out = Keyed::new();
+    let sql = format!(
+        "SELECT user_id, workflow_id, date, {COUNTER_SELECT}, conversation_count AS conversations_started, \
+         unique_sessions, estimated_cost_nano_usd AS cost_nano_usd FROM daily_metrics WHERE date >= $1 AND date <= $2"
+    );
+    for row in sql::query_all(conn, &sql, b.dates()).await? {
+        let date: Date = row.try_get("", "date")?;
+        let key = user_key(
+            row.try_get("", "user_id")?,
+            row.try_get("", "workflow_id")?,
+            date.to_string(),
+        );
+        out.insert(("daily_metrics", key), counters(&row, true)?);
     }
-    let mut buckets = BTreeMap::new();
-    for row in sql::query_all(
-        conn,
-        "SELECT user_id, workflow_id, bucket, message_count, user_message_count, assistant_message_count, \
-         conversations_started, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
-         reasoning_tokens, cost_nano_usd, unpriced_message_count, error_count \
-         FROM usage_buckets WHERE bucket >= $1 AND bucket <= $2",
-        bucket_values,
-    )
-    .await?
-    {
-        let c = Counters {
-            message_count: row.try_get("", "message_count")?,
-            user_message_count: row.try_get("", "user_message_count")?,
-            assistant_message_count: row.try_get("", "assistant_message_count")?,
-            conversations_started: row.try_get("", "conversations_started")?,
-            unique_sessions: 0,
-            input_tokens: row.try_get("", "input_tokens")?,
-            output_tokens: row.try_get("", "output_tokens")?,
-            cache_read_tokens: row.try_get("", "cache_read_tokens")?,
-            cache_write_tokens: row.try_get("", "cache_write_tokens")?,
-            reasoning_tokens: row.try_get("", "reasoning_tokens")?,
-            cost_nano_usd: row.try_get("", "cost_nano_usd")?,
-            unpriced_message_count: row.try_get("", "unpriced_message_count")?,
-            error_count: row.try_get("", "error_count")?,
-        };
-        buckets.insert((row.try_get("", "user_id")?, row.try_get("", "workflow_id")?, row.try_get("", "bucket")?), c);
+    let sql = format!(
+        "SELECT user_id, workflow_id, bucket, {COUNTER_SELECT}, conversations_started, cost_nano_usd \
+         FROM usage_buckets WHERE bucket >= $1 AND bucket <= $2"
+    );
+    for row in sql::query_all(conn, &sql, b.buckets()).await? {
+        let key = user_key(
+            row.try_get("", "user_id")?,
+            row.try_get("", "workflow_id")?,
+            bucket_text(row.try_get("", "bucket")?),
+        );
+        out.insert(("usage_buckets", key), counters(&row, false)?);
     }
-    Ok(Stored { daily, buckets })
+    let sql = format!(
+        "SELECT bucket, model, {COUNTER_SELECT}, conversations_started, cost_nano_usd \
+         FROM platform_buckets WHERE bucket >= $1 AND bucket <= $2"
+    );
+    for row in sql::query_all(conn, &sql, b.buckets()).await? {
+        let model: String = row.try_get("", "model")?;
+        let key = format!(
+            "model `{model}` at {}",
+            bucket_text(row.try_get("", "bucket")?)
+        );
+        out.insert(("platform_buckets", key), counters(&row, false)?);
+    }
+    Ok(out)
 }
 
 async fn write_sessions<C: ConnectionTrait>(conn: &C, sessions: &Sessions) -> StoreResult<()> {
@@ -315,7 +329,7 @@ async fn recount<C: ConnectionTrait + StreamTrait>(
     let stmt = Statement::from_sql_and_values(
         backend,
         "SELECT user_id, workflow_id, conversation_id, created_at, role, has_usage, input_tokens, output_tokens, \
-         cache_read_tokens, cache_write_tokens, cache_write1h_tokens, reasoning_tokens, cost_nano_usd, pricing_status \
+         cache_read_tokens, cache_write_tokens, cache_write1h_tokens, reasoning_tokens, cost_nano_usd, pricing_status, model \
          FROM messages WHERE created_at >= $1 AND created_at < $2",
         [lo.into(), hi.into()],
     );
@@ -353,7 +367,14 @@ async fn recount<C: ConnectionTrait + StreamTrait>(
                 cost_nano_usd: row.try_get("", "cost_nano_usd")?,
                 pricing_status: &status,
             };
-            rollups.add(user, workflow, at, &Counters::for_message(&facts));
+            let model: Option<String> = row.try_get("", "model")?;
+            rollups.add(
+                user,
+                workflow,
+                model.as_deref(),
+                at,
+                &Counters::for_message(&facts),
+            );
             sessions
                 .entry((row.try_get("", "conversation_id")?, at.date()))
                 .or_insert((user, workflow));
@@ -380,6 +401,7 @@ async fn recount<C: ConnectionTrait + StreamTrait>(
                 rollups.add(
                     row.try_get("", "user_id")?,
                     row.try_get("", "workflow_id")?,
+                    None,
                     at,
                     &started,
                 );
@@ -389,8 +411,10 @@ async fn recount<C: ConnectionTrait + StreamTrait>(
 
     let stmt = Statement::from_sql_and_values(
         backend,
-        "SELECT user_id, workflow_id, created_at FROM error_logs \
-         WHERE user_id IS NOT NULL AND created_at >= $1 AND created_at < $2",
+        // Rollups count the errors the platform reported (those in the
+        // ingestion ledger), not the service's own 5xx rows.
+        "SELECT e.user_id, e.workflow_id, e.created_at FROM error_logs e JOIN ingested_items i ON i.id = e.id \
+         WHERE e.created_at >= $1 AND e.created_at < $2",
         [lo.into(), hi.into()],
     );
     {
@@ -403,8 +427,11 @@ async fn recount<C: ConnectionTrait + StreamTrait>(
                     ..Counters::default()
                 };
                 let user: Option<Uuid> = row.try_get("", "user_id")?;
-                if let Some(user) = user {
-                    rollups.add(user, row.try_get("", "workflow_id")?, at, &error);
+                match user {
+                    Some(user) => {
+                        rollups.add(user, row.try_get("", "workflow_id")?, None, at, &error)
+                    }
+                    None => rollups.add_platform(None, at, &error),
                 }
             }
         }

@@ -1,10 +1,11 @@
 //! Rollup counters and how they are written.
 //!
-//! Two grains are kept, always together and in the same transaction as the
+//! Three tables are kept, always together and in the same transaction as the
 //! raw rows they count:
 //! - `daily_metrics`: per user × workflow-or-none × UTC day (the plan's table);
 //! - `usage_buckets`: per user × workflow-or-none × quarter-hour, from which
-//!   any time zone's days are exact sums.
+//!   any time zone's days are exact sums;
+//! - `platform_buckets`: per quarter-hour × model, all users together.
 //!
 //! Ingestion adds deltas (`col = col + excluded.col`); a rebuild computes the
 //! same deltas from raw rows and writes them over an emptied range. Both go
@@ -43,11 +44,14 @@ pub struct Counters {
     pub reasoning_tokens: i64,
     pub cost_nano_usd: i64,
     pub unpriced_message_count: i64,
+    /// Input + output tokens of messages whose model has no price.
+    pub unpriced_tokens: i64,
     pub error_count: i64,
 }
 
 impl Counters {
-    fn add(&mut self, o: &Counters) {
+    /// Adds every counter of `o`.
+    pub fn add(&mut self, o: &Counters) {
         self.message_count += o.message_count;
         self.user_message_count += o.user_message_count;
         self.assistant_message_count += o.assistant_message_count;
@@ -60,6 +64,7 @@ impl Counters {
         self.reasoning_tokens += o.reasoning_tokens;
         self.cost_nano_usd += o.cost_nano_usd;
         self.unpriced_message_count += o.unpriced_message_count;
+        self.unpriced_tokens += o.unpriced_tokens;
         self.error_count += o.error_count;
     }
 
@@ -90,6 +95,7 @@ pub fn tokens_i64(v: u64) -> i64 {
 impl Counters {
     pub fn for_message(m: &MessageFacts<'_>) -> Counters {
         let u = m.usage.copied().unwrap_or_default();
+        let unpriced = m.pricing_status == "unpriced";
         Counters {
             message_count: 1,
             user_message_count: i64::from(m.role == MessageRole::User),
@@ -100,7 +106,12 @@ impl Counters {
             cache_write_tokens: tokens_i64(u.cache_creation_input_tokens),
             reasoning_tokens: tokens_i64(u.reasoning_tokens),
             cost_nano_usd: m.cost_nano_usd.unwrap_or(0),
-            unpriced_message_count: i64::from(m.pricing_status == "unpriced"),
+            unpriced_message_count: i64::from(unpriced),
+            unpriced_tokens: if unpriced {
+                tokens_i64(u.input_tokens).saturating_add(tokens_i64(u.output_tokens))
+            } else {
+                0
+            },
             ..Counters::default()
         }
     }
@@ -126,6 +137,8 @@ struct BucketKey {
 pub struct Rollups {
     days: BTreeMap<DayKey, Counters>,
     buckets: BTreeMap<BucketKey, Counters>,
+    /// `(bucket, model or "")`.
+    platform: BTreeMap<(i64, String), Counters>,
 }
 
 fn key_of(workflow_id: Option<Uuid>) -> Uuid {
@@ -138,17 +151,30 @@ fn workflow_of(key: Uuid) -> Option<Uuid> {
 
 impl Rollups {
     pub fn is_empty(&self) -> bool {
-        self.days.is_empty() && self.buckets.is_empty()
+        self.days.is_empty() && self.buckets.is_empty() && self.platform.is_empty()
     }
 
-    /// Adds `delta` at instant `at` to both grains.
+    /// Adds `delta` at instant `at` to the platform-wide counters only (for
+    /// facts without a user, such as an error reported with no user).
+    pub fn add_platform(&mut self, model: Option<&str>, at: OffsetDateTime, delta: &Counters) {
+        let mut d = *delta;
+        d.unique_sessions = 0;
+        self.platform
+            .entry((bucket_of(at), model.unwrap_or_default().to_owned()))
+            .or_default()
+            .add(&d);
+    }
+
+    /// Adds `delta` at instant `at` to every table.
     pub fn add(
         &mut self,
         user_id: Uuid,
         workflow_id: Option<Uuid>,
+        model: Option<&str>,
         at: OffsetDateTime,
         delta: &Counters,
     ) {
+        self.add_platform(model, at, delta);
         let workflow_key = key_of(workflow_id);
         self.days
             .entry(DayKey {
@@ -187,6 +213,11 @@ impl Rollups {
         self.days
             .iter()
             .map(|(k, c)| (k.user_id, workflow_of(k.workflow_key), k.date, c))
+    }
+
+    /// Every platform row as `(bucket, model, counters)`.
+    pub fn platform_rows(&self) -> impl Iterator<Item = (i64, &str, &Counters)> {
+        self.platform.iter().map(|((b, m), c)| (*b, m.as_str(), c))
     }
 
     /// Every bucket row as `(user_id, workflow_id, bucket, counters)`.
@@ -273,6 +304,30 @@ impl Rollups {
             q.on_conflict(on);
             conn.execute(&q).await?;
         }
+
+        // Platform rows are shared by every writer: they go last, in key
+        // order, so their row locks are held only until the commit.
+        let platform: Vec<_> = self.platform.iter().collect();
+        for chunk in platform.chunks(ROWS_PER_STATEMENT) {
+            let mut q = Query::insert();
+            q.into_table(Alias::new("platform_buckets")).columns(
+                ["bucket", "model"]
+                    .iter()
+                    .chain(PLATFORM_COUNTER_COLS)
+                    .map(|c| Alias::new(*c)),
+            );
+            for ((bucket, model), c) in chunk {
+                let mut row: Vec<SimpleExpr> = vec![(*bucket).into(), model.clone().into()];
+                row.extend(platform_values(c));
+                q.values(row).map_err(crate::StoreError::from_query)?;
+            }
+            let mut on = OnConflict::columns(["bucket", "model"].map(Alias::new));
+            for col in PLATFORM_COUNTER_COLS {
+                on.value(Alias::new(*col), increment("platform_buckets", col));
+            }
+            q.on_conflict(on);
+            conn.execute(&q).await?;
+        }
         Ok(())
     }
 }
@@ -304,6 +359,7 @@ pub(crate) const DAILY_COUNTER_COLS: &[&str] = &[
     "total_tokens",
     "estimated_cost_nano_usd",
     "unpriced_message_count",
+    "unpriced_tokens",
     "error_count",
 ];
 
@@ -323,6 +379,7 @@ fn daily_values(c: &Counters) -> Vec<SimpleExpr> {
         (c.input_tokens + c.output_tokens).into(),
         c.cost_nano_usd.into(),
         c.unpriced_message_count.into(),
+        c.unpriced_tokens.into(),
         c.error_count.into(),
     ]
 }
@@ -340,8 +397,12 @@ pub(crate) const BUCKET_COUNTER_COLS: &[&str] = &[
     "reasoning_tokens",
     "cost_nano_usd",
     "unpriced_message_count",
+    "unpriced_tokens",
     "error_count",
 ];
+
+/// The same counters as `usage_buckets`.
+pub(crate) const PLATFORM_COUNTER_COLS: &[&str] = BUCKET_COUNTER_COLS;
 
 fn bucket_values(c: &Counters) -> Vec<SimpleExpr> {
     vec![
@@ -356,8 +417,13 @@ fn bucket_values(c: &Counters) -> Vec<SimpleExpr> {
         c.reasoning_tokens.into(),
         c.cost_nano_usd.into(),
         c.unpriced_message_count.into(),
+        c.unpriced_tokens.into(),
         c.error_count.into(),
     ]
+}
+
+fn platform_values(c: &Counters) -> Vec<SimpleExpr> {
+    bucket_values(c)
 }
 
 fn increment(table: &str, col: &str) -> SimpleExpr {

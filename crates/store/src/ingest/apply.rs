@@ -598,6 +598,7 @@ async fn upsert_conversation(
         batch.rollups.add(
             c.user_id,
             c.workflow_id,
+            None,
             item.at,
             &Counters {
                 conversations_started: 1,
@@ -639,6 +640,7 @@ async fn upsert_conversation(
         batch.rollups.add(
             owner,
             old_workflow,
+            None,
             created_at,
             &Counters {
                 conversations_started: -1,
@@ -648,6 +650,7 @@ async fn upsert_conversation(
         batch.rollups.add(
             owner,
             c.workflow_id,
+            None,
             created_at,
             &Counters {
                 conversations_started: 1,
@@ -875,6 +878,7 @@ async fn write_messages(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRe
         batch.rollups.add(
             r.user_id,
             r.workflow_id,
+            r.m.model.as_deref(),
             r.at,
             &Counters::for_message(&facts),
         );
@@ -1134,17 +1138,14 @@ async fn write_errors(
         }
         txn.execute(&q).await?;
     }
+    let one = Counters {
+        error_count: 1,
+        ..Counters::default()
+    };
     for (_, item, e) in errors {
-        if let Some(user) = e.user_id {
-            batch.rollups.add(
-                user,
-                e.workflow_id,
-                item.at,
-                &Counters {
-                    error_count: 1,
-                    ..Counters::default()
-                },
-            );
+        match e.user_id {
+            Some(user) => batch.rollups.add(user, e.workflow_id, None, item.at, &one),
+            None => batch.rollups.add_platform(None, item.at, &one),
         }
     }
     Ok(())

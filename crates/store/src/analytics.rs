@@ -1,0 +1,572 @@
+//! Read queries of the analytics API. Every figure comes from the rollups
+//! (`usage_buckets`, `platform_buckets`, `daily_metrics`), indexed counters
+//! (`users.last_message_bucket`) or small indexed ranges of raw tables
+//! (errors, funnel milestones), never from a scan of `messages`.
+
+use crate::{
+    Store, StoreResult,
+    calendar::LocalDay,
+    rollup::{BUCKET_SECONDS, Counters},
+    sql::{self, placeholders},
+};
+use sea_orm::{DbBackend, QueryResult, Value};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Counters of one local day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayTotals {
+    pub date: time::Date,
+    pub counters: Counters,
+    /// Messages per workflow that day (`None` = no workflow); empty for
+    /// platform-wide usage.
+    pub messages_by_workflow: HashMap<Option<Uuid>, i64>,
+}
+
+/// A user's (or the platform's) usage over a list of consecutive local days.
+#[derive(Debug, Clone, Default)]
+pub struct Usage {
+    /// One entry per requested day, zero-filled, in order.
+    pub days: Vec<DayTotals>,
+}
+
+impl Usage {
+    fn zeroed(days: &[LocalDay]) -> Usage {
+        Usage {
+            days: days
+                .iter()
+                .map(|d| DayTotals {
+                    date: d.date,
+                    counters: Counters::default(),
+                    messages_by_workflow: HashMap::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The last `n` days (all of them when there are fewer).
+    pub fn last(&self, n: usize) -> &[DayTotals] {
+        &self.days[self.days.len().saturating_sub(n)..]
+    }
+
+    /// The sum over the last `n` days.
+    pub fn total_last(&self, n: usize) -> Counters {
+        let mut t = Counters::default();
+        for d in self.last(n) {
+            t.add(&d.counters);
+        }
+        t
+    }
+
+    /// Messages per workflow over the last `n` days.
+    pub fn messages_by_workflow_last(&self, n: usize) -> HashMap<Option<Uuid>, i64> {
+        let mut out: HashMap<Option<Uuid>, i64> = HashMap::new();
+        for d in self.last(n) {
+            for (w, m) in &d.messages_by_workflow {
+                *out.entry(*w).or_default() += m;
+            }
+        }
+        out
+    }
+}
+
+/// Maps bucket rows onto consecutive local days.
+fn day_index(days: &[LocalDay], bucket: i64) -> Option<usize> {
+    // Days are consecutive and sorted; find the last day starting at or before the bucket.
+    let i = days.partition_point(|d| d.first_bucket <= bucket);
+    let i = i.checked_sub(1)?;
+    (bucket < days[i].end_bucket).then_some(i)
+}
+
+fn bucket_counters(row: &QueryResult) -> StoreResult<Counters> {
+    let get = |c: &str| -> StoreResult<i64> { Ok(row.try_get::<Option<i64>>("", c)?.unwrap_or(0)) };
+    Ok(Counters {
+        message_count: get("message_count")?,
+        user_message_count: get("user_message_count")?,
+        assistant_message_count: get("assistant_message_count")?,
+        conversations_started: get("conversations_started")?,
+        unique_sessions: 0,
+        input_tokens: get("input_tokens")?,
+        output_tokens: get("output_tokens")?,
+        cache_read_tokens: get("cache_read_tokens")?,
+        cache_write_tokens: get("cache_write_tokens")?,
+        reasoning_tokens: get("reasoning_tokens")?,
+        cost_nano_usd: get("cost_nano_usd")?,
+        unpriced_message_count: get("unpriced_message_count")?,
+        unpriced_tokens: get("unpriced_tokens")?,
+        error_count: get("error_count")?,
+    })
+}
+
+/// `SUM(...)` of every counter column, cast so both engines return BIGINT.
+fn sums(prefix: &str) -> String {
+    [
+        "message_count",
+        "user_message_count",
+        "assistant_message_count",
+        "conversations_started",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "cost_nano_usd",
+        "unpriced_message_count",
+        "unpriced_tokens",
+        "error_count",
+    ]
+    .iter()
+    .map(|c| format!("CAST(SUM({prefix}{c}) AS BIGINT) AS {c}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// A time comparison `column >= $n` that is exact on both engines (SQLite
+/// stores timestamps as text whose fraction has no fixed width).
+fn at_or_after(backend: DbBackend, column: &str, param: usize) -> String {
+    match backend {
+        DbBackend::Sqlite => format!("julianday({column}) >= julianday(${param})"),
+        _ => format!("{column} >= ${param}"),
+    }
+}
+
+/// One error row for the admin list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorRow {
+    pub id: Uuid,
+    pub created_at: OffsetDateTime,
+    pub user_id: Option<Uuid>,
+    pub service: String,
+    pub error_type: String,
+    pub error_message: String,
+    pub error_code: Option<String>,
+    pub workflow_id: Option<Uuid>,
+    pub endpoint: Option<String>,
+    pub request_id: Option<String>,
+    pub sentry_event_id: Option<String>,
+}
+
+/// Users who reached each funnel step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FunnelCounts {
+    pub signed_up: i64,
+    pub created_component: i64,
+    pub created_workflow: i64,
+    pub sent_message: i64,
+}
+
+/// A stored user, as the read API needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSummary {
+    pub id: Uuid,
+    pub external_id: Option<String>,
+    pub email: Option<String>,
+    pub timezone: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A conversation of a user, for the admin view of that user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationSummary {
+    pub id: Uuid,
+    pub workflow_id: Option<Uuid>,
+    pub langflow_session_id: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A group of the cost report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostGroup {
+    /// The day (`YYYY-MM-DD`), model, user id or workflow id; empty for none.
+    pub key: String,
+    pub counters: Counters,
+}
+
+/// How to group the cost report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CostGrouping {
+    Day,
+    Model,
+    User,
+    Workflow,
+}
+
+impl Store {
+    /// A user's usage on each of `days` (consecutive local days).
+    pub async fn user_usage(&self, user_id: Uuid, days: &[LocalDay]) -> StoreResult<Usage> {
+        let (Some(first), Some(last)) = (days.first(), days.last()) else {
+            return Ok(Usage::default());
+        };
+        let sql = format!(
+            "SELECT bucket, workflow_id, {} FROM usage_buckets \
+             WHERE user_id = $1 AND bucket >= $2 AND bucket < $3 GROUP BY bucket, workflow_id",
+            sums("")
+        );
+        let rows = sql::query_all(
+            self.conn(),
+            &sql,
+            vec![
+                user_id.into(),
+                first.first_bucket.into(),
+                last.end_bucket.into(),
+            ],
+        )
+        .await?;
+        let mut usage = Usage::zeroed(days);
+        for row in rows {
+            let bucket: i64 = row.try_get("", "bucket")?;
+            let c = bucket_counters(&row)?;
+            if let Some(i) = day_index(days, bucket) {
+                let day = &mut usage.days[i];
+                day.counters.add(&c);
+                let workflow: Option<Uuid> = row.try_get("", "workflow_id")?;
+                *day.messages_by_workflow.entry(workflow).or_default() += c.message_count;
+            }
+        }
+        Ok(usage)
+    }
+
+    /// The platform's usage on each of `days`.
+    pub async fn platform_usage(&self, days: &[LocalDay]) -> StoreResult<Usage> {
+        let (Some(first), Some(last)) = (days.first(), days.last()) else {
+            return Ok(Usage::default());
+        };
+        let sql = format!(
+            "SELECT bucket, {} FROM platform_buckets WHERE bucket >= $1 AND bucket < $2 GROUP BY bucket",
+            sums("")
+        );
+        let rows = sql::query_all(
+            self.conn(),
+            &sql,
+            vec![first.first_bucket.into(), last.end_bucket.into()],
+        )
+        .await?;
+        let mut usage = Usage::zeroed(days);
+        for row in rows {
+            let bucket: i64 = row.try_get("", "bucket")?;
+            if let Some(i) = day_index(days, bucket) {
+                usage.days[i].counters.add(&bucket_counters(&row)?);
+            }
+        }
+        Ok(usage)
+    }
+
+    /// A user's all-time message and conversation counts.
+    pub async fn user_lifetime_totals(&self, user_id: Uuid) -> StoreResult<(i64, i64)> {
+        let row = sql::query_one(
+            self.conn(),
+            "SELECT CAST(SUM(message_count) AS BIGINT) AS m, CAST(SUM(conversation_count) AS BIGINT) AS c \
+             FROM daily_metrics WHERE user_id = $1",
+            vec![user_id.into()],
+        )
+        .await?;
+        match row {
+            Some(r) => Ok((
+                r.try_get::<Option<i64>>("", "m")?.unwrap_or(0),
+                r.try_get::<Option<i64>>("", "c")?.unwrap_or(0),
+            )),
+            None => Ok((0, 0)),
+        }
+    }
+
+    /// Names of workflows by id (unknown ids are left out).
+    pub async fn workflow_names(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, String>> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT id, name FROM workflows WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            for row in sql::query_all(
+                self.conn(),
+                &sql,
+                chunk.iter().map(|i| Value::from(*i)).collect(),
+            )
+            .await?
+            {
+                out.insert(row.try_get("", "id")?, row.try_get("", "name")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The user with this id.
+    pub async fn user_summary(&self, user_id: Uuid) -> StoreResult<Option<UserSummary>> {
+        let row = sql::query_one(
+            self.conn(),
+            "SELECT id, external_id, email, timezone, created_at FROM users WHERE id = $1",
+            vec![user_id.into()],
+        )
+        .await?;
+        row.map(|r| {
+            Ok(UserSummary {
+                id: r.try_get("", "id")?,
+                external_id: r.try_get("", "external_id")?,
+                email: r.try_get("", "email")?,
+                timezone: r.try_get("", "timezone")?,
+                created_at: r.try_get("", "created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// A user's most recent conversations, newest first.
+    pub async fn recent_conversations(
+        &self,
+        user_id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<ConversationSummary>> {
+        let rows = sql::query_all(
+            self.conn(),
+            "SELECT id, workflow_id, langflow_session_id, created_at FROM conversations \
+             WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+            vec![user_id.into(), i64::from(limit).into()],
+        )
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ConversationSummary {
+                    id: r.try_get("", "id")?,
+                    workflow_id: r.try_get("", "workflow_id")?,
+                    langflow_session_id: r.try_get("", "langflow_session_id")?,
+                    created_at: r.try_get("", "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn count(&self, sql: &str, values: Vec<Value>) -> StoreResult<i64> {
+        let row = sql::query_one(self.conn(), sql, values).await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<i64>>("", "n")?.unwrap_or(0),
+            None => 0,
+        })
+    }
+
+    /// Every user the service knows (placeholders included: they are real
+    /// users whose own record has not arrived yet).
+    pub async fn count_users(&self) -> StoreResult<i64> {
+        self.count("SELECT COUNT(*) AS n FROM users", vec![]).await
+    }
+
+    pub async fn count_workflows(&self) -> StoreResult<i64> {
+        self.count("SELECT COUNT(*) AS n FROM workflows", vec![])
+            .await
+    }
+
+    /// Users whose latest own message is in a bucket at or after `bucket`.
+    pub async fn count_active_users_since(&self, bucket: i64) -> StoreResult<i64> {
+        self.count(
+            "SELECT COUNT(*) AS n FROM users WHERE last_message_bucket >= $1",
+            vec![bucket.into()],
+        )
+        .await
+    }
+
+    /// Errors (reported by the platform or raised by this service) at or after `since`.
+    pub async fn count_errors_since(&self, since: OffsetDateTime) -> StoreResult<i64> {
+        let cond = at_or_after(self.backend(), "created_at", 1);
+        self.count(
+            &format!("SELECT COUNT(*) AS n FROM error_logs WHERE {cond}"),
+            vec![since.into()],
+        )
+        .await
+    }
+
+    /// The most recent errors, optionally of one service, newest first, and
+    /// how many match in all.
+    pub async fn recent_errors(
+        &self,
+        limit: u32,
+        service: Option<&str>,
+    ) -> StoreResult<(Vec<ErrorRow>, i64)> {
+        let (filter, mut values): (&str, Vec<Value>) = match service {
+            Some(s) => ("WHERE service = $1", vec![s.to_owned().into()]),
+            None => ("", vec![]),
+        };
+        let total = self
+            .count(
+                &format!("SELECT COUNT(*) AS n FROM error_logs {filter}"),
+                values.clone(),
+            )
+            .await?;
+        let limit_param = values.len() + 1;
+        values.push(i64::from(limit).into());
+        let rows = sql::query_all(
+            self.conn(),
+            &format!(
+                "SELECT id, created_at, user_id, service, error_type, error_message, error_code, workflow_id, \
+                 endpoint, request_id, sentry_event_id FROM error_logs {filter} \
+                 ORDER BY created_at DESC, id DESC LIMIT ${limit_param}"
+            ),
+            values,
+        )
+        .await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok(ErrorRow {
+                    id: r.try_get("", "id")?,
+                    created_at: r.try_get("", "created_at")?,
+                    user_id: r.try_get("", "user_id")?,
+                    service: r.try_get("", "service")?,
+                    error_type: r.try_get("", "error_type")?,
+                    error_message: r.try_get("", "error_message")?,
+                    error_code: r.try_get("", "error_code")?,
+                    workflow_id: r.try_get("", "workflow_id")?,
+                    endpoint: r.try_get("", "endpoint")?,
+                    request_id: r.try_get("", "request_id")?,
+                    sentry_event_id: r.try_get("", "sentry_event_id")?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((rows, total))
+    }
+
+    /// The cohort funnel: users whose `user_signed_up` milestone is at or
+    /// after `since`, and how many of them have (ever) created a component,
+    /// created a workflow and sent a message.
+    pub async fn funnel(&self, since: OffsetDateTime) -> StoreResult<FunnelCounts> {
+        let cohort = format!(
+            "SELECT user_id FROM user_activity_events WHERE event_type = 'user_signed_up' AND {}",
+            at_or_after(self.backend(), "created_at", 1)
+        );
+        let signed_up = self
+            .count(
+                &format!("SELECT COUNT(DISTINCT user_id) AS n FROM ({cohort}) c"),
+                vec![since.into()],
+            )
+            .await?;
+        let rows = sql::query_all(
+            self.conn(),
+            &format!(
+                "SELECT event_type, COUNT(DISTINCT user_id) AS n FROM funnel_milestones \
+                 WHERE event_type IN ('component_created', 'workflow_created', 'message_sent') \
+                 AND user_id IN ({cohort}) GROUP BY event_type"
+            ),
+            vec![since.into()],
+        )
+        .await?;
+        let mut f = FunnelCounts {
+            signed_up,
+            ..FunnelCounts::default()
+        };
+        for r in rows {
+            let n: i64 = r.try_get("", "n")?;
+            match r.try_get::<String>("", "event_type")?.as_str() {
+                "component_created" => f.created_component = n,
+                "workflow_created" => f.created_workflow = n,
+                "message_sent" => f.sent_message = n,
+                _ => {}
+            }
+        }
+        Ok(f)
+    }
+
+    /// Cost and tokens over `days`, grouped. Groups by user or workflow are
+    /// the `limit` largest by cost, then by messages.
+    pub async fn cost_report(
+        &self,
+        days: &[LocalDay],
+        grouping: CostGrouping,
+        limit: u32,
+    ) -> StoreResult<Vec<CostGroup>> {
+        let (Some(first), Some(last)) = (days.first(), days.last()) else {
+            return Ok(Vec::new());
+        };
+        let range = vec![first.first_bucket.into(), last.end_bucket.into()];
+        match grouping {
+            CostGrouping::Day => {
+                let usage = self.platform_usage(days).await?;
+                Ok(usage
+                    .days
+                    .into_iter()
+                    .map(|d| CostGroup {
+                        key: d.date.to_string(),
+                        counters: d.counters,
+                    })
+                    .collect())
+            }
+            CostGrouping::Model => {
+                let sql = format!(
+                    "SELECT model AS k, {} FROM platform_buckets WHERE bucket >= $1 AND bucket < $2 \
+                     GROUP BY model ORDER BY cost_nano_usd DESC, message_count DESC, model",
+                    sums("")
+                );
+                self.cost_groups(&sql, range, |r| r.try_get::<String>("", "k"))
+                    .await
+            }
+            CostGrouping::User | CostGrouping::Workflow => {
+                let column = if grouping == CostGrouping::User {
+                    "user_id"
+                } else {
+                    "workflow_id"
+                };
+                let sql = format!(
+                    "SELECT {column} AS k, {} FROM usage_buckets WHERE bucket >= $1 AND bucket < $2 \
+                     GROUP BY {column} ORDER BY cost_nano_usd DESC, message_count DESC LIMIT {}",
+                    sums(""),
+                    limit
+                );
+                self.cost_groups(&sql, range, |r| {
+                    Ok(r.try_get::<Option<Uuid>>("", "k")?
+                        .map(|u| u.to_string())
+                        .unwrap_or_default())
+                })
+                .await
+            }
+        }
+    }
+
+    async fn cost_groups(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+        key: impl Fn(&QueryResult) -> Result<String, sea_orm::DbErr>,
+    ) -> StoreResult<Vec<CostGroup>> {
+        let rows = sql::query_all(self.conn(), sql, values).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CostGroup {
+                    key: key(r)?,
+                    counters: bucket_counters(r)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The first bucket at or after an instant.
+pub fn bucket_at_or_after(at: OffsetDateTime) -> i64 {
+    let s = at.unix_timestamp();
+    s.div_euclid(BUCKET_SECONDS) + i64::from(s.rem_euclid(BUCKET_SECONDS) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn buckets_map_to_the_day_that_contains_them() {
+        let days = [
+            LocalDay {
+                date: date!(2026 - 01 - 01),
+                first_bucket: 10,
+                end_bucket: 14,
+            },
+            LocalDay {
+                date: date!(2026 - 01 - 02),
+                first_bucket: 14,
+                end_bucket: 18,
+            },
+        ];
+        assert_eq!(day_index(&days, 9), None);
+        assert_eq!(day_index(&days, 10), Some(0));
+        assert_eq!(day_index(&days, 13), Some(0));
+        assert_eq!(day_index(&days, 14), Some(1));
+        assert_eq!(day_index(&days, 17), Some(1));
+        assert_eq!(day_index(&days, 18), None);
+    }
+}
