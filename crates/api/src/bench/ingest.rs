@@ -1,0 +1,514 @@
+//! `charlie-stats bench ingest`: messages over HTTP into the real server,
+//! beside (a) `COPY` of the same rows and (b) the seed's design (one
+//! transaction per message with a `daily_metrics` upsert), then a full
+//! `rollups verify` of the ingested database.
+
+use super::{
+    BenchDatabases, Latency, ServerChild, admin_url, bench_db_name, data, load_average,
+    machine_summary, mib, ms, thousands,
+};
+use crate::{Settings, cli::CliError};
+use charlie_store::{
+    bench::{MessageRow, UserRow},
+    maintenance::RollupRange,
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde_json::{Value, json};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Arguments of `bench ingest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// PostgreSQL server to create the benchmark databases on (any database
+    /// of it); default DATABASE_URL when it is PostgreSQL, else
+    /// postgres://postgres@127.0.0.1:5432/postgres.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Messages sent over HTTP (timed).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub messages: usize,
+    /// Items per request.
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Users the messages are spread across.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+    /// Days (ending now) the messages are spread across.
+    #[arg(long, default_value_t = 30)]
+    pub days: i64,
+    /// Messages written with the seed's design (a subset: it is slow).
+    #[arg(long, default_value_t = 20_000)]
+    pub seed_messages: usize,
+    /// Share of messages that carry a raw provider response.
+    #[arg(long, default_value_t = 0.3)]
+    pub raw_share: f64,
+    /// Keep the benchmark databases.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Conversations per user; the first has no workflow.
+const CONVERSATIONS_PER_USER: usize = 3;
+/// Share of messages sent by the user (the rest are assistant answers).
+const USER_TURN_SHARE: f64 = 0.45;
+
+/// Counts of an ingest response.
+#[derive(Debug, serde::Deserialize)]
+struct IngestCounts {
+    created: usize,
+    errors: usize,
+}
+
+/// Sends pre-rendered batches from `clients` concurrent tasks; returns each
+/// batch's latency and the wall time. Any refused item or non-207 is an error.
+async fn send_batches(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    bodies: Vec<Vec<u8>>,
+    clients: usize,
+) -> Result<(Vec<Duration>, Duration, usize), CliError> {
+    let queue = Arc::new(Mutex::new(bodies.into_iter()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients.max(1) {
+        let queue = queue.clone();
+        let client = client.clone();
+        let url = url.to_owned();
+        let auth = format!("Bearer {key}");
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut created = 0;
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.next());
+                let Some(body) = next else { break };
+                let t = Instant::now();
+                let resp = client
+                    .post(&url)
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| CliError(format!("ingest request failed: {e}")))?;
+                let status = resp.status();
+                let bytes = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| CliError(format!("ingest response failed: {e}")))?;
+                latencies.push(t.elapsed());
+                if status.as_u16() != 207 {
+                    return Err(CliError(format!(
+                        "ingest answered {status}: {}",
+                        String::from_utf8_lossy(&bytes)
+                    )));
+                }
+                let counts: IngestCounts = serde_json::from_slice(&bytes)?;
+                if counts.errors > 0 {
+                    let v: Value = serde_json::from_slice(&bytes)?;
+                    let first = v["results"]
+                        .as_array()
+                        .and_then(|r| r.iter().find(|x| x["outcome"] == "error"))
+                        .cloned()
+                        .unwrap_or_default();
+                    return Err(CliError(format!(
+                        "{} items refused, e.g. {first}",
+                        counts.errors
+                    )));
+                }
+                created += counts.created;
+            }
+            Ok::<_, CliError>((latencies, created))
+        }));
+    }
+    let mut all = Vec::new();
+    let mut created = 0;
+    for t in tasks {
+        let (l, c) = t
+            .await
+            .map_err(|e| CliError(format!("client task failed: {e}")))??;
+        all.extend(l);
+        created += c;
+    }
+    Ok((all, started.elapsed(), created))
+}
+
+fn render(items: &[Value], batch: usize) -> Result<Vec<Vec<u8>>, CliError> {
+    items
+        .chunks(batch.max(1))
+        .map(|c| Ok(serde_json::to_vec(&json!({ "batch": c }))?))
+        .collect()
+}
+
+/// The generated world: users, their workflow and conversations.
+struct World {
+    run: u64,
+    users: Vec<Uuid>,
+    workflows: Vec<Uuid>,
+    /// `(conversation, user, workflow)`.
+    conversations: Vec<(Uuid, Uuid, Option<Uuid>)>,
+}
+
+impl World {
+    fn new(run: u64, users: usize) -> World {
+        let user_ids: Vec<Uuid> = (0..users as u64)
+            .map(|n| data::named_id(run, "user", n))
+            .collect();
+        let workflows: Vec<Uuid> = (0..users as u64)
+            .map(|n| data::named_id(run, "workflow", n))
+            .collect();
+        let mut conversations = Vec::new();
+        for (n, (u, w)) in user_ids.iter().zip(&workflows).enumerate() {
+            for k in 0..CONVERSATIONS_PER_USER {
+                let id =
+                    data::named_id(run, "conversation", (n * CONVERSATIONS_PER_USER + k) as u64);
+                conversations.push((id, *u, (k > 0).then_some(*w)));
+            }
+        }
+        World {
+            run,
+            users: user_ids,
+            workflows,
+            conversations,
+        }
+    }
+
+    fn setup_items(&self, since: OffsetDateTime) -> [Vec<Value>; 3] {
+        let users = self
+            .users
+            .iter()
+            .enumerate()
+            .map(|(n, id)| data::user_item(*id, n as u64, since))
+            .collect();
+        let workflows = self
+            .workflows
+            .iter()
+            .zip(&self.users)
+            .enumerate()
+            .map(|(n, (w, u))| {
+                data::named_item(
+                    "workflow.upsert",
+                    *w,
+                    *u,
+                    format!("Bench workflow {n}"),
+                    since + time::Duration::seconds(1),
+                )
+            })
+            .collect();
+        let conversations = self
+            .conversations
+            .iter()
+            .map(|(c, u, w)| {
+                data::conversation_item(*c, *u, *w, since + time::Duration::seconds(2))
+            })
+            .collect();
+        [users, workflows, conversations]
+    }
+}
+
+/// Runs the benchmark and prints its report.
+pub async fn run(args: IngestArgs, settings: Settings) -> Result<(), CliError> {
+    if args.messages == 0 || args.users == 0 || args.days < 1 || args.batch == 0 {
+        return Err(CliError(
+            "--messages, --users, --batch and --days must be positive".into(),
+        ));
+    }
+    let admin = admin_url(args.database_url.clone(), &settings)?;
+    let catalog = crate::pricing::load_catalog(&settings)?;
+    let load_before = load_average();
+    let now = OffsetDateTime::now_utc();
+    let run_id = now.unix_timestamp();
+    let mut dbs = BenchDatabases::new(admin.clone(), args.keep);
+    let result = run_inner(&args, &catalog, &mut dbs, run_id, now).await;
+    let cleanup = dbs.finish().await;
+    let report = result?;
+    cleanup?;
+    println!();
+    println!("{report}");
+    println!(
+        "load average before: {load_before}, after: {}",
+        load_average()
+    );
+    Ok(())
+}
+
+async fn run_inner(
+    args: &IngestArgs,
+    catalog: &charlie_pricing::Catalog,
+    dbs: &mut BenchDatabases,
+    run_id: i64,
+    now: OffsetDateTime,
+) -> Result<String, CliError> {
+    let world = World::new(run_id as u64, args.users);
+    let since = now - time::Duration::days(args.days + 1);
+    eprintln!(
+        "bench ingest: {} messages, batch {}, {} clients, {} users, {} days",
+        thousands(args.messages as f64),
+        args.batch,
+        args.clients,
+        thousands(args.users as f64),
+        args.days
+    );
+
+    // Messages, generated and priced before anything is timed.
+    let t = Instant::now();
+    let mut rng = StdRng::seed_from_u64(run_id as u64);
+    let span_secs = args.days * 86_400 - 120;
+    let mut items = Vec::with_capacity(args.messages);
+    let mut rows: Vec<MessageRow> = Vec::with_capacity(args.messages);
+    for n in 0..args.messages as u64 {
+        let (conversation, user, workflow) =
+            world.conversations[rng.random_range(0..world.conversations.len())];
+        let at = now
+            - time::Duration::seconds(60 + rng.random_range(0..span_secs))
+            - time::Duration::microseconds(rng.random_range(0..1_000_000));
+        let user_turn = rng.random_bool(USER_TURN_SHARE);
+        let body = data::message_body(
+            &mut rng,
+            conversation,
+            user_turn,
+            args.raw_share / (1.0 - USER_TURN_SHARE),
+        );
+        let v = data::item(
+            data::named_id(world.run, "message", n),
+            "message.create",
+            at,
+            body,
+        );
+        let row = data::message_row(&v, now, catalog, user, workflow)
+            .ok_or_else(|| CliError(format!("a generated message is refused: {v}")))?;
+        rows.push(row);
+        items.push(v);
+    }
+    let bodies = render(&items, args.batch)?;
+    let payload_bytes: usize = bodies.iter().map(Vec::len).sum();
+    drop(items);
+    eprintln!("generated in {:.1} s", t.elapsed().as_secs_f64());
+
+    // (0) Our ingestion, over HTTP.
+    let (ingest_url, ingest_store) = dbs.create(bench_db_name(run_id, "ingest")).await?;
+    let key = ingest_store.create_api_key("bench").await?.key;
+    let batch_limit = args.batch.max(1000).to_string();
+    let server = ServerChild::start(
+        &ingest_url,
+        &[
+            ("INGEST_MAX_ITEMS", &batch_limit),
+            ("INGEST_MAX_BYTES", "67108864"),
+        ],
+    )
+    .await?;
+    let endpoint = format!("{}/api/v1/ingest", server.base_url());
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients.max(1))
+        .timeout(Duration::from_secs(300))
+        .build()?;
+    let t = Instant::now();
+    let mut setup_items = 0;
+    for phase in world.setup_items(since) {
+        setup_items += phase.len();
+        send_batches(
+            &client,
+            &endpoint,
+            &key,
+            render(&phase, args.batch)?,
+            args.clients,
+        )
+        .await?;
+    }
+    eprintln!(
+        "setup: {} users, workflows and conversations in {:.1} s",
+        thousands(setup_items as f64),
+        t.elapsed().as_secs_f64()
+    );
+    let rss_before = server.rss().unwrap_or(0);
+    let batches = bodies.len();
+    eprintln!("timed: sending {batches} batches…");
+    let (latencies, elapsed, created) =
+        send_batches(&client, &endpoint, &key, bodies, args.clients).await?;
+    let peak_rss = server.peak_rss().unwrap_or(0);
+    let load_during = load_average();
+    drop(server);
+    if created != args.messages {
+        return Err(CliError(format!(
+            "{created} messages created of {}",
+            args.messages
+        )));
+    }
+    let ours_rate = args.messages as f64 / elapsed.as_secs_f64();
+    let lat = Latency::of(latencies);
+    eprintln!(
+        "ours: {} messages/s (p50 {}, p99 {})",
+        thousands(ours_rate),
+        ms(lat.p50),
+        ms(lat.p99)
+    );
+
+    // Rollups must agree with raw rows.
+    let t = Instant::now();
+    let verify = ingest_store.verify_rollups(RollupRange::default()).await?;
+    let verify_time = t.elapsed();
+    let verify_ok = verify.differences.is_empty() && verify.stuck_pending.is_empty();
+    let stored_messages = ingest_store
+        .scalar_for_tests("SELECT COUNT(*) FROM messages")
+        .await?;
+    let db_size = charlie_store::bench::database_size(&ingest_store).await?;
+    let pg_version = charlie_store::bench::server_version(&ingest_store).await?;
+    ingest_store.close().await?;
+
+    let users: Vec<UserRow> = world
+        .users
+        .iter()
+        .enumerate()
+        .map(|(n, id)| UserRow {
+            id: *id,
+            external_id: format!("bench_user_{n}"),
+            email: format!("bench.user.{n}@example.com"),
+            created_at: since,
+        })
+        .collect();
+
+    // (a) COPY of the same rows into `messages`.
+    let (_, copy_store) = dbs.create(bench_db_name(run_id, "copy")).await?;
+    charlie_store::bench::copy_users(&copy_store, &users).await?;
+    let copy_time = charlie_store::bench::copy_messages(&copy_store, &rows, args.clients).await?;
+    copy_store.close().await?;
+    let copy_rate = rows.len() as f64 / copy_time.as_secs_f64();
+    eprintln!("COPY: {} rows/s", thousands(copy_rate));
+
+    // (b) The seed's design, on a subset.
+    let seed_n = args.seed_messages.min(rows.len());
+    let (_, seed_store) = dbs.create(bench_db_name(run_id, "seed")).await?;
+    charlie_store::bench::copy_users(&seed_store, &users).await?;
+    let seed_time =
+        charlie_store::bench::seed_design_insert(&seed_store, &rows[..seed_n], args.clients)
+            .await?;
+    seed_store.close().await?;
+    let seed_rate = seed_n as f64 / seed_time.as_secs_f64();
+    eprintln!("seed design: {} messages/s", thousands(seed_rate));
+
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "## bench ingest");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "machine:  {}", machine_summary());
+    let _ = writeln!(out, "postgres: {pg_version}");
+    let _ = writeln!(
+        out,
+        "command:  cargo run --release -p charlie-api -- bench ingest --messages {} --batch {} --clients {} --users {} --days {} --seed-messages {}",
+        args.messages, args.batch, args.clients, args.users, args.days, args.seed_messages
+    );
+    let _ = writeln!(
+        out,
+        "data:     {} messages ({:.0}% user turns, {:.0}% raw llm_response), {} users, {} conversations, {} days; {:.1} MB of JSON in {} batches",
+        thousands(args.messages as f64),
+        USER_TURN_SHARE * 100.0,
+        args.raw_share * 100.0,
+        thousands(args.users as f64),
+        thousands(world.conversations.len() as f64),
+        args.days,
+        payload_bytes as f64 / 1e6,
+        batches
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| what | rows | time | rate | notes |");
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | --- |");
+    let _ = writeln!(
+        out,
+        "| ours: POST /api/v1/ingest | {} | {:.1} s | **{} msg/s** | batch p50 {}, p95 {}, p99 {}, max {}; server peak RSS {} (before: {}) |",
+        thousands(args.messages as f64),
+        elapsed.as_secs_f64(),
+        thousands(ours_rate),
+        ms(lat.p50),
+        ms(lat.p95),
+        ms(lat.p99),
+        ms(lat.max),
+        mib(peak_rss),
+        mib(rss_before)
+    );
+    let _ = writeln!(
+        out,
+        "| (a) COPY into messages | {} | {:.1} s | {} rows/s | {} parallel COPY streams, same rows, same table and indexes |",
+        thousands(rows.len() as f64),
+        copy_time.as_secs_f64(),
+        thousands(copy_rate),
+        args.clients.max(1)
+    );
+    let _ = writeln!(
+        out,
+        "| (b) seed design | {} (subset) | {:.1} s | {} msg/s | one transaction per message: INSERT + daily_metrics upsert, {} clients |",
+        thousands(seed_n as f64),
+        seed_time.as_secs_f64(),
+        thousands(seed_rate),
+        args.clients.max(1)
+    );
+    let _ = writeln!(out);
+    let vs_copy = ours_rate / copy_rate;
+    let vs_seed = ours_rate / seed_rate;
+    let _ = writeln!(
+        out,
+        "ours / COPY = {:.1}% (target ≥ 50%: {})",
+        vs_copy * 100.0,
+        if vs_copy >= 0.5 { "met" } else { "MISSED" }
+    );
+    let _ = writeln!(
+        out,
+        "ours / seed = {:.1}× (target ≥ 20×: {})",
+        vs_seed,
+        if vs_seed >= 20.0 { "met" } else { "MISSED" }
+    );
+    let _ = writeln!(
+        out,
+        "rollups verify on the ingested database: {} ({} rollup rows compared, {} differences, {} stuck pending; {} messages stored; {:.1} s); database size {}",
+        if verify_ok { "clean" } else { "DIFFERENCES" },
+        thousands(verify.rows as f64),
+        verify.differences.len(),
+        verify.stuck_pending.len(),
+        thousands(stored_messages as f64),
+        verify_time.as_secs_f64(),
+        mib(u64::try_from(db_size).unwrap_or(0))
+    );
+    let _ = writeln!(out, "load average during the timed run: {load_during}");
+    if !verify_ok {
+        for d in verify.differences.iter().take(10) {
+            let _ = writeln!(
+                out,
+                "  {} {}: stored {:?} recounted {:?}",
+                d.table, d.key, d.stored, d.recounted
+            );
+        }
+        return Err(CliError(format!("{out}\nrollups disagree with raw rows")));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_world_has_three_conversations_per_user_two_with_a_workflow() {
+        let w = World::new(1, 10);
+        assert_eq!(w.conversations.len(), 30);
+        assert_eq!(w.conversations.iter().filter(|c| c.2.is_some()).count(), 20);
+        let [users, workflows, conversations] = w.setup_items(OffsetDateTime::now_utc());
+        assert_eq!(
+            (users.len(), workflows.len(), conversations.len()),
+            (10, 10, 30)
+        );
+    }
+
+    #[test]
+    fn batches_hold_every_item() {
+        let items: Vec<Value> = (0..1001).map(|n| json!({"n": n})).collect();
+        let bodies = render(&items, 500).unwrap_or_default();
+        assert_eq!(bodies.len(), 3);
+    }
+}

@@ -1,0 +1,807 @@
+//! Storage helpers of `charlie-stats bench` (PostgreSQL only): throw-away
+//! databases, the baselines the ingestion path is compared with (`COPY` of
+//! the same message rows, and the seed's one-transaction-per-message design),
+//! bulk loading for the read benchmark, and the seed's own read queries
+//! translated to SQL over our raw tables.
+//!
+//! Nothing here is used by the service itself.
+
+use crate::{
+    Store, StoreError, StoreResult,
+    ingest::item::MessageCreate,
+    rollup::{BUCKET_SECONDS, tokens_i64},
+    sql,
+};
+use sea_orm::{
+    ConnectionTrait, Database, DbBackend, DbErr, Statement, TransactionTrait, Value,
+    sqlx::postgres::PgPoolCopyExt,
+};
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+use time::{Date, OffsetDateTime, format_description::well_known::Rfc3339};
+use uuid::Uuid;
+
+fn copy_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(DbErr::Custom(format!("COPY failed: {e}")))
+}
+
+/// The URL of database `name` on the server of `admin_url`.
+pub fn database_url(admin_url: &str, name: &str) -> StoreResult<String> {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (admin_url, None),
+    };
+    let scheme_end = base
+        .find("://")
+        .ok_or_else(|| StoreError::UnsupportedUrl(crate::db::redact_url(admin_url)))?
+        + 3;
+    let host = base[scheme_end..].split('/').next().unwrap_or_default();
+    let mut out = format!("{}{host}/{name}", &base[..scheme_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Ok(out)
+}
+
+fn check_name(name: &str) -> StoreResult<()> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(StoreError::Invalid(format!(
+            "`{name}` is not a benchmark database name"
+        )));
+    }
+    Ok(())
+}
+
+async fn admin_execute(admin_url: &str, statement: String) -> StoreResult<()> {
+    let admin = Database::connect(admin_url).await?;
+    admin
+        .execute_raw(Statement::from_string(DbBackend::Postgres, statement))
+        .await?;
+    admin.close().await?;
+    Ok(())
+}
+
+/// Creates an empty database `name` (lower-case letters, digits and `_`)
+/// on the server of `admin_url` and returns its URL.
+pub async fn create_database(admin_url: &str, name: &str) -> StoreResult<String> {
+    check_name(name)?;
+    admin_execute(admin_url, format!("CREATE DATABASE \"{name}\"")).await?;
+    database_url(admin_url, name)
+}
+
+/// Drops database `name`, closing its connections.
+pub async fn drop_database(admin_url: &str, name: &str) -> StoreResult<()> {
+    check_name(name)?;
+    admin_execute(
+        admin_url,
+        format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+    )
+    .await
+}
+
+/// One `messages` row, as ingestion writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRow {
+    pub id: Uuid,
+    pub created_at: OffsetDateTime,
+    pub user_id: Uuid,
+    pub conversation_id: Uuid,
+    pub workflow_id: Option<Uuid>,
+    pub role: &'static str,
+    pub model: Option<String>,
+    pub has_usage: bool,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub cache_write1h_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub cost_nano_usd: Option<i64>,
+    pub pricing_status: String,
+    pub price_ref: Option<String>,
+}
+
+impl MessageRow {
+    /// The row ingestion writes for a checked and priced `message.create`.
+    pub fn from_message(
+        id: Uuid,
+        at: OffsetDateTime,
+        user_id: Uuid,
+        workflow_id: Option<Uuid>,
+        m: &MessageCreate,
+    ) -> MessageRow {
+        let u = m.usage.unwrap_or_default();
+        MessageRow {
+            id,
+            created_at: at,
+            user_id,
+            conversation_id: m.conversation_id,
+            workflow_id,
+            role: m.role.as_str(),
+            model: m.model.clone(),
+            has_usage: m.usage.is_some(),
+            input_tokens: tokens_i64(u.input_tokens),
+            output_tokens: tokens_i64(u.output_tokens),
+            cache_read_tokens: tokens_i64(u.cache_read_input_tokens),
+            cache_write_tokens: tokens_i64(u.cache_creation_input_tokens),
+            cache_write1h_tokens: tokens_i64(u.cache_creation_1h_input_tokens),
+            reasoning_tokens: tokens_i64(u.reasoning_tokens),
+            cost_nano_usd: m.cost_nano_usd,
+            pricing_status: m.pricing_status.clone(),
+            price_ref: m.price_ref.clone(),
+        }
+    }
+
+    /// The row as one line of `COPY … FROM STDIN` text format.
+    fn write_copy_line(&self, out: &mut String) {
+        let mut f = CopyLine::new(out);
+        f.uuid(self.id);
+        f.time(self.created_at);
+        f.uuid(self.user_id);
+        f.uuid(self.conversation_id);
+        f.opt_uuid(self.workflow_id);
+        f.text(Some(self.role));
+        f.text(self.model.as_deref());
+        f.raw(if self.has_usage { "t" } else { "f" });
+        for v in [
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.cache_write1h_tokens,
+            self.reasoning_tokens,
+        ] {
+            f.int(Some(v));
+        }
+        f.int(self.cost_nano_usd);
+        f.text(Some(&self.pricing_status));
+        f.text(self.price_ref.as_deref());
+        f.end();
+    }
+
+    fn values(&self) -> Vec<Value> {
+        vec![
+            self.id.into(),
+            self.created_at.into(),
+            self.user_id.into(),
+            self.conversation_id.into(),
+            self.workflow_id.into(),
+            self.role.into(),
+            self.model.clone().into(),
+            self.has_usage.into(),
+            self.input_tokens.into(),
+            self.output_tokens.into(),
+            self.cache_read_tokens.into(),
+            self.cache_write_tokens.into(),
+            self.cache_write1h_tokens.into(),
+            self.reasoning_tokens.into(),
+            self.cost_nano_usd.into(),
+            self.pricing_status.clone().into(),
+            self.price_ref.clone().into(),
+        ]
+    }
+}
+
+const MESSAGE_COLUMNS: &str = "id, created_at, user_id, conversation_id, workflow_id, role, model, has_usage, \
+     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write1h_tokens, reasoning_tokens, \
+     cost_nano_usd, pricing_status, price_ref";
+
+/// Builds one line of COPY text format, escaping as PostgreSQL requires.
+struct CopyLine<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> CopyLine<'a> {
+    fn new(out: &'a mut String) -> Self {
+        CopyLine { out, first: true }
+    }
+
+    fn sep(&mut self) {
+        if !self.first {
+            self.out.push('\t');
+        }
+        self.first = false;
+    }
+
+    fn raw(&mut self, s: &str) {
+        self.sep();
+        self.out.push_str(s);
+    }
+
+    fn null(&mut self) {
+        self.raw("\\N");
+    }
+
+    fn text(&mut self, s: Option<&str>) {
+        let Some(s) = s else { return self.null() };
+        self.sep();
+        for c in s.chars() {
+            match c {
+                '\\' => self.out.push_str("\\\\"),
+                '\t' => self.out.push_str("\\t"),
+                '\n' => self.out.push_str("\\n"),
+                '\r' => self.out.push_str("\\r"),
+                c => self.out.push(c),
+            }
+        }
+    }
+
+    fn uuid(&mut self, u: Uuid) {
+        self.sep();
+        let _ = write!(self.out, "{u}");
+    }
+
+    fn opt_uuid(&mut self, u: Option<Uuid>) {
+        match u {
+            Some(u) => self.uuid(u),
+            None => self.null(),
+        }
+    }
+
+    fn int(&mut self, v: Option<i64>) {
+        match v {
+            Some(v) => {
+                self.sep();
+                let _ = write!(self.out, "{v}");
+            }
+            None => self.null(),
+        }
+    }
+
+    fn time(&mut self, t: OffsetDateTime) {
+        self.sep();
+        self.out.push_str(&t.format(&Rfc3339).unwrap_or_default());
+    }
+
+    fn end(self) {
+        self.out.push('\n');
+    }
+}
+
+/// Sends `lines` (COPY text format, `\n`-terminated) through one
+/// `COPY … FROM STDIN` in chunks of about a megabyte.
+async fn copy_text(store: &Store, statement: &str, chunks: Vec<String>) -> StoreResult<u64> {
+    let pool = store.conn().get_postgres_connection_pool();
+    let mut copy = pool.copy_in_raw(statement).await.map_err(copy_err)?;
+    for chunk in chunks {
+        copy.send(chunk.into_bytes()).await.map_err(copy_err)?;
+    }
+    copy.finish().await.map_err(copy_err)
+}
+
+/// Renders rows into COPY text chunks of about 1 MB.
+fn chunked<T>(rows: &[T], mut line: impl FnMut(&T, &mut String)) -> Vec<String> {
+    const CHUNK: usize = 1 << 20;
+    let mut chunks = Vec::new();
+    let mut current = String::with_capacity(CHUNK + 4096);
+    for r in rows {
+        line(r, &mut current);
+        if current.len() >= CHUNK {
+            chunks.push(std::mem::replace(
+                &mut current,
+                String::with_capacity(CHUNK + 4096),
+            ));
+        }
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+/// `COPY`s `rows` into `messages` over `streams` concurrent connections
+/// (rows split evenly), and returns the time from the first byte sent to the
+/// last commit. Rendering the text is not timed. The users must exist.
+pub async fn copy_messages(
+    store: &Store,
+    rows: &[MessageRow],
+    streams: usize,
+) -> StoreResult<Duration> {
+    let streams = streams.max(1);
+    let per = rows.len().div_ceil(streams).max(1);
+    let parts: Vec<Vec<String>> = rows
+        .chunks(per)
+        .map(|part| chunked(part, |r, out| r.write_copy_line(out)))
+        .collect();
+    let statement = format!("COPY messages ({MESSAGE_COLUMNS}) FROM STDIN");
+    let started = Instant::now();
+    let copied = futures_util::future::try_join_all(
+        parts
+            .into_iter()
+            .map(|chunks| copy_text(store, &statement, chunks)),
+    )
+    .await?;
+    let elapsed = started.elapsed();
+    let total: u64 = copied.iter().sum();
+    if total != rows.len() as u64 {
+        return Err(StoreError::Invalid(format!(
+            "COPY wrote {total} rows of {}",
+            rows.len()
+        )));
+    }
+    Ok(elapsed)
+}
+
+/// A user row for bulk loading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub external_id: String,
+    pub email: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// `COPY`s users (not timed: baselines need them for the foreign keys).
+pub async fn copy_users(store: &Store, users: &[UserRow]) -> StoreResult<()> {
+    let chunks = chunked(users, |u, out| {
+        let mut f = CopyLine::new(out);
+        f.uuid(u.id);
+        f.text(Some(&u.external_id));
+        f.text(Some(&u.email));
+        f.time(u.created_at);
+        f.time(u.created_at);
+        f.end();
+    });
+    copy_text(
+        store,
+        "COPY users (id, external_id, email, created_at, updated_at) FROM STDIN",
+        chunks,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The seed's write design: per message, one transaction with an `INSERT`
+/// into `messages` and an upsert of its `daily_metrics` row, then `COMMIT`;
+/// `clients` connections run concurrently. Returns the elapsed time.
+pub async fn seed_design_insert(
+    store: &Store,
+    rows: &[MessageRow],
+    clients: usize,
+) -> StoreResult<Duration> {
+    let insert = format!(
+        "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({})",
+        sql::placeholders(1, 17)
+    );
+    // The plan's DailyMetrics upsert, per message.
+    let upsert = "INSERT INTO daily_metrics (id, user_id, workflow_id, workflow_key, date, message_count, \
+         user_message_count, assistant_message_count, input_tokens, output_tokens, total_tokens, \
+         estimated_cost_nano_usd, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10, $11, $12, $12) \
+         ON CONFLICT (user_id, workflow_key, date) DO UPDATE SET \
+         message_count = daily_metrics.message_count + 1, \
+         user_message_count = daily_metrics.user_message_count + excluded.user_message_count, \
+         assistant_message_count = daily_metrics.assistant_message_count + excluded.assistant_message_count, \
+         input_tokens = daily_metrics.input_tokens + excluded.input_tokens, \
+         output_tokens = daily_metrics.output_tokens + excluded.output_tokens, \
+         total_tokens = daily_metrics.total_tokens + excluded.total_tokens, \
+         estimated_cost_nano_usd = daily_metrics.estimated_cost_nano_usd + excluded.estimated_cost_nano_usd, \
+         updated_at = excluded.updated_at";
+    let next = AtomicUsize::new(0);
+    let db = store.conn();
+    let worker = || async {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(r) = rows.get(i) else { break };
+            let txn = db.begin().await?;
+            sql::execute(&txn, &insert, r.values()).await?;
+            let workflow_key = r.workflow_id.unwrap_or(Uuid::nil());
+            sql::execute(
+                &txn,
+                upsert,
+                vec![
+                    Uuid::now_v7().into(),
+                    r.user_id.into(),
+                    r.workflow_id.into(),
+                    workflow_key.into(),
+                    r.created_at.date().into(),
+                    i64::from(r.role == "user").into(),
+                    i64::from(r.role == "assistant").into(),
+                    r.input_tokens.into(),
+                    r.output_tokens.into(),
+                    (r.input_tokens + r.output_tokens).into(),
+                    r.cost_nano_usd.unwrap_or(0).into(),
+                    OffsetDateTime::now_utc().into(),
+                ],
+            )
+            .await?;
+            txn.commit().await?;
+        }
+        Ok::<(), StoreError>(())
+    };
+    let started = Instant::now();
+    futures_util::future::try_join_all((0..clients.max(1)).map(|_| worker())).await?;
+    Ok(started.elapsed())
+}
+
+/// After messages were bulk-loaded with [`copy_messages`] instead of
+/// ingested: sets what ingestion maintains besides the rollup tables
+/// (`users.last_message_bucket` and the `message_sent` funnel milestone
+/// with its event), from raw rows. The rollups themselves are rebuilt with
+/// [`Store::rebuild_rollups`].
+pub async fn finish_bulk_messages(store: &Store) -> StoreResult<()> {
+    let db = store.conn();
+    sql::execute(
+        db,
+        &format!(
+            "UPDATE users u SET last_message_bucket = m.b FROM \
+             (SELECT user_id, MAX(FLOOR(EXTRACT(EPOCH FROM created_at) / {BUCKET_SECONDS}))::bigint AS b \
+              FROM messages WHERE role = 'user' GROUP BY user_id) m WHERE u.id = m.user_id"
+        ),
+        vec![],
+    )
+    .await?;
+    sql::execute(
+        db,
+        "CREATE TEMP TABLE bench_first_sent AS \
+         SELECT DISTINCT ON (user_id) user_id, conversation_id, created_at, workflow_id FROM messages \
+         WHERE role = 'user' ORDER BY user_id, created_at",
+        vec![],
+    )
+    .await?;
+    sql::execute(
+        db,
+        "INSERT INTO user_activity_events (id, created_at, user_id, event_type, event_category, workflow_id, \
+         conversation_id, metadata) \
+         SELECT gen_random_uuid(), f.created_at, f.user_id, 'message_sent', 'engagement', f.workflow_id, \
+         f.conversation_id, '{\"source\": \"bench\"}'::jsonb FROM bench_first_sent f \
+         WHERE NOT EXISTS (SELECT 1 FROM funnel_milestones fm WHERE fm.event_type = 'message_sent' AND fm.entity_id = f.user_id)",
+        vec![],
+    )
+    .await?;
+    sql::execute(
+        db,
+        "INSERT INTO funnel_milestones (event_type, entity_id, user_id, event_id) \
+         SELECT e.event_type, e.user_id, e.user_id, e.id FROM user_activity_events e \
+         WHERE e.event_type = 'message_sent' ON CONFLICT DO NOTHING",
+        vec![],
+    )
+    .await?;
+    sql::execute(db, "DROP TABLE bench_first_sent", vec![]).await?;
+    sql::execute(db, "ANALYZE", vec![]).await?;
+    Ok(())
+}
+
+/// Runs `ANALYZE` (after bulk loads, so the planner knows the data).
+pub async fn analyze(store: &Store) -> StoreResult<()> {
+    sql::execute(store.conn(), "ANALYZE", vec![]).await?;
+    Ok(())
+}
+
+/// Indexes the seed's read queries need beyond ours, created in a benchmark
+/// database only: by `updated_at` (active users) and `created_at` (funnel).
+pub const SEED_INDEXES: &[&str] = &[
+    "CREATE INDEX IF NOT EXISTS bench_conversations_updated ON conversations (updated_at, user_id)",
+    "CREATE INDEX IF NOT EXISTS bench_conversations_created ON conversations (created_at, user_id)",
+    "CREATE INDEX IF NOT EXISTS bench_workflows_created ON workflows (created_at, user_id)",
+    "CREATE INDEX IF NOT EXISTS bench_components_created ON agent_components (created_at, user_id)",
+    "CREATE INDEX IF NOT EXISTS bench_conversations_workflow_id ON conversations (workflow_id, id)",
+];
+
+/// Creates [`SEED_INDEXES`].
+pub async fn create_seed_indexes(store: &Store) -> StoreResult<()> {
+    for s in SEED_INDEXES {
+        sql::execute(store.conn(), s, vec![]).await?;
+    }
+    Ok(())
+}
+
+/// What the seed's `get_user_stats` returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedUserStats {
+    pub total_messages: i64,
+    pub total_conversations: i64,
+    pub messages_this_week: i64,
+    pub conversations_this_week: i64,
+    pub daily_breakdown: Vec<(Date, i64)>,
+    pub most_active_workflow: Option<(Uuid, String, i64)>,
+}
+
+/// What the seed's `get_admin_overview` returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedAdminOverview {
+    pub total_users: i64,
+    pub active_users_today: i64,
+    pub active_users_week: i64,
+    pub total_workflows: i64,
+    pub messages_today: i64,
+    pub messages_week: i64,
+    pub errors_today: i64,
+    pub cost_today_nano_usd: i64,
+    pub funnel: [i64; 4],
+}
+
+async fn scalar(store: &Store, statement: &str, values: Vec<Value>) -> StoreResult<i64> {
+    let row = sql::query_one(store.conn(), statement, values).await?;
+    Ok(match row {
+        Some(r) => r.try_get_by_index::<Option<i64>>(0)?.unwrap_or(0),
+        None => 0,
+    })
+}
+
+/// The seed's `get_user_stats(user_id, days)`, query for query (as its
+/// SQLAlchemy code emits them), with `today` as `date.today()` (UTC) and
+/// `now` as `datetime.utcnow()`.
+pub async fn seed_user_stats(
+    store: &Store,
+    user_id: Uuid,
+    days: i64,
+    now: OffsetDateTime,
+) -> StoreResult<SeedUserStats> {
+    let today = now.date();
+    let start_date = today - time::Duration::days(days);
+    let week_start = today - time::Duration::days(7);
+    let midnight = |d: Date| d.midnight().assume_utc();
+    let conv_in = "conversation_id IN (SELECT id FROM conversations WHERE user_id = $1)";
+    let total_messages = scalar(
+        store,
+        &format!("SELECT COUNT(id) FROM messages WHERE {conv_in}"),
+        vec![user_id.into()],
+    )
+    .await?;
+    let total_conversations = scalar(
+        store,
+        "SELECT COUNT(id) FROM conversations WHERE user_id = $1",
+        vec![user_id.into()],
+    )
+    .await?;
+    let messages_this_week = scalar(
+        store,
+        &format!("SELECT COUNT(id) FROM messages WHERE {conv_in} AND created_at >= $2"),
+        vec![user_id.into(), midnight(week_start).into()],
+    )
+    .await?;
+    let conversations_this_week = scalar(
+        store,
+        "SELECT COUNT(id) FROM conversations WHERE user_id = $1 AND created_at >= $2",
+        vec![user_id.into(), midnight(week_start).into()],
+    )
+    .await?;
+    let rows = sql::query_all(
+        store.conn(),
+        &format!(
+            "SELECT CAST(created_at AT TIME ZONE 'UTC' AS DATE) AS date, COUNT(id) AS count FROM messages \
+             WHERE {conv_in} AND created_at >= $2 \
+             GROUP BY CAST(created_at AT TIME ZONE 'UTC' AS DATE) ORDER BY 1"
+        ),
+        vec![user_id.into(), midnight(start_date).into()],
+    )
+    .await?;
+    let mut counts = HashMap::new();
+    for r in rows {
+        counts.insert(
+            r.try_get::<Date>("", "date")?,
+            r.try_get::<i64>("", "count")?,
+        );
+    }
+    let mut daily_breakdown = Vec::new();
+    let mut d = start_date;
+    while d <= today {
+        daily_breakdown.push((d, counts.get(&d).copied().unwrap_or(0)));
+        match d.next_day() {
+            Some(next) => d = next,
+            None => break,
+        }
+    }
+    let row = sql::query_one(
+        store.conn(),
+        "SELECT w.id, w.name, COUNT(m.id) AS message_count FROM workflows w \
+         JOIN conversations c ON c.workflow_id = w.id \
+         JOIN messages m ON m.conversation_id = c.id \
+         WHERE w.user_id = $1 AND m.created_at >= $2 \
+         GROUP BY w.id, w.name ORDER BY COUNT(m.id) DESC LIMIT 1",
+        vec![user_id.into(), (now - time::Duration::days(30)).into()],
+    )
+    .await?;
+    let most_active_workflow = match row {
+        Some(r) => Some((
+            r.try_get("", "id")?,
+            r.try_get("", "name")?,
+            r.try_get("", "message_count")?,
+        )),
+        None => None,
+    };
+    Ok(SeedUserStats {
+        total_messages,
+        total_conversations,
+        messages_this_week,
+        conversations_this_week,
+        daily_breakdown,
+        most_active_workflow,
+    })
+}
+
+/// The seed's `get_admin_overview(days)` with `_get_user_funnel(days)`,
+/// query for query.
+pub async fn seed_admin_overview(
+    store: &Store,
+    days: i64,
+    now: OffsetDateTime,
+) -> StoreResult<SeedAdminOverview> {
+    let today = now.date();
+    let week_ago = today - time::Duration::days(7);
+    let cutoff = now - time::Duration::days(days);
+    let today_v: Value = today.into();
+    let week_v: Value = week_ago.midnight().assume_utc().into();
+    let date_of = |c: &str| format!("CAST({c} AT TIME ZONE 'UTC' AS DATE)");
+    Ok(SeedAdminOverview {
+        total_users: scalar(store, "SELECT COUNT(id) FROM users", vec![]).await?,
+        active_users_today: scalar(
+            store,
+            &format!(
+                "SELECT COUNT(DISTINCT user_id) FROM conversations WHERE {} = $1",
+                date_of("updated_at")
+            ),
+            vec![today_v.clone()],
+        )
+        .await?,
+        active_users_week: scalar(
+            store,
+            "SELECT COUNT(DISTINCT user_id) FROM conversations WHERE updated_at >= $1",
+            vec![week_v.clone()],
+        )
+        .await?,
+        total_workflows: scalar(store, "SELECT COUNT(id) FROM workflows", vec![]).await?,
+        messages_today: scalar(
+            store,
+            &format!(
+                "SELECT COUNT(id) FROM messages WHERE {} = $1",
+                date_of("created_at")
+            ),
+            vec![today_v.clone()],
+        )
+        .await?,
+        messages_week: scalar(
+            store,
+            "SELECT COUNT(id) FROM messages WHERE created_at >= $1",
+            vec![week_v],
+        )
+        .await?,
+        errors_today: scalar(
+            store,
+            &format!(
+                "SELECT COUNT(id) FROM error_logs WHERE {} = $1",
+                date_of("created_at")
+            ),
+            vec![today_v.clone()],
+        )
+        .await?,
+        cost_today_nano_usd: scalar(
+            store,
+            "SELECT CAST(SUM(estimated_cost_nano_usd) AS BIGINT) FROM daily_metrics WHERE date = $1",
+            vec![today_v],
+        )
+        .await?,
+        funnel: [
+            scalar(
+                store,
+                "SELECT COUNT(id) FROM users WHERE created_at >= $1",
+                vec![cutoff.into()],
+            )
+            .await?,
+            scalar(
+                store,
+                "SELECT COUNT(DISTINCT user_id) FROM agent_components WHERE created_at >= $1",
+                vec![cutoff.into()],
+            )
+            .await?,
+            scalar(
+                store,
+                "SELECT COUNT(DISTINCT user_id) FROM workflows WHERE created_at >= $1",
+                vec![cutoff.into()],
+            )
+            .await?,
+            scalar(
+                store,
+                "SELECT COUNT(DISTINCT user_id) FROM conversations WHERE created_at >= $1",
+                vec![cutoff.into()],
+            )
+            .await?,
+        ],
+    })
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of a statement, as text lines.
+pub async fn explain_analyze(
+    store: &Store,
+    statement: &str,
+    values: Vec<Value>,
+) -> StoreResult<Vec<String>> {
+    let rows = sql::query_all(
+        store.conn(),
+        &format!("EXPLAIN (ANALYZE, BUFFERS) {statement}"),
+        values,
+    )
+    .await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get_by_index::<String>(0)?))
+        .collect()
+}
+
+/// Row counts of the main tables, for the report.
+pub async fn table_counts(store: &Store) -> StoreResult<Vec<(&'static str, i64)>> {
+    let mut out = Vec::new();
+    for t in [
+        "users",
+        "workflows",
+        "agent_components",
+        "conversations",
+        "messages",
+        "user_activity_events",
+        "error_logs",
+        "daily_metrics",
+        "usage_buckets",
+        "platform_buckets",
+    ] {
+        out.push((
+            t,
+            scalar(store, &format!("SELECT COUNT(*) FROM {t}"), vec![]).await?,
+        ));
+    }
+    Ok(out)
+}
+
+/// The server's version string.
+pub async fn server_version(store: &Store) -> StoreResult<String> {
+    let row = sql::query_one(store.conn(), "SELECT version()", vec![]).await?;
+    Ok(match row {
+        Some(r) => r.try_get_by_index::<String>(0)?,
+        None => String::new(),
+    })
+}
+
+/// Size of the current database in bytes.
+pub async fn database_size(store: &Store) -> StoreResult<i64> {
+    scalar(store, "SELECT pg_database_size(current_database())", vec![]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_lines_escape_and_mark_nulls() {
+        let mut out = String::new();
+        let mut f = CopyLine::new(&mut out);
+        f.text(Some("a\tb\\c\nd"));
+        f.text(None);
+        f.int(Some(-3));
+        f.end();
+        assert_eq!(out, "a\\tb\\\\c\\nd\t\\N\t-3\n");
+    }
+
+    #[test]
+    fn bench_urls_keep_host_and_query() {
+        assert_eq!(
+            database_url(
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                "charlie_bench_1"
+            )
+            .ok()
+            .as_deref(),
+            Some("postgres://postgres@127.0.0.1:5432/charlie_bench_1")
+        );
+        assert!(check_name("x; DROP").is_err());
+    }
+
+    #[test]
+    fn chunks_hold_every_line() {
+        let rows: Vec<u32> = (0..400_000).collect();
+        let chunks = chunked(&rows, |r, out| {
+            let _ = writeln!(out, "{r}");
+        });
+        assert!(chunks.len() > 1);
+        let lines: usize = chunks.iter().map(|c| c.lines().count()).sum();
+        assert_eq!(lines, rows.len());
+    }
+}
