@@ -55,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         action: UsageAction,
     },
+    /// Benchmarks against PostgreSQL (they print figures; see BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        action: crate::bench::BenchCommand,
+    },
     /// Apply, roll back or list schema migrations.
     Migrate {
         #[command(subcommand)]
@@ -262,6 +267,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
         Command::Keys { action } => keys(action, settings).await,
         Command::Rollups { action } => rollups(action, settings).await,
         Command::Usage { action } => usage(action, &settings),
+        Command::Bench { action } => crate::bench::run(action, settings).await,
         Command::Openapi => {
             print!("{}", crate::openapi::spec_json());
             Ok(())

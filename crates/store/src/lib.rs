@@ -8,6 +8,7 @@
 //! [`StoreError`] to status codes.
 
 pub mod analytics;
+pub mod bench;
 pub mod calendar;
 mod db;
 mod error;
