@@ -215,10 +215,7 @@ fn exact_product(tokens: u64, m: u128, scale: u32) -> Option<Decimal> {
         zeros += 1;
     }
     let mut p = u128::from(t).checked_mul(m)?;
-    while p.is_multiple_of(10) {
-        p /= 10;
-        zeros += 1;
-    }
+    zeros += strip_zeros(&mut p, u32::MAX);
     let mut exp = i64::from(scale) - zeros;
     while exp < 0 {
         p = p.checked_mul(10)?;
@@ -231,6 +228,81 @@ fn exact_product(tokens: u64, m: u128, scale: u32) -> Option<Decimal> {
         i128::try_from(p).ok()?,
         u32::try_from(exp).ok()?,
     ))
+}
+
+/// Divides out up to `limit` trailing decimal zeros; returns how many.
+fn strip_zeros(p: &mut u128, limit: u32) -> i64 {
+    let mut n = 0u32;
+    if *p == 0 {
+        return 0;
+    }
+    if let Ok(mut small) = u64::try_from(*p) {
+        while n < limit && small.is_multiple_of(10) {
+            small /= 10;
+            n += 1;
+        }
+        *p = u128::from(small);
+    } else {
+        while n < limit && p.is_multiple_of(10) {
+            *p /= 10;
+            n += 1;
+        }
+    }
+    i64::from(n)
+}
+
+/// A running cost total as [`Decimal::checked_add`] forms it (the larger
+/// scale of the two operands), kept in integers while it fits.
+#[derive(Clone, Copy)]
+enum Total {
+    Exact(u128, u32),
+    Decimal(Decimal),
+}
+
+impl Total {
+    /// `self + amount`, or `None` where `Decimal::checked_add` fails.
+    fn add(self, amount: Decimal) -> Option<Total> {
+        if let Total::Exact(p, s) = self
+            && let Ok(q) = u128::try_from(amount.mantissa())
+        {
+            let t = amount.scale();
+            let u = s.max(t);
+            let sum = 10u128
+                .checked_pow(u - s)
+                .and_then(|f| p.checked_mul(f))
+                .zip(10u128.checked_pow(u - t).and_then(|f| q.checked_mul(f)))
+                .and_then(|(a, b)| a.checked_add(b))
+                .filter(|r| *r <= MAX_MANTISSA);
+            if let Some(r) = sum {
+                return Some(Total::Exact(r, u));
+            }
+        }
+        self.decimal().checked_add(amount).map(Total::Decimal)
+    }
+
+    fn decimal(self) -> Decimal {
+        match self {
+            Total::Exact(p, s) => i128::try_from(p)
+                .map(|p| Decimal::from_i128_with_scale(p, s))
+                .unwrap_or_default(),
+            Total::Decimal(d) => d,
+        }
+    }
+
+    /// The total normalized, as `Decimal::normalize` gives it.
+    fn normalized(self) -> Decimal {
+        match self {
+            Total::Exact(0, _) => Decimal::ZERO,
+            Total::Exact(mut p, s) => {
+                let n = strip_zeros(&mut p, s);
+                let scale = u32::try_from(i64::from(s) - n).unwrap_or(0);
+                i128::try_from(p)
+                    .map(|p| Decimal::from_i128_with_scale(p, scale))
+                    .unwrap_or_default()
+            }
+            Total::Decimal(d) => d.normalize(),
+        }
+    }
 }
 
 /// The rates of a price or tier, prepared; indexed by [`TokenType::ALL`].
@@ -539,6 +611,27 @@ impl Catalog {
         self.price_calls(&extraction.calls, at)
     }
 
+    /// [`Catalog::price_extraction`] of a borrowed extraction.
+    pub(crate) fn price_found(
+        &self,
+        found: &crate::extract::Found<'_>,
+        at: OffsetDateTime,
+    ) -> Cost {
+        match found.calls.as_slice() {
+            _ if found.usage.is_none() => {
+                Cost::unpriced(found.model, "no usage found in the payload".into())
+            }
+            [] => Cost::unpriced(found.model, "no usage found in the payload".into()),
+            [only] => self.price(only.model, &only.usage, at),
+            calls => combine(
+                calls
+                    .iter()
+                    .map(|c| self.price(c.model, &c.usage, at))
+                    .collect(),
+            ),
+        }
+    }
+
     /// Prices several calls and sums them.
     pub fn price_calls(&self, calls: &[CallUsage], at: OffsetDateTime) -> Cost {
         if let [only] = calls {
@@ -707,7 +800,7 @@ fn compute(model: &str, price: &ModelPrice, ready: &Ready, usage: &TokenUsage) -
     };
     let mut warnings = Vec::new();
     let mut lines = Vec::with_capacity(counts.iter().filter(|(_, n)| *n > 0).count());
-    let mut total = Decimal::ZERO;
+    let mut total = Total::Exact(0, 0);
     let mut priced_any = false;
     let mut missing_any = false;
     for (t, tokens) in counts {
@@ -736,7 +829,7 @@ fn compute(model: &str, price: &ModelPrice, ready: &Ready, usage: &TokenUsage) -
         match usd {
             Some(amount) => {
                 priced_any = true;
-                match total.checked_add(amount) {
+                match total.add(amount) {
                     Some(sum) => total = sum,
                     None => {
                         missing_any = true;
@@ -775,7 +868,7 @@ fn compute(model: &str, price: &ModelPrice, ready: &Ready, usage: &TokenUsage) -
         (true, false) => PricingStatus::Unpriced,
     };
     Cost {
-        total_usd: (status != PricingStatus::Unpriced).then(|| Usd(total.normalize())),
+        total_usd: (status != PricingStatus::Unpriced).then(|| Usd(total.normalized())),
         status,
         model: Some(model.to_owned()),
         matched_model: Some(price.model.clone()),
@@ -999,6 +1092,27 @@ mod tests {
             let fast = Rate::new(r).times(t);
             let slow = slow(t, r);
             prop_assert!(same(fast, slow), "{t} × {r}: {fast:?} vs {slow:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        #[test]
+        fn prepared_totals_equal_decimal_totals(
+            lines in prop::collection::vec((tokens(), rate()), 0..7),
+        ) {
+            let mut slow_total = Some(Decimal::ZERO);
+            let mut fast_total = Some(Total::Exact(0, 0));
+            for (t, r) in &lines {
+                let (Some(a), Some(b)) = (slow(*t, *r), Rate::new(*r).times(*t)) else {
+                    continue;
+                };
+                slow_total = slow_total.and_then(|s| s.checked_add(a));
+                fast_total = fast_total.and_then(|f| f.add(b));
+            }
+            let slow = slow_total.map(|d| d.normalize());
+            let fast = fast_total.map(Total::normalized);
+            prop_assert!(same(fast, slow), "{lines:?}: {fast:?} vs {slow:?}");
         }
     }
 

@@ -55,7 +55,7 @@ pub struct Extraction {
 /// ```
 pub fn extract(payload: &serde_json::Value) -> Result<Extraction, ExtractError> {
     let node = Node::from_value(payload, 0).map_err(|limit| ExtractError::TooDeep { limit })?;
-    extract_node(&node)
+    extract_node(&node).map(Found::into_extraction)
 }
 
 /// Parses and extracts in one pass, without building a full `Value`.
@@ -71,6 +71,15 @@ pub fn extract(payload: &serde_json::Value) -> Result<Extraction, ExtractError> 
 /// # Ok::<(), charlie_pricing::ExtractError>(())
 /// ```
 pub fn extract_slice(bytes: &[u8]) -> Result<Extraction, ExtractError> {
+    with_found(bytes, |found| found.into_extraction())
+}
+
+/// Parses and extracts, and hands what was found, still borrowing the
+/// payload, to `f` (which [`crate::report`] prices without copying it).
+pub(crate) fn with_found<R>(
+    bytes: &[u8],
+    f: impl FnOnce(Found<'_>) -> R,
+) -> Result<R, ExtractError> {
     if bytes.len() > MAX_PAYLOAD_BYTES {
         return Err(ExtractError::TooLarge {
             size: bytes.len(),
@@ -78,7 +87,7 @@ pub fn extract_slice(bytes: &[u8]) -> Result<Extraction, ExtractError> {
         });
     }
     let node = node::parse(bytes).map_err(json_error)?;
-    extract_node(&node)
+    extract_node(&node).map(f)
 }
 
 fn json_error(e: serde_json::Error) -> ExtractError {
@@ -134,13 +143,39 @@ enum CallKey<'n> {
     Anon(usize),
 }
 
-struct Call<'n> {
+pub(crate) struct Call<'n> {
     key: CallKey<'n>,
-    model: Option<&'n str>,
-    usage: TokenUsage,
+    pub(crate) model: Option<&'n str>,
+    pub(crate) usage: TokenUsage,
 }
 
-fn extract_node(root: &Node<'_>) -> Result<Extraction, ExtractError> {
+/// An [`Extraction`] that still borrows the payload.
+pub(crate) struct Found<'n> {
+    pub(crate) model: Option<&'n str>,
+    pub(crate) usage: Option<TokenUsage>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) calls: Vec<Call<'n>>,
+}
+
+impl Found<'_> {
+    fn into_extraction(self) -> Extraction {
+        Extraction {
+            model: self.model.map(str::to_owned),
+            usage: self.usage,
+            warnings: self.warnings,
+            calls: self
+                .calls
+                .into_iter()
+                .map(|c| CallUsage {
+                    model: c.model.map(str::to_owned),
+                    usage: c.usage,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn extract_node<'n>(root: &'n Node<'n>) -> Result<Found<'n>, ExtractError> {
     let mut walker = Walker {
         records: Vec::with_capacity(4),
         first_model: None,
@@ -232,17 +267,11 @@ fn extract_node(root: &Node<'_>) -> Result<Extraction, ExtractError> {
         warnings.push("some calls name no model".into());
     }
     let model = first_call_model.or(walker.first_model);
-    Ok(Extraction {
-        model: model.map(str::to_owned),
+    Ok(Found {
+        model,
         usage: total,
         warnings,
-        calls: calls
-            .into_iter()
-            .map(|c| CallUsage {
-                model: c.model.map(str::to_owned),
-                usage: c.usage,
-            })
-            .collect(),
+        calls,
     })
 }
 

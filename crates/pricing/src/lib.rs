@@ -67,12 +67,13 @@ pub fn report(
     payload_bytes: &[u8],
     at: OffsetDateTime,
 ) -> Result<UsageReport, ExtractError> {
-    let extraction = extract_slice(payload_bytes)?;
-    let cost = catalog.price_extraction(&extraction, at);
-    Ok(UsageReport {
-        model: extraction.model,
-        usage: extraction.usage,
-        cost,
-        warnings: extraction.warnings,
+    extract::with_found(payload_bytes, |found| {
+        let cost = catalog.price_found(&found, at);
+        UsageReport {
+            model: found.model.map(str::to_owned),
+            usage: found.usage,
+            cost,
+            warnings: found.warnings,
+        }
     })
 }

@@ -285,3 +285,30 @@ proptest! {
         }
     }
 }
+
+/// `report` prices what it extracts without copying it; the result is what
+/// extracting and then pricing the extraction gives, for every fixture.
+#[test]
+fn report_equals_extract_then_price() {
+    let catalog = Catalog::builtin();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap_or_default();
+        for at in [
+            datetime!(2024-06-01 0:00 UTC),
+            datetime!(2025-12-01 0:00 UTC),
+        ] {
+            let report = charlie_pricing::report(&catalog, &bytes, at);
+            let manual = extract_slice(&bytes).map(|x| charlie_pricing::UsageReport {
+                cost: catalog.price_extraction(&x, at),
+                model: x.model,
+                usage: x.usage,
+                warnings: x.warnings,
+            });
+            assert_eq!(report, manual, "{}", entry.path().display());
+        }
+        seen += 1;
+    }
+    assert!(seen >= 30, "{seen} fixtures");
+}
