@@ -443,18 +443,12 @@ pub async fn finish_bulk_messages(store: &Store) -> StoreResult<()> {
     .await?;
     sql::execute(
         db,
-        "CREATE TEMP TABLE bench_first_sent AS \
-         SELECT DISTINCT ON (user_id) user_id, conversation_id, created_at, workflow_id FROM messages \
-         WHERE role = 'user' ORDER BY user_id, created_at",
-        vec![],
-    )
-    .await?;
-    sql::execute(
-        db,
         "INSERT INTO user_activity_events (id, created_at, user_id, event_type, event_category, workflow_id, \
          conversation_id, metadata) \
          SELECT gen_random_uuid(), f.created_at, f.user_id, 'message_sent', 'engagement', f.workflow_id, \
-         f.conversation_id, '{\"source\": \"bench\"}'::jsonb FROM bench_first_sent f \
+         f.conversation_id, '{\"source\": \"bench\"}'::jsonb FROM \
+         (SELECT DISTINCT ON (user_id) user_id, conversation_id, created_at, workflow_id FROM messages \
+          WHERE role = 'user' ORDER BY user_id, created_at) f \
          WHERE NOT EXISTS (SELECT 1 FROM funnel_milestones fm WHERE fm.event_type = 'message_sent' AND fm.entity_id = f.user_id)",
         vec![],
     )
@@ -467,7 +461,6 @@ pub async fn finish_bulk_messages(store: &Store) -> StoreResult<()> {
         vec![],
     )
     .await?;
-    sql::execute(db, "DROP TABLE bench_first_sent", vec![]).await?;
     sql::execute(db, "ANALYZE", vec![]).await?;
     Ok(())
 }
