@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_core_schema;
 mod m20261128_000002_ingestion;
 mod m20261128_000003_read_model;
+mod m20261128_000005_budgets_alerts_reports;
 
 /// Applies the migrations in order.
 #[derive(Debug)]
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_core_schema::Migration),
             Box::new(m20261128_000002_ingestion::Migration),
             Box::new(m20261128_000003_read_model::Migration),
+            Box::new(m20261128_000005_budgets_alerts_reports::Migration),
         ]
     }
 }

@@ -100,12 +100,14 @@ impl Application {
         let catalog =
             crate::pricing::load_catalog(&settings).map_err(|e| StartupError(e.to_string()))?;
         let sentry_hub = crate::observability::reporting::app_hub(&settings);
+        let store = store.with_budget_policy(settings.notify.budget_policy());
         let state = AppState {
             store,
             settings: Arc::new(settings),
             catalog: Arc::new(catalog),
             metrics: Arc::new(crate::observability::Metrics::new()),
         };
+        crate::jobs::start(&state);
         let json_limit = state.settings.ingest_max_bytes;
         let server = HttpServer::new(move || {
             App::new()

@@ -1,6 +1,7 @@
 //! Configuration from the environment (and a `.env` file, loaded by `main`).
 //!
-//! Every variable is read here and nowhere else; `.env.example` documents each
+//! Every variable is read here and nowhere else (those of budgets, alerts
+//! and reports by `jobs/settings.rs`, called from here); `.env.example` documents each
 //! one. A bad value stops start-up with one line naming the variable.
 
 use std::{fmt, net::SocketAddr, str::FromStr};
@@ -115,6 +116,38 @@ pub struct LangsmithSettings {
     pub web_url: String,
 }
 
+/// End-user authentication (`AUTH_*`): how session tokens are verified and
+/// who is an admin.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `AUTH_JWKS_URL`: the published signing keys (Clerk:
+    /// `https://<frontend API>/.well-known/jwks.json`).
+    pub jwks_url: Option<String>,
+    /// `AUTH_PUBLIC_KEY_PEM`: the PEM text of one RSA public key (literal
+    /// `\n` sequences are read as line breaks).
+    pub public_key_pem: Option<String>,
+    /// `AUTH_ISSUER`: the required `iss`, when set.
+    pub issuer: Option<String>,
+    /// `AUTH_AUDIENCE`: accepted `aud` values (comma-separated), when set.
+    pub audience: Vec<String>,
+    /// `AUTH_LEEWAY_SECONDS`: clock skew allowed on `exp` and `nbf`.
+    pub leeway_seconds: u64,
+    /// `AUTH_EMAIL_CLAIM`: the claim holding the user's e-mail address.
+    pub email_claim: String,
+    /// `AUTH_ROLE_CLAIM`: the claim (a dotted path such as `metadata.role`)
+    /// holding the user's role or roles.
+    pub role_claim: String,
+    /// `AUTH_ADMIN_ROLE`: the role that makes a user an admin.
+    pub admin_role: String,
+}
+
+impl AuthSettings {
+    /// Whether a real key source (not the development key) is configured.
+    pub fn has_key_source(&self) -> bool {
+        self.jwks_url.is_some() || self.public_key_pem.is_some()
+    }
+}
+
 /// Everything the service reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -131,6 +164,11 @@ pub struct Settings {
     pub ingest_max_bytes: usize,
     /// `METRICS_TOKEN`: when set, `GET /metrics` wants it as a bearer token.
     pub metrics_token: Option<Secret>,
+    pub auth: AuthSettings,
+    /// `CORS_ALLOWED_ORIGINS`: exact origins allowed to call with credentials.
+    pub cors_allowed_origins: Vec<String>,
+    /// Budgets, alerts, the alert webhook and weekly reports (read in `jobs/settings.rs`).
+    pub notify: crate::jobs::settings::NotifySettings,
 }
 
 fn parse_var<T: FromStr>(env: &dyn Env, var: &'static str, default: T) -> Result<T, ConfigError>
@@ -153,6 +191,112 @@ fn parse_bool(env: &dyn Env, var: &'static str, default: bool) -> Result<bool, C
         Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
         Some(v) => Err(ConfigError::new(var, format!("`{v}` is not true or false"))),
     }
+}
+
+fn auth_settings(env: &dyn Env, app_env: AppEnv) -> Result<AuthSettings, ConfigError> {
+    let jwks_url = match env.get("AUTH_JWKS_URL") {
+        None => None,
+        Some(raw) => {
+            let url = raw.trim();
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| ConfigError::new("AUTH_JWKS_URL", format!("`{url}`: {e}")))?;
+            let scheme_ok = match app_env {
+                AppEnv::Production => parsed.scheme() == "https",
+                AppEnv::Development => ["https", "http"].contains(&parsed.scheme()),
+            };
+            if !scheme_ok || parsed.host_str().is_none() {
+                return Err(ConfigError::new(
+                    "AUTH_JWKS_URL",
+                    format!(
+                        "`{url}` is not an https:// URL (http:// is allowed in development only)"
+                    ),
+                ));
+            }
+            Some(url.to_owned())
+        }
+    };
+    let public_key_pem = match env.get("AUTH_PUBLIC_KEY_PEM") {
+        None => None,
+        Some(raw) => {
+            let pem = crate::auth::jwt::normalize_pem(&raw);
+            crate::auth::jwt::check_public_key_pem(&pem, app_env == AppEnv::Production)
+                .map_err(|reason| ConfigError::new("AUTH_PUBLIC_KEY_PEM", reason))?;
+            Some(pem)
+        }
+    };
+    let list = |var: &'static str| -> Vec<String> {
+        env.get(var)
+            .map(|v| {
+                v.split(',')
+                    .map(|e| e.trim().to_owned())
+                    .filter(|e| !e.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let leeway_seconds = parse_var(env, "AUTH_LEEWAY_SECONDS", 30u64)?;
+    if leeway_seconds > 300 {
+        return Err(ConfigError::new(
+            "AUTH_LEEWAY_SECONDS",
+            format!("{leeway_seconds} is more than 300 seconds"),
+        ));
+    }
+    let role_claim = env
+        .get("AUTH_ROLE_CLAIM")
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| "role".into());
+    if role_claim.split('.').any(str::is_empty) {
+        return Err(ConfigError::new(
+            "AUTH_ROLE_CLAIM",
+            format!("`{role_claim}` is not a claim name or dotted path such as metadata.role"),
+        ));
+    }
+    Ok(AuthSettings {
+        jwks_url,
+        public_key_pem,
+        issuer: env.get("AUTH_ISSUER").map(|v| v.trim().to_owned()),
+        audience: list("AUTH_AUDIENCE"),
+        leeway_seconds,
+        email_claim: env
+            .get("AUTH_EMAIL_CLAIM")
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| "email".into()),
+        role_claim,
+        admin_role: env
+            .get("AUTH_ADMIN_ROLE")
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| "admin".into()),
+    })
+}
+
+/// `CORS_ALLOWED_ORIGINS`: exact origins (`scheme://host[:port]`); no
+/// wildcard, since credentials are allowed.
+fn cors_origins(env: &dyn Env) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = env.get("CORS_ALLOWED_ORIGINS") else {
+        return Ok(Vec::new());
+    };
+    let mut origins = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let given = item.trim_end_matches('/');
+        let origin = reqwest::Url::parse(given)
+            .ok()
+            .filter(|u| {
+                ["http", "https"].contains(&u.scheme())
+                    && u.path() == "/"
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.username().is_empty()
+            })
+            .map(|u| u.origin().ascii_serialization())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "CORS_ALLOWED_ORIGINS",
+                    format!("`{item}` is not an origin such as https://app.example.com (no path, no wildcard)"),
+                )
+            })?;
+        origins.push(origin);
+    }
+    Ok(origins)
 }
 
 /// An `http(s)://` base URL, without its trailing slashes.
@@ -237,6 +381,9 @@ impl Settings {
             ingest_max_items,
             ingest_max_bytes,
             metrics_token: env.get("METRICS_TOKEN").map(|v| Secret::new(v.trim())),
+            auth: auth_settings(env, app_env)?,
+            cors_allowed_origins: cors_origins(env)?,
+            notify: crate::jobs::settings::NotifySettings::from_env(env)?,
         };
         settings.check()?;
         Ok(settings)
@@ -250,6 +397,12 @@ impl Settings {
             return Err(ConfigError::new(
                 "DATABASE_URL",
                 "must be set when APP_ENV=production (the embedded SQLite default is for development)",
+            ));
+        }
+        if self.app_env == AppEnv::Production && !self.auth.has_key_source() {
+            return Err(ConfigError::new(
+                "AUTH_JWKS_URL",
+                "AUTH_JWKS_URL or AUTH_PUBLIC_KEY_PEM must be set when APP_ENV=production (analytics needs end-user authentication; the development key is refused)",
             ));
         }
         Ok(())
@@ -310,10 +463,69 @@ mod tests {
         assert!(
             settings(&[
                 ("APP_ENV", "production"),
-                ("DATABASE_URL", "postgres://db/x")
+                ("DATABASE_URL", "postgres://db/x"),
+                (
+                    "AUTH_JWKS_URL",
+                    "https://clerk.example.com/.well-known/jwks.json"
+                ),
             ])
             .is_ok()
         );
+    }
+
+    #[test]
+    fn production_without_an_auth_key_source_is_refused() {
+        let err = settings(&[
+            ("APP_ENV", "production"),
+            ("DATABASE_URL", "postgres://db/x"),
+        ])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("AUTH_JWKS_URL"), "{err}");
+        assert!(err.contains("AUTH_PUBLIC_KEY_PEM"), "{err}");
+    }
+
+    #[test]
+    fn bad_auth_and_cors_values_name_their_variable() {
+        for (var, value) in [
+            ("AUTH_JWKS_URL", "not a url"),
+            ("AUTH_JWKS_URL", "ftp://keys.example.com/jwks.json"),
+            (
+                "AUTH_PUBLIC_KEY_PEM",
+                "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+            ),
+            ("AUTH_LEEWAY_SECONDS", "-5"),
+            ("AUTH_LEEWAY_SECONDS", "3600"),
+            ("AUTH_ROLE_CLAIM", "metadata..role"),
+            ("CORS_ALLOWED_ORIGINS", "*"),
+            ("CORS_ALLOWED_ORIGINS", "https://app.example.com/path"),
+        ] {
+            let err = settings(&[(var, value)]).err().map(|e| e.var);
+            assert_eq!(err, Some(var), "{var}={value}");
+        }
+    }
+
+    #[test]
+    fn auth_and_cors_defaults_and_lists() {
+        let s = settings(&[
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "https://app.example.com/, http://localhost:5173",
+            ),
+            ("AUTH_AUDIENCE", "a, b"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.cors_allowed_origins,
+            vec!["https://app.example.com", "http://localhost:5173"]
+        );
+        assert_eq!(s.auth.audience, vec!["a", "b"]);
+        assert_eq!(s.auth.leeway_seconds, 30);
+        assert_eq!(s.auth.email_claim, "email");
+        assert_eq!(s.auth.role_claim, "role");
+        assert_eq!(s.auth.admin_role, "admin");
+        assert!(!s.auth.has_key_source());
     }
 
     #[test]

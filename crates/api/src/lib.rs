@@ -11,6 +11,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod jobs;
 pub mod observability;
 pub mod openapi;
 pub mod pricing;

@@ -53,6 +53,8 @@ pub struct Store {
     db: DatabaseConnection,
     engine: Engine,
     write_lock: Option<Arc<Mutex<()>>>,
+    /// Budgets and alert thresholds ingestion applies (`budgets.rs`).
+    pub(crate) budget_policy: Arc<crate::budgets::BudgetPolicy>,
 }
 
 /// One migration and whether it is applied.
@@ -102,6 +104,7 @@ impl Store {
             db,
             engine,
             write_lock: (engine == Engine::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            budget_policy: Arc::default(),
         })
     }
 

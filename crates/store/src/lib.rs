@@ -9,6 +9,7 @@
 
 pub mod analytics;
 pub mod bench;
+pub mod budgets;
 pub mod calendar;
 mod db;
 mod error;
@@ -16,6 +17,8 @@ pub mod errors;
 pub mod ingest;
 mod keys;
 pub mod maintenance;
+pub mod outbox;
+pub mod reports;
 pub mod rollup;
 mod sql;
 pub mod testing;

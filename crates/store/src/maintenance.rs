@@ -147,8 +147,10 @@ impl Store {
         rollups.write(&txn, OffsetDateTime::now_utc()).await?;
         // The session ledger follows from messages too.
         write_sessions(&txn, &sessions).await?;
+        // Month-to-date budget counters follow from the buckets (all months).
+        let months = crate::budgets::rebuild_month_usage(&txn).await?;
         txn.commit().await?;
-        Ok(keyed(&rollups).len())
+        Ok(keyed(&rollups).len() + months)
     }
 
     /// Compares stored rollups of `range` with a recount.
@@ -174,6 +176,11 @@ impl Store {
                 });
             }
         }
+        let (month_rows, month_differences) = self.verify_month_usage().await?;
+        report.rows += month_rows;
+        report.differences.extend(month_differences.into_iter().map(|(key, stored, recounted)| {
+            RollupDifference { table: "user_month_usage", key, stored, recounted }
+        }));
         for row in sql::query_all(
             self.conn(),
             "SELECT p.id FROM pending_messages p JOIN conversations c ON c.id = p.conversation_id",

@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod alerts;
 mod cli;
 mod health;
 mod ingest;

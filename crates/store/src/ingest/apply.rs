@@ -92,6 +92,7 @@ pub(super) async fn apply(
     txn: &DatabaseTransaction,
     items: &[Result<Item, ItemError>],
     now: OffsetDateTime,
+    budgets: &crate::budgets::BudgetPolicy,
 ) -> StoreResult<Vec<Applied>> {
     let mut out: Vec<Applied> = items.iter().map(|_| Applied::new(Outcome::Error)).collect();
     let mut batch = Batch::default();
@@ -184,6 +185,8 @@ pub(super) async fn apply(
     // 5. Milestones, then the rollups.
     record_milestones(txn, &mut batch, &mut out).await?;
     batch.rollups.write(txn, now).await?;
+    // Month-to-date usage, and the alerts (and their outbox rows) it raises.
+    crate::budgets::record_month_usage(txn, &batch.rollups, budgets, now).await?;
     Ok(out)
 }
 

@@ -1,0 +1,19 @@
+//! Background work inside the server: the outbox worker that delivers
+//! usage-alert webhooks (`webhook.rs`) and the weekly report scheduler
+//! (`reports.rs`), plus their settings (`settings.rs`).
+
+pub mod settings;
+pub mod webhook;
+
+use crate::AppState;
+
+/// Starts the background workers the settings ask for. Outside a Tokio
+/// runtime (nothing to run them on) it starts nothing.
+pub fn start(state: &AppState) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if let Some(webhook) = &state.settings.notify.webhook {
+        runtime.spawn(webhook::run(state.store.clone(), webhook.clone()));
+    }
+}

@@ -1,0 +1,441 @@
+//! Budgets and usage alerts: `GET /api/v1/analytics/my-usage`,
+//! `PUT /api/v1/analytics/me/preferences`,
+//! `PUT /api/v1/analytics/admin/users/{id}/budget` and
+//! `GET /api/v1/analytics/admin/alerts`.
+
+use crate::{
+    ApiError, AppState, ErrorBody,
+    auth::{AdminUser, CurrentUser},
+    routes::{money::UsdNumber, params},
+};
+use actix_web::{HttpResponse, get, put, web};
+use charlie_domain::Usd;
+use charlie_store::budgets::{self, Alert, AlertFilter};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(my_usage)
+        .service(my_preferences)
+        .service(set_budget)
+        .service(list_alerts);
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// A usage alert.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertItem {
+    /// Stable id of the alert (the webhook's `id`, for deduplication).
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The local month (`YYYY-MM`, in the user's time zone).
+    pub month: String,
+    /// The threshold reached, in percent of the budget.
+    pub threshold_percent: u32,
+    /// `warning` (below 100 %) or `exceeded` (100 % and more).
+    pub level: String,
+    /// The month-to-date cost when the alert was raised, in USD.
+    #[schema(value_type = f64)]
+    pub cost_usd: UsdNumber,
+    /// The budget it was compared with, in USD.
+    #[schema(value_type = f64)]
+    pub budget_usd: UsdNumber,
+    /// When it was raised (RFC 3339).
+    pub created_at: String,
+    /// Webhook delivery: `pending`, `delivered` or `failed`; null when no
+    /// webhook was configured when the alert was raised.
+    #[schema(required = true)]
+    pub webhook_status: Option<String>,
+    /// Webhook delivery attempts so far.
+    pub webhook_attempts: i32,
+}
+
+impl From<Alert> for AlertItem {
+    fn from(a: Alert) -> Self {
+        AlertItem {
+            id: a.id,
+            user_id: a.user_id,
+            month: a.month,
+            threshold_percent: a.threshold_percent,
+            level: a.level,
+            cost_usd: UsdNumber::from_nanos(a.cost_nano_usd),
+            budget_usd: UsdNumber::from_nanos(a.budget_nano_usd),
+            created_at: rfc3339(a.created_at),
+            webhook_status: a.delivery.as_ref().map(|d| d.status.to_owned()),
+            webhook_attempts: a.delivery.map(|d| d.attempts).unwrap_or(0),
+        }
+    }
+}
+
+/// Month-to-date usage against the budget.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MyUsageResponse {
+    /// The current month (`YYYY-MM`) in `timezone`.
+    pub month: String,
+    /// The user's stored IANA time zone (UTC when unset): months start at its local midnight.
+    pub timezone: String,
+    /// When the month started and when it ends (RFC 3339).
+    pub month_start: String,
+    pub month_end: String,
+    /// Messages (any role) this month.
+    pub message_count: i64,
+    /// Prompt tokens this month, cache reads and writes included.
+    pub input_tokens: i64,
+    /// Generated tokens this month, reasoning included.
+    pub output_tokens: i64,
+    /// `input_tokens + output_tokens`.
+    pub total_tokens: i64,
+    /// Month-to-date estimated cost of priced messages, in USD (exact decimal).
+    #[schema(value_type = f64)]
+    pub cost_usd: UsdNumber,
+    /// The monthly budget in USD: the user's own, else `DEFAULT_MONTHLY_BUDGET_USD`; null when neither is set.
+    #[schema(value_type = Option<f64>, required = true)]
+    pub budget_usd: Option<UsdNumber>,
+    /// `user` (the user's own budget), `default`, or null without a budget.
+    #[schema(required = true)]
+    pub budget_source: Option<String>,
+    /// `cost_usd ÷ budget_usd × 100`, rounded to two decimals; null without a budget.
+    #[schema(required = true)]
+    pub percent_used: Option<f64>,
+    /// Projected month-end cost in USD: `cost_usd × month length ÷ time
+    /// elapsed since the month started` (a straight-line extrapolation of the
+    /// month so far), truncated to the nano-dollar. Equals `cost_usd` when
+    /// nothing has been spent.
+    #[schema(value_type = f64)]
+    pub projected_month_end_cost_usd: UsdNumber,
+    /// Alerts raised this month, highest threshold first.
+    pub alerts: Vec<AlertItem>,
+}
+
+/// The projected month-end cost: `cost × (end − start) ÷ (now − start)`,
+/// truncated; elapsed time counts at least one second.
+pub fn projected_nanos(cost_nanos: i64, start: i64, end: i64, now: i64) -> i64 {
+    let total = i128::from((end - start).max(1));
+    let elapsed = i128::from((now - start).clamp(1, end - start));
+    i64::try_from(i128::from(cost_nanos) * total / elapsed).unwrap_or(i64::MAX)
+}
+
+/// My month-to-date usage.
+///
+/// Cost and tokens of the current calendar month in the user's time zone,
+/// the budget and how much of it is used, a projection of the month-end
+/// cost, and the alerts raised this month.
+#[utoipa::path(
+    tag = "Analytics",
+    summary = "My usage and budget",
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "Month-to-date usage", body = MyUsageResponse),
+        (status = 401, description = "Missing or invalid session token", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/analytics/my-usage")]
+pub async fn my_usage(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let profile = state
+        .store
+        .budget_profile(user.user_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("user {} not found", user.user_id)))?;
+    let zone = budgets::user_zone(profile.timezone.as_deref());
+    let month = budgets::month_of(&zone, now)
+        .ok_or_else(|| ApiError::internal("month outside the calendar"))?;
+    let totals = state.store.month_totals(user.user_id, &month.month).await?;
+    let (budget, source) = match (
+        profile.monthly_budget_nano_usd,
+        state.settings.notify.default_monthly_budget_nano_usd,
+    ) {
+        (Some(b), _) => (Some(b), Some("user")),
+        (None, Some(b)) => (Some(b), Some("default")),
+        (None, None) => (None, None),
+    };
+    let percent_used = budget.filter(|b| *b > 0).map(|b| {
+        let hundredths = i128::from(totals.cost_nano_usd) * 10_000 / i128::from(b);
+        hundredths as f64 / 100.0
+    });
+    let mut alerts = state
+        .store
+        .alerts(&AlertFilter {
+            user_id: Some(user.user_id),
+            month: Some(month.month.clone()),
+            limit: 100,
+        })
+        .await?;
+    alerts.sort_by_key(|a| std::cmp::Reverse(a.threshold_percent));
+    let instant = |s: i64| {
+        OffsetDateTime::from_unix_timestamp(s)
+            .map(rfc3339)
+            .map_err(ApiError::internal)
+    };
+    Ok(HttpResponse::Ok().json(MyUsageResponse {
+        timezone: zone.name().to_owned(),
+        month_start: instant(month.start)?,
+        month_end: instant(month.end)?,
+        message_count: totals.message_count,
+        input_tokens: totals.input_tokens,
+        output_tokens: totals.output_tokens,
+        total_tokens: totals.input_tokens + totals.output_tokens,
+        cost_usd: UsdNumber::from_nanos(totals.cost_nano_usd),
+        budget_usd: budget.map(UsdNumber::from_nanos),
+        budget_source: source.map(str::to_owned),
+        percent_used,
+        projected_month_end_cost_usd: UsdNumber::from_nanos(projected_nanos(
+            totals.cost_nano_usd,
+            month.start,
+            month.end,
+            now.unix_timestamp(),
+        )),
+        alerts: alerts.into_iter().map(AlertItem::from).collect(),
+        month: month.month,
+    }))
+}
+
+/// The user's preferences.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PreferencesBody {
+    /// True to stop the weekly report e-mail.
+    pub weekly_report_opt_out: bool,
+}
+
+/// Set my preferences.
+///
+/// `weekly_report_opt_out: true` stops the weekly report e-mail (the
+/// platform can set it too, through `user.upsert`).
+#[utoipa::path(
+    tag = "Analytics",
+    summary = "Set my preferences",
+    request_body = PreferencesBody,
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "The stored preferences", body = PreferencesBody),
+        (status = 400, description = "Bad body", body = ErrorBody),
+        (status = 401, description = "Missing or invalid session token", body = ErrorBody),
+    )
+)]
+#[put("/api/v1/analytics/me/preferences")]
+pub async fn my_preferences(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    body: web::Json<PreferencesBody>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .store
+        .set_weekly_report_opt_out(user.user_id, body.weekly_report_opt_out)
+        .await?;
+    Ok(HttpResponse::Ok().json(PreferencesBody {
+        weekly_report_opt_out: body.weekly_report_opt_out,
+    }))
+}
+
+/// A user's own monthly budget.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BudgetRequest {
+    /// USD as a decimal string (`"25.00"`) or number, more than 0; null
+    /// removes the user's own budget (the default applies again).
+    #[schema(value_type = Option<String>, required = true, example = "25.00")]
+    pub monthly_budget_usd: Option<Value>,
+}
+
+/// The budget after the change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BudgetResponse {
+    pub user_id: Uuid,
+    /// The user's own budget in USD; null when none is set.
+    #[schema(value_type = Option<f64>, required = true)]
+    pub monthly_budget_usd: Option<UsdNumber>,
+    /// The budget that applies: the user's own, else `DEFAULT_MONTHLY_BUDGET_USD`; null without either.
+    #[schema(value_type = Option<f64>, required = true)]
+    pub effective_budget_usd: Option<UsdNumber>,
+}
+
+fn parse_budget(v: &Value) -> Result<i64, ApiError> {
+    let text = match v {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_value",
+                "monthly_budget_usd must be a decimal string such as \"25.00\", a number, or null",
+            ));
+        }
+    };
+    let usd: Usd = text.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_value",
+            format!("monthly_budget_usd `{text}` is not a decimal amount"),
+        )
+    })?;
+    let nanos = usd
+        .to_nanos()
+        .map_err(|e| ApiError::bad_request("invalid_value", format!("monthly_budget_usd: {e}")))?;
+    if nanos <= 0 {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "monthly_budget_usd must be more than 0 (null removes the budget)",
+        ));
+    }
+    Ok(nanos)
+}
+
+/// Set a user's monthly budget.
+///
+/// The user's own budget overrides `DEFAULT_MONTHLY_BUDGET_USD`. A change
+/// applies from the next ingested usage on: thresholds already reached this
+/// month raise their alert with the next batch of the user's usage.
+#[utoipa::path(
+    tag = "Admin",
+    summary = "Set a user's budget",
+    params(("id" = Uuid, Path, description = "The user's id (`users.id`)")),
+    request_body = BudgetRequest,
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "The budget after the change", body = BudgetResponse),
+        (status = 400, description = "Bad id or amount", body = ErrorBody),
+        (status = 401, description = "Missing or invalid session token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+#[put("/api/v1/analytics/admin/users/{id}/budget")]
+pub async fn set_budget(
+    _admin: AdminUser,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let Some(raw) = body.get("monthly_budget_usd") else {
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "monthly_budget_usd is required (null removes the budget)",
+        ));
+    };
+    let nanos = match raw {
+        Value::Null => None,
+        v => Some(parse_budget(v)?),
+    };
+    state.store.set_monthly_budget(id, nanos).await?;
+    Ok(HttpResponse::Ok().json(BudgetResponse {
+        user_id: id,
+        monthly_budget_usd: nanos.map(UsdNumber::from_nanos),
+        effective_budget_usd: nanos
+            .or(state.settings.notify.default_monthly_budget_nano_usd)
+            .map(UsdNumber::from_nanos),
+    }))
+}
+
+/// Query of the alert list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertsQuery {
+    /// Only this user's alerts.
+    pub user_id: Option<Uuid>,
+    /// Only this local month (`YYYY-MM`).
+    pub month: Option<String>,
+    /// At most this many, 1–200 (default 50).
+    pub limit: Option<i64>,
+}
+
+/// Usage alerts, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertsResponse {
+    pub alerts: Vec<AlertItem>,
+}
+
+/// Usage alerts.
+///
+/// Every alert raised (one per user × month × threshold), newest first,
+/// with its webhook delivery state.
+#[utoipa::path(
+    tag = "Admin",
+    summary = "Usage alerts",
+    params(AlertsQuery),
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "Alerts", body = AlertsResponse),
+        (status = 400, description = "Bad `user_id`, `month` or `limit`", body = ErrorBody),
+        (status = 401, description = "Missing or invalid session token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/analytics/admin/alerts")]
+pub async fn list_alerts(
+    _admin: AdminUser,
+    state: web::Data<AppState>,
+    query: web::Query<AlertsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = params::limit(query.limit, 50)?;
+    let month = query
+        .month
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
+    if let Some(m) = month {
+        let ok = m.len() == 7
+            && m.as_bytes()[4] == b'-'
+            && m[..4].bytes().all(|b| b.is_ascii_digit())
+            && m[5..].parse::<u8>().is_ok_and(|n| (1..=12).contains(&n));
+        if !ok {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("month must be YYYY-MM, got `{m}`"),
+            ));
+        }
+    }
+    let alerts = state
+        .store
+        .alerts(&AlertFilter {
+            user_id: query.user_id,
+            month: month.map(str::to_owned),
+            limit,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(AlertsResponse {
+        alerts: alerts.into_iter().map(AlertItem::from).collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projection_extrapolates_the_month_so_far() {
+        // A 30-day month, 10 days in, $1 spent: $3 projected.
+        let day = 86_400;
+        assert_eq!(
+            projected_nanos(1_000_000_000, 0, 30 * day, 10 * day),
+            3_000_000_000
+        );
+        // Truncated to the nano-dollar.
+        assert_eq!(projected_nanos(1, 0, 3, 2), 1);
+        // At (or past) the end, the projection is the cost.
+        assert_eq!(projected_nanos(5, 0, 100, 500), 5);
+        assert_eq!(projected_nanos(0, 0, 100, 0), 0);
+    }
+
+    #[test]
+    fn budgets_are_positive_decimals() {
+        assert_eq!(
+            parse_budget(&Value::from("25.00")).ok(),
+            Some(25_000_000_000)
+        );
+        assert_eq!(
+            parse_budget(&serde_json::json!(2.5)).ok(),
+            Some(2_500_000_000)
+        );
+        assert!(parse_budget(&Value::from("-1")).is_err());
+        assert!(parse_budget(&Value::from("0")).is_err());
+        assert!(parse_budget(&Value::from("ten")).is_err());
+        assert!(parse_budget(&Value::Bool(true)).is_err());
+    }
+}

@@ -1,0 +1,628 @@
+//! Monthly budgets and usage alerts.
+//!
+//! A user's month is a calendar month in their time zone (`users.timezone`,
+//! UTC when unset), named `YYYY-MM`. Ingestion adds each batch's usage to
+//! `user_month_usage` in the same transaction as the other rollups
+//! ([`record_month_usage`]), reads the new totals back (`RETURNING`) and
+//! inserts an alert for every threshold the total has reached. The counter
+//! row's lock makes concurrent batches of one user take turns, so each sees
+//! the exact total; `alerts` has a unique key on user × month × threshold and
+//! alerts are inserted with `ON CONFLICT DO NOTHING`, so each is raised once.
+//! A new alert writes its webhook message to the `outbox` in that same
+//! transaction (see `outbox.rs`).
+//!
+//! `user_month_usage` follows from `usage_buckets` (a local month is an exact
+//! range of quarter-hour buckets): `rollups rebuild` recomputes it whole and
+//! `rollups verify` compares it, both from the stored buckets.
+
+use crate::{
+    Store, StoreError, StoreResult,
+    calendar::Zone,
+    rollup::{BUCKET_SECONDS, Counters, Rollups},
+    sql::{self, placeholders},
+};
+use sea_orm::{ConnectionTrait, Value};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+/// The webhook topic of usage alerts (also the payload's `type`).
+pub const ALERT_TOPIC: &str = "usage.alert";
+
+/// What ingestion needs to raise alerts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetPolicy {
+    /// The budget of users without one of their own, in nano-USD.
+    pub default_budget_nano_usd: Option<i64>,
+    /// Percentages of the budget that raise an alert, ascending.
+    pub thresholds_percent: Vec<u32>,
+    /// Whether new alerts are queued for the webhook.
+    pub webhook: bool,
+}
+
+impl Default for BudgetPolicy {
+    fn default() -> Self {
+        BudgetPolicy {
+            default_budget_nano_usd: None,
+            thresholds_percent: vec![80, 100],
+            webhook: false,
+        }
+    }
+}
+
+/// `warning` below 100 %, `exceeded` from 100 %.
+pub fn level_of(threshold_percent: u32) -> &'static str {
+    if threshold_percent >= 100 {
+        "exceeded"
+    } else {
+        "warning"
+    }
+}
+
+/// `YYYY-MM` of a date.
+pub fn month_key(date: Date) -> String {
+    format!("{:04}-{:02}", date.year(), u8::from(date.month()))
+}
+
+/// The zone of a stored time zone name (UTC when unset or unknown).
+pub fn user_zone(timezone: Option<&str>) -> Zone {
+    timezone
+        .and_then(|t| Zone::get(t).ok())
+        .unwrap_or_else(Zone::utc)
+}
+
+/// A local month: its name and its instants `[start, end)` in Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalMonth {
+    pub month: String,
+    pub first_day: Date,
+    pub start: i64,
+    pub end: i64,
+}
+
+/// The local month of `zone` that contains `at`.
+pub fn month_of(zone: &Zone, at: OffsetDateTime) -> Option<LocalMonth> {
+    let today = zone.date_of(at);
+    let first_day = today.replace_day(1).ok()?;
+    let next = if first_day.month() == time::Month::December {
+        Date::from_calendar_date(first_day.year() + 1, time::Month::January, 1).ok()?
+    } else {
+        Date::from_calendar_date(first_day.year(), first_day.month().next(), 1).ok()?
+    };
+    Some(LocalMonth {
+        month: month_key(first_day),
+        first_day,
+        start: zone.start_of(first_day)?,
+        end: zone.start_of(next)?,
+    })
+}
+
+/// One stored alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub month: String,
+    pub threshold_percent: u32,
+    pub level: String,
+    /// The month's cost when the alert was raised.
+    pub cost_nano_usd: i64,
+    /// The budget it was compared with.
+    pub budget_nano_usd: i64,
+    pub created_at: OffsetDateTime,
+    /// Webhook delivery, when the alert was queued for one.
+    pub delivery: Option<AlertDelivery>,
+}
+
+/// The webhook delivery state of an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertDelivery {
+    /// `pending`, `delivered` or `failed`.
+    pub status: &'static str,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// Month-to-date counters of one user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MonthTotals {
+    pub message_count: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_nano_usd: i64,
+}
+
+/// What budgets and reports need to know about a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetProfile {
+    pub id: Uuid,
+    pub email: Option<String>,
+    pub timezone: Option<String>,
+    pub monthly_budget_nano_usd: Option<i64>,
+    pub weekly_report_opt_out: bool,
+}
+
+/// Filters of the admin alert list.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub user_id: Option<Uuid>,
+    pub month: Option<String>,
+    pub limit: u32,
+}
+
+/// The id of the alert of user × month × threshold: the same whoever raises it.
+pub fn alert_id(user_id: Uuid, month: &str, threshold_percent: u32) -> Uuid {
+    Uuid::new_v5(
+        &user_id,
+        format!("charlie-stats/usage.alert/{month}/{threshold_percent}").as_bytes(),
+    )
+}
+
+/// Rows per multi-row statement (7 values a row: well under both engines' limits).
+const CHUNK: usize = 500;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Delta {
+    messages: i64,
+    input: i64,
+    output: i64,
+    cost: i64,
+}
+
+fn now_ms(now: OffsetDateTime) -> i64 {
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// Adds a batch's usage to `user_month_usage` and raises the alerts whose
+/// threshold the new totals reach. Runs inside the ingest transaction.
+pub(crate) async fn record_month_usage<C: ConnectionTrait>(
+    txn: &C,
+    rollups: &Rollups,
+    policy: &BudgetPolicy,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    let mut per_user: BTreeMap<Uuid, Vec<(i64, Counters)>> = BTreeMap::new();
+    for (user, _, bucket, c) in rollups.bucket_rows() {
+        if c.message_count == 0
+            && c.cost_nano_usd == 0
+            && c.input_tokens == 0
+            && c.output_tokens == 0
+        {
+            continue;
+        }
+        per_user.entry(user).or_default().push((bucket, *c));
+    }
+    if per_user.is_empty() {
+        return Ok(());
+    }
+    let users: Vec<Uuid> = per_user.keys().copied().collect();
+    let mut profile: HashMap<Uuid, (Option<String>, Option<i64>)> = HashMap::new();
+    for chunk in users.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT id, timezone, monthly_budget_nano_usd FROM users WHERE id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        for row in sql::query_all(txn, &sql, chunk.iter().map(|u| (*u).into()).collect()).await? {
+            profile.insert(
+                row.try_get("", "id")?,
+                (
+                    row.try_get("", "timezone")?,
+                    row.try_get("", "monthly_budget_nano_usd")?,
+                ),
+            );
+        }
+    }
+    let mut zones: HashMap<Option<String>, Zone> = HashMap::new();
+    let mut deltas: BTreeMap<(Uuid, String), Delta> = BTreeMap::new();
+    for (user, rows) in &per_user {
+        let tz = profile.get(user).and_then(|p| p.0.clone());
+        let zone = zones
+            .entry(tz.clone())
+            .or_insert_with(|| user_zone(tz.as_deref()));
+        for (bucket, c) in rows {
+            let at = OffsetDateTime::from_unix_timestamp(bucket.saturating_mul(BUCKET_SECONDS))
+                .map_err(|e| StoreError::Invalid(format!("bucket {bucket}: {e}")))?;
+            let d = deltas
+                .entry((*user, month_key(zone.date_of(at))))
+                .or_default();
+            d.messages += c.message_count;
+            d.input += c.input_tokens;
+            d.output += c.output_tokens;
+            d.cost += c.cost_nano_usd;
+        }
+    }
+
+    // Add, in key order (a fixed lock order), and read the totals back.
+    let rows: Vec<_> = deltas.into_iter().collect();
+    let mut totals: Vec<(Uuid, String, i64)> = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(CHUNK) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for (n, ((user, month), d)) in chunk.iter().enumerate() {
+            tuples.push(format!("({})", placeholders(6 * n + 1, 6)));
+            values.extend([
+                (*user).into(),
+                month.clone().into(),
+                d.messages.into(),
+                d.input.into(),
+                d.output.into(),
+                d.cost.into(),
+            ]);
+        }
+        let sql = format!(
+            "INSERT INTO user_month_usage (user_id, month, message_count, input_tokens, output_tokens, cost_nano_usd) \
+             VALUES {} ON CONFLICT (user_id, month) DO UPDATE SET \
+             message_count = user_month_usage.message_count + excluded.message_count, \
+             input_tokens = user_month_usage.input_tokens + excluded.input_tokens, \
+             output_tokens = user_month_usage.output_tokens + excluded.output_tokens, \
+             cost_nano_usd = user_month_usage.cost_nano_usd + excluded.cost_nano_usd \
+             RETURNING user_id, month, cost_nano_usd",
+            tuples.join(", ")
+        );
+        for row in sql::query_all(txn, &sql, values).await? {
+            totals.push((
+                row.try_get("", "user_id")?,
+                row.try_get("", "month")?,
+                row.try_get("", "cost_nano_usd")?,
+            ));
+        }
+    }
+
+    // Alerts for every threshold reached (already raised ones are skipped by
+    // the unique key).
+    let mut candidates: Vec<(Uuid, String, u32, i64, i64)> = Vec::new();
+    for (user, month, cost) in totals {
+        let budget = profile
+            .get(&user)
+            .and_then(|p| p.1)
+            .or(policy.default_budget_nano_usd);
+        let Some(budget) = budget.filter(|b| *b > 0) else {
+            continue;
+        };
+        for t in &policy.thresholds_percent {
+            if i128::from(cost) * 100 >= i128::from(budget) * i128::from(*t) {
+                candidates.push((user, month.clone(), *t, cost, budget));
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    candidates.sort();
+    let mut raised: Vec<Alert> = Vec::new();
+    for chunk in candidates.chunks(CHUNK) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 8);
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for (n, (user, month, t, cost, budget)) in chunk.iter().enumerate() {
+            tuples.push(format!("({})", placeholders(8 * n + 1, 8)));
+            values.extend([
+                alert_id(*user, month, *t).into(),
+                (*user).into(),
+                month.clone().into(),
+                i32::try_from(*t).unwrap_or(i32::MAX).into(),
+                level_of(*t).to_owned().into(),
+                (*cost).into(),
+                (*budget).into(),
+                now.into(),
+            ]);
+        }
+        let sql = format!(
+            "INSERT INTO alerts (id, user_id, month, threshold_percent, level, cost_nano_usd, budget_nano_usd, created_at) \
+             VALUES {} ON CONFLICT (user_id, month, threshold_percent) DO NOTHING \
+             RETURNING id, user_id, month, threshold_percent, level, cost_nano_usd, budget_nano_usd, created_at",
+            tuples.join(", ")
+        );
+        for row in sql::query_all(txn, &sql, values).await? {
+            raised.push(alert_row(&row)?);
+        }
+    }
+    if policy.webhook && !raised.is_empty() {
+        crate::outbox::enqueue_alerts(txn, &raised, now_ms(now)).await?;
+    }
+    Ok(())
+}
+
+fn alert_row(row: &sea_orm::QueryResult) -> StoreResult<Alert> {
+    let t: i32 = row.try_get("", "threshold_percent")?;
+    Ok(Alert {
+        id: row.try_get("", "id")?,
+        user_id: row.try_get("", "user_id")?,
+        month: row.try_get("", "month")?,
+        threshold_percent: u32::try_from(t).unwrap_or(0),
+        level: row.try_get("", "level")?,
+        cost_nano_usd: row.try_get("", "cost_nano_usd")?,
+        budget_nano_usd: row.try_get("", "budget_nano_usd")?,
+        created_at: row.try_get("", "created_at")?,
+        delivery: None,
+    })
+}
+
+const ALERT_SELECT: &str = "SELECT a.id, a.user_id, a.month, a.threshold_percent, a.level, a.cost_nano_usd, \
+     a.budget_nano_usd, a.created_at, o.attempts, o.last_error, o.delivered_at_ms, o.failed_at_ms, o.id AS outbox_id \
+     FROM alerts a LEFT JOIN outbox o ON o.event_id = a.id AND o.topic = 'usage.alert'";
+
+fn alert_with_delivery(row: &sea_orm::QueryResult) -> StoreResult<Alert> {
+    let mut alert = alert_row(row)?;
+    let outbox: Option<Uuid> = row.try_get("", "outbox_id")?;
+    if outbox.is_some() {
+        let delivered: Option<i64> = row.try_get("", "delivered_at_ms")?;
+        let failed: Option<i64> = row.try_get("", "failed_at_ms")?;
+        alert.delivery = Some(AlertDelivery {
+            status: if delivered.is_some() {
+                "delivered"
+            } else if failed.is_some() {
+                "failed"
+            } else {
+                "pending"
+            },
+            attempts: row.try_get("", "attempts")?,
+            last_error: row.try_get("", "last_error")?,
+        });
+    }
+    Ok(alert)
+}
+
+impl Store {
+    /// This store with the budget policy ingestion applies.
+    pub fn with_budget_policy(mut self, policy: BudgetPolicy) -> Store {
+        self.budget_policy = Arc::new(policy);
+        self
+    }
+
+    pub fn budget_policy(&self) -> &BudgetPolicy {
+        &self.budget_policy
+    }
+
+    /// A user's budget, zone, e-mail and report preference.
+    pub async fn budget_profile(&self, user_id: Uuid) -> StoreResult<Option<BudgetProfile>> {
+        let row = sql::query_one(
+            self.conn(),
+            "SELECT id, email, timezone, monthly_budget_nano_usd, weekly_report_opt_out FROM users WHERE id = $1",
+            vec![user_id.into()],
+        )
+        .await?;
+        row.map(|r| {
+            Ok(BudgetProfile {
+                id: r.try_get("", "id")?,
+                email: r.try_get("", "email")?,
+                timezone: r.try_get("", "timezone")?,
+                monthly_budget_nano_usd: r.try_get("", "monthly_budget_nano_usd")?,
+                weekly_report_opt_out: r.try_get("", "weekly_report_opt_out")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Sets (or clears, with `None`) a user's own monthly budget. It does not
+    /// touch `updated_at`, so it does not decide which `user.upsert` is newer.
+    pub async fn set_monthly_budget(
+        &self,
+        user_id: Uuid,
+        nano_usd: Option<i64>,
+    ) -> StoreResult<()> {
+        let _guard = self.write_guard().await;
+        let n = sql::execute(
+            self.conn(),
+            "UPDATE users SET monthly_budget_nano_usd = $1 WHERE id = $2",
+            vec![nano_usd.into(), user_id.into()],
+        )
+        .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {user_id}")));
+        }
+        Ok(())
+    }
+
+    /// Sets whether a user receives the weekly report.
+    pub async fn set_weekly_report_opt_out(&self, user_id: Uuid, opt_out: bool) -> StoreResult<()> {
+        let _guard = self.write_guard().await;
+        let n = sql::execute(
+            self.conn(),
+            "UPDATE users SET weekly_report_opt_out = $1 WHERE id = $2",
+            vec![opt_out.into(), user_id.into()],
+        )
+        .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {user_id}")));
+        }
+        Ok(())
+    }
+
+    /// Month-to-date counters of `user_id` for local month `month` (`YYYY-MM`).
+    pub async fn month_totals(&self, user_id: Uuid, month: &str) -> StoreResult<MonthTotals> {
+        let row = sql::query_one(
+            self.conn(),
+            "SELECT message_count, input_tokens, output_tokens, cost_nano_usd FROM user_month_usage \
+             WHERE user_id = $1 AND month = $2",
+            vec![user_id.into(), month.to_owned().into()],
+        )
+        .await?;
+        match row {
+            None => Ok(MonthTotals::default()),
+            Some(r) => Ok(MonthTotals {
+                message_count: r.try_get("", "message_count")?,
+                input_tokens: r.try_get("", "input_tokens")?,
+                output_tokens: r.try_get("", "output_tokens")?,
+                cost_nano_usd: r.try_get("", "cost_nano_usd")?,
+            }),
+        }
+    }
+
+    /// Alerts, newest first.
+    pub async fn alerts(&self, filter: &AlertFilter) -> StoreResult<Vec<Alert>> {
+        let mut conditions = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        if let Some(user) = filter.user_id {
+            values.push(user.into());
+            conditions.push(format!("a.user_id = ${}", values.len()));
+        }
+        if let Some(month) = &filter.month {
+            values.push(month.clone().into());
+            conditions.push(format!("a.month = ${}", values.len()));
+        }
+        let filter_sql = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        values.push(i64::from(filter.limit.max(1)).into());
+        let sql = format!(
+            "{ALERT_SELECT}{filter_sql} ORDER BY a.created_at DESC, a.threshold_percent DESC LIMIT ${}",
+            values.len()
+        );
+        sql::query_all(self.conn(), &sql, values)
+            .await?
+            .iter()
+            .map(alert_with_delivery)
+            .collect()
+    }
+
+    /// Stored `user_month_usage` rows that differ from a recount from
+    /// `usage_buckets`: `(key, stored, recounted)`, and how many rows were compared.
+    pub(crate) async fn verify_month_usage(
+        &self,
+    ) -> StoreResult<(usize, Vec<(String, Option<Counters>, Option<Counters>)>)> {
+        let fresh = recount_month_usage(self.conn()).await?;
+        let mut stored: BTreeMap<(Uuid, String), MonthTotals> = BTreeMap::new();
+        for r in sql::query_all(
+            self.conn(),
+            "SELECT user_id, month, message_count, input_tokens, output_tokens, cost_nano_usd FROM user_month_usage",
+            vec![],
+        )
+        .await?
+        {
+            stored.insert(
+                (r.try_get("", "user_id")?, r.try_get("", "month")?),
+                MonthTotals {
+                    message_count: r.try_get("", "message_count")?,
+                    input_tokens: r.try_get("", "input_tokens")?,
+                    output_tokens: r.try_get("", "output_tokens")?,
+                    cost_nano_usd: r.try_get("", "cost_nano_usd")?,
+                },
+            );
+        }
+        let zero = MonthTotals::default();
+        let as_counters = |t: &MonthTotals| Counters {
+            message_count: t.message_count,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            cost_nano_usd: t.cost_nano_usd,
+            ..Counters::default()
+        };
+        let keys: BTreeSet<&(Uuid, String)> = stored.keys().chain(fresh.keys()).collect();
+        let mut out = Vec::new();
+        for key in keys {
+            let a = stored.get(key).filter(|t| **t != zero);
+            let b = fresh.get(key).filter(|t| **t != zero);
+            if a != b {
+                out.push((
+                    format!("user {} month {}", key.0, key.1),
+                    a.map(as_counters),
+                    b.map(as_counters),
+                ));
+            }
+        }
+        Ok((stored.len(), out))
+    }
+}
+
+/// Recomputes `user_month_usage` whole from `usage_buckets` (inside the
+/// rebuild transaction, after the buckets are rebuilt).
+pub(crate) async fn rebuild_month_usage<C: ConnectionTrait>(txn: &C) -> StoreResult<usize> {
+    let fresh = recount_month_usage(txn).await?;
+    sql::execute(txn, "DELETE FROM user_month_usage", vec![]).await?;
+    let rows: Vec<_> = fresh.into_iter().collect();
+    for chunk in rows.chunks(CHUNK) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for (n, ((user, month), t)) in chunk.iter().enumerate() {
+            tuples.push(format!("({})", placeholders(6 * n + 1, 6)));
+            values.extend([
+                (*user).into(),
+                month.clone().into(),
+                t.message_count.into(),
+                t.input_tokens.into(),
+                t.output_tokens.into(),
+                t.cost_nano_usd.into(),
+            ]);
+        }
+        let sql = format!(
+            "INSERT INTO user_month_usage (user_id, month, message_count, input_tokens, output_tokens, cost_nano_usd) VALUES {}",
+            tuples.join(", ")
+        );
+        sql::execute(txn, &sql, values).await?;
+    }
+    Ok(rows.len())
+}
+
+/// Month totals per user × local month, summed from `usage_buckets` with each
+/// user's current time zone.
+async fn recount_month_usage<C: ConnectionTrait>(
+    conn: &C,
+) -> StoreResult<BTreeMap<(Uuid, String), MonthTotals>> {
+    let mut zones: HashMap<Uuid, Zone> = HashMap::new();
+    for r in sql::query_all(conn, "SELECT id, timezone FROM users", vec![]).await? {
+        let tz: Option<String> = r.try_get("", "timezone")?;
+        zones.insert(r.try_get("", "id")?, user_zone(tz.as_deref()));
+    }
+    let mut out: BTreeMap<(Uuid, String), MonthTotals> = BTreeMap::new();
+    let rows = sql::query_all(
+        conn,
+        "SELECT user_id, bucket, SUM(message_count) AS m, SUM(input_tokens) AS i, SUM(output_tokens) AS o, \
+         SUM(cost_nano_usd) AS c FROM usage_buckets GROUP BY user_id, bucket",
+        vec![],
+    )
+    .await?;
+    let utc = Zone::utc();
+    for r in rows {
+        let user: Uuid = r.try_get("", "user_id")?;
+        let bucket: i64 = r.try_get("", "bucket")?;
+        let sum = |c: &str| -> StoreResult<i64> {
+            // SUM of BIGINT is NUMERIC on PostgreSQL.
+            match r.try_get::<i64>("", c) {
+                Ok(v) => Ok(v),
+                Err(_) => {
+                    let d: rust_decimal::Decimal = r.try_get("", c)?;
+                    i64::try_from(d).map_err(|e| StoreError::Invalid(format!("{c}: {e}")))
+                }
+            }
+        };
+        let (m, i, o, c) = (sum("m")?, sum("i")?, sum("o")?, sum("c")?);
+        if m == 0 && i == 0 && o == 0 && c == 0 {
+            continue;
+        }
+        let at = OffsetDateTime::from_unix_timestamp(bucket.saturating_mul(BUCKET_SECONDS))
+            .map_err(|e| StoreError::Invalid(format!("bucket {bucket}: {e}")))?;
+        let zone = zones.get(&user).unwrap_or(&utc);
+        let t = out.entry((user, month_key(zone.date_of(at)))).or_default();
+        t.message_count += m;
+        t.input_tokens += i;
+        t.output_tokens += o;
+        t.cost_nano_usd += c;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    #[test]
+    fn months_follow_the_zone_and_levels_the_threshold() {
+        let tokyo = Zone::get("Asia/Tokyo").unwrap_or_else(|e| panic!("{e}"));
+        let m = month_of(&tokyo, datetime!(2026-01-31 16:00 UTC));
+        assert_eq!(m.as_ref().map(|m| m.month.as_str()), Some("2026-02"));
+        assert_eq!(m.map(|m| m.first_day), Some(date!(2026 - 02 - 01)));
+        let dec = month_of(&Zone::utc(), datetime!(2026-12-15 00:00 UTC));
+        assert_eq!(dec.map(|m| (m.end - m.start) / 86_400), Some(31));
+        assert_eq!(level_of(80), "warning");
+        assert_eq!(level_of(100), "exceeded");
+        assert_eq!(level_of(150), "exceeded");
+        let u = Uuid::now_v7();
+        assert_eq!(alert_id(u, "2026-01", 80), alert_id(u, "2026-01", 80));
+        assert_ne!(alert_id(u, "2026-01", 80), alert_id(u, "2026-01", 100));
+    }
+}
