@@ -139,6 +139,14 @@ async fn every_item_type_is_stored_and_counted_in_the_daily_rollup() {
     assert_eq!(d.avg_messages_per_session, 2.0);
     // gpt-4o-mini: $0.15 per 1M input, $0.60 per 1M output.
     assert_eq!(d.estimated_cost_nano_usd, 1000 * 150 + 200 * 600);
+    // The stored price reference names the catalog entry once.
+    let priced = scalar(
+        &app,
+        "SELECT COUNT(*) FROM messages WHERE pricing_status = 'priced' \
+         AND price_ref LIKE 'builtin:gpt-4o-mini@%' AND price_ref NOT LIKE '%@%@%'",
+    )
+    .await;
+    assert_eq!(priced, 1);
     // Funnel milestones come from the entities themselves.
     for milestone in [
         "user_signed_up",

@@ -108,7 +108,7 @@ pub struct MessageCreate {
     pub cost_nano_usd: Option<i64>,
     /// `priced`, `partial`, `unpriced`, or `no_usage`.
     pub pricing_status: String,
-    /// The price used: `<price id>@<valid from>`.
+    /// The price used: the catalog's price id, `<source>:<model>@<valid from>`.
     pub price_ref: Option<String>,
 }
 
@@ -458,10 +458,9 @@ fn parse_message(
                 .map(|usd| usd.to_nanos())
                 .transpose()
                 .map_err(|e| ItemError::new("invalid_usage", format!("cost out of range: {e}")))?;
-            let price_ref = cost.price_id.as_ref().map(|id| match cost.valid_from {
-                Some(from) => format!("{id}@{from}"),
-                None => id.clone(),
-            });
+            // The price id names the catalog entry and its valid-from date,
+            // e.g. `builtin:gpt-4o@2024-10-02`.
+            let price_ref = cost.price_id.clone();
             (nanos, cost.status.as_str().to_owned(), price_ref)
         }
     };
