@@ -60,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         action: crate::bench::BenchCommand,
     },
+    /// Weekly report e-mails (see `reports send --help`).
+    Reports {
+        #[command(subcommand)]
+        action: crate::jobs::reports::ReportsAction,
+    },
     /// Apply, roll back or list schema migrations.
     Migrate {
         #[command(subcommand)]
@@ -268,6 +273,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
         Command::Rollups { action } => rollups(action, settings).await,
         Command::Usage { action } => usage(action, &settings),
         Command::Bench { action } => crate::bench::run(action, settings).await,
+        Command::Reports { action } => crate::jobs::reports::command(action, settings).await,
         Command::Openapi => {
             print!("{}", crate::openapi::spec_json());
             Ok(())
@@ -367,7 +373,7 @@ async fn rollups(action: RollupsAction, settings: Settings) -> Result<(), CliErr
     match action {
         RollupsAction::Rebuild { .. } => {
             let rows = store.rebuild_rollups(range).await?;
-            println!("rebuilt {rows} rollup rows (daily_metrics, usage_buckets, platform_buckets)");
+            println!("rebuilt {rows} rollup rows (daily_metrics, usage_buckets, platform_buckets, user_month_usage)");
             Ok(())
         }
         RollupsAction::Verify { .. } => {

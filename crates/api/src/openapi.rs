@@ -16,7 +16,8 @@ use utoipa::{
     paths(routes::health::health, routes::health::ready, routes::ingest::ingest, routes::me::me, routes::metrics::metrics,
         routes::analytics::my_stats, routes::admin::overview, routes::admin::errors, routes::admin::costs,
         routes::admin::funnel, routes::admin::user_stats_route,
-        routes::usage::my_usage, routes::usage::my_preferences, routes::usage::set_budget, routes::usage::list_alerts),
+        routes::usage::my_usage, routes::usage::my_preferences, routes::usage::set_budget, routes::usage::list_alerts,
+        routes::reports::preview),
     components(schemas(
         ErrorBody,
         routes::health::HealthBody,

@@ -198,6 +198,22 @@ impl Store {
         Ok(c)
     }
 
+    /// Attempts made so far at `user_id`'s report of `week`.
+    pub async fn report_delivery_attempts(
+        &self,
+        user_id: Uuid,
+        week: &str,
+    ) -> StoreResult<Option<i32>> {
+        sql::query_one(
+            self.conn(),
+            "SELECT attempts FROM report_deliveries WHERE user_id = $1 AND week = $2",
+            vec![user_id.into(), week.to_owned().into()],
+        )
+        .await?
+        .map(|r| Ok(r.try_get("", "attempts")?))
+        .transpose()
+    }
+
     /// Whether the scheduled run of `week` has completed.
     pub async fn report_run_completed(&self, week: &str) -> StoreResult<bool> {
         Ok(sql::query_one(

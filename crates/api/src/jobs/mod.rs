@@ -2,6 +2,8 @@
 //! usage-alert webhooks (`webhook.rs`) and the weekly report scheduler
 //! (`reports.rs`), plus their settings (`settings.rs`).
 
+pub mod report_email;
+pub mod reports;
 pub mod settings;
 pub mod webhook;
 
@@ -15,5 +17,11 @@ pub fn start(state: &AppState) {
     };
     if let Some(webhook) = &state.settings.notify.webhook {
         runtime.spawn(webhook::run(state.store.clone(), webhook.clone()));
+    }
+    if state.settings.notify.reports.enabled {
+        runtime.spawn(reports::scheduler(
+            state.store.clone(),
+            state.settings.notify.reports.clone(),
+        ));
     }
 }

@@ -8,6 +8,7 @@ pub mod me;
 pub mod metrics;
 pub mod money;
 pub mod params;
+pub mod reports;
 pub mod usage;
 
 use actix_web::web;
@@ -21,4 +22,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ingest::configure(cfg);
     metrics::configure(cfg);
     usage::configure(cfg);
+    reports::configure(cfg);
 }

@@ -12,3 +12,4 @@ mod health;
 mod ingest;
 mod observability;
 mod openapi;
+mod reports;
