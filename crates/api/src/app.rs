@@ -16,6 +16,8 @@ pub struct AppState {
     pub store: Store,
     pub settings: Arc<Settings>,
     pub catalog: Arc<charlie_pricing::Catalog>,
+    /// Verifies end users' session tokens.
+    pub auth: Arc<crate::auth::Authenticator>,
     /// The Prometheus registry behind `GET /metrics`.
     pub metrics: Arc<crate::observability::Metrics>,
 }
@@ -99,18 +101,21 @@ impl Application {
         let port = listener.local_addr().map_err(StartupError::from)?.port();
         let catalog =
             crate::pricing::load_catalog(&settings).map_err(|e| StartupError(e.to_string()))?;
+        let auth = crate::auth::Authenticator::new(&settings).map_err(StartupError)?;
         let sentry_hub = crate::observability::reporting::app_hub(&settings);
         let store = store.with_budget_policy(settings.notify.budget_policy());
         let state = AppState {
             store,
             settings: Arc::new(settings),
             catalog: Arc::new(catalog),
+            auth: Arc::new(auth),
             metrics: Arc::new(crate::observability::Metrics::new()),
         };
         crate::jobs::start(&state);
         let json_limit = state.settings.ingest_max_bytes;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(crate::auth::cors(&state.settings))
                 .wrap(crate::observability::Observe::new(
                     state.store.clone(),
                     state.metrics.clone(),

@@ -65,6 +65,15 @@ enum Command {
         #[command(subcommand)]
         action: crate::jobs::reports::ReportsAction,
     },
+    /// Seed realistic demo data (development only) and print an admin token,
+    /// a user token, an ingestion API key and curl lines to try them.
+    Demo {
+        /// Print `{"admin_token", "user_token", "api_key"}` instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Apply, roll back or list schema migrations.
     Migrate {
         #[command(subcommand)]
@@ -272,6 +281,9 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
         Command::Keys { action } => keys(action, settings).await,
         Command::Rollups { action } => rollups(action, settings).await,
         Command::Usage { action } => usage(action, &settings),
+        Command::Demo { json, db } => {
+            Ok(crate::demo::command(settings.with_database_url(db.database_url)?, json).await?)
+        }
         Command::Bench { action } => crate::bench::run(action, settings).await,
         Command::Reports { action } => crate::jobs::reports::command(action, settings).await,
         Command::Openapi => {

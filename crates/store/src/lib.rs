@@ -22,6 +22,7 @@ pub mod reports;
 pub mod rollup;
 mod sql;
 pub mod testing;
+mod users;
 
 #[cfg(test)]
 mod schema_tests;
@@ -29,3 +30,4 @@ mod schema_tests;
 pub use db::{Engine, MigrationState, Store};
 pub use error::{StoreError, StoreResult};
 pub use keys::{ApiKeyInfo, NewApiKey};
+pub use users::{AuthUser, MAX_EXTERNAL_ID_CHARS};

@@ -2,6 +2,14 @@
 //! routes (a service API key as a bearer token); end users and admins are
 //! authenticated by their session JWT (`jwt`).
 
+mod cors;
+pub mod jwt;
+mod user;
+
+pub use cors::cors;
+pub use jwt::{AuthError, Authenticator};
+pub use user::{AdminUser, CurrentUser, SESSION_COOKIE, session_token};
+
 use crate::{ApiError, AppState};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 use charlie_store::ApiKeyInfo;

@@ -7,7 +7,9 @@
 mod helpers;
 
 mod alerts;
+mod auth;
 mod cli;
+mod demo;
 mod health;
 mod ingest;
 mod observability;

@@ -1,0 +1,118 @@
+//! End users as seen by authentication: a session token's subject (`sub`)
+//! is a user's `external_id`; an unknown subject gets a user on first sight
+//! (the seed's `get_or_create_from_clerk`).
+
+use crate::{Store, StoreError, StoreResult, sql};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Longest `external_id` the schema stores.
+pub const MAX_EXTERNAL_ID_CHARS: usize = 255;
+/// Longest e-mail address the schema stores.
+const MAX_EMAIL_CHARS: usize = 320;
+
+/// The user behind a verified session token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthUser {
+    pub id: Uuid,
+    /// The stored e-mail address (from the platform's `user.upsert`, or the
+    /// token's e-mail when the user was created on first sight).
+    pub email: Option<String>,
+    /// The stored IANA time zone, if any.
+    pub timezone: Option<String>,
+}
+
+fn auth_user(row: &sea_orm::QueryResult) -> StoreResult<AuthUser> {
+    Ok(AuthUser {
+        id: row.try_get("", "id")?,
+        email: row.try_get("", "email")?,
+        timezone: row.try_get("", "timezone")?,
+    })
+}
+
+impl Store {
+    /// The user whose `external_id` is `subject`, created on first sight.
+    ///
+    /// A user created here is a placeholder (`is_placeholder`): the platform
+    /// has not told us about them yet. `email` is stored when the user is
+    /// created, and fills a missing stored e-mail later; it never replaces
+    /// one (the platform's `user.upsert` is the source of truth).
+    ///
+    /// Race-safe on both engines: concurrent first requests of one new user
+    /// both `INSERT … ON CONFLICT (external_id) DO NOTHING` and then read the
+    /// one row that won.
+    pub async fn user_for_subject(
+        &self,
+        subject: &str,
+        email: Option<&str>,
+    ) -> StoreResult<AuthUser> {
+        if subject.trim().is_empty() || subject.chars().count() > MAX_EXTERNAL_ID_CHARS {
+            return Err(StoreError::Invalid(format!(
+                "a subject must have 1 to {MAX_EXTERNAL_ID_CHARS} characters"
+            )));
+        }
+        let email = email
+            .map(str::trim)
+            .filter(|e| !e.is_empty() && e.chars().count() <= MAX_EMAIL_CHARS);
+        if let Some(user) = self.user_by_external_id(subject).await? {
+            return self.fill_missing_email(user, email).await;
+        }
+        let now = OffsetDateTime::now_utc();
+        {
+            let _guard = self.write_guard().await;
+            sql::execute(
+                self.conn(),
+                "INSERT INTO users (id, external_id, email, weekly_report_opt_out, is_placeholder, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (external_id) DO NOTHING",
+                vec![
+                    Uuid::now_v7().into(),
+                    subject.to_owned().into(),
+                    email.map(str::to_owned).into(),
+                    false.into(),
+                    true.into(),
+                    now.into(),
+                    now.into(),
+                ],
+            )
+            .await?;
+        }
+        let user = self
+            .user_by_external_id(subject)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("user with external_id `{subject}`")))?;
+        self.fill_missing_email(user, email).await
+    }
+
+    async fn user_by_external_id(&self, external_id: &str) -> StoreResult<Option<AuthUser>> {
+        sql::query_one(
+            self.conn(),
+            "SELECT id, email, timezone FROM users WHERE external_id = $1",
+            vec![external_id.to_owned().into()],
+        )
+        .await?
+        .as_ref()
+        .map(auth_user)
+        .transpose()
+    }
+
+    /// Stores `email` when the user has none yet; a no-op otherwise, so a
+    /// known user's request does not write.
+    async fn fill_missing_email(
+        &self,
+        mut user: AuthUser,
+        email: Option<&str>,
+    ) -> StoreResult<AuthUser> {
+        let (None, Some(email)) = (&user.email, email) else {
+            return Ok(user);
+        };
+        let _guard = self.write_guard().await;
+        sql::execute(
+            self.conn(),
+            "UPDATE users SET email = $1 WHERE id = $2 AND email IS NULL",
+            vec![email.to_owned().into(), user.id.into()],
+        )
+        .await?;
+        user.email = Some(email.to_owned());
+        Ok(user)
+    }
+}
