@@ -67,6 +67,15 @@ pub fn change(current: i64, previous: i64) -> String {
     }
 }
 
+/// How `current` compares with the week before, as a phrase.
+pub fn versus(current: i64, previous: i64) -> String {
+    if previous == 0 && current > 0 {
+        "none the week before".into()
+    } else {
+        format!("{} vs the week before", change(current, previous))
+    }
+}
+
 /// Dollars with cents; amounts under a cent show as `< $0.01`.
 pub fn dollars(nanos: i64) -> String {
     let usd = Usd::from_nanos(nanos).decimal();
@@ -146,15 +155,15 @@ pub fn render(r: &ReportData) -> RenderedReport {
     let _ = writeln!(text);
     let _ = writeln!(
         text,
-        "Messages:       {} ({} vs the week before)",
+        "Messages:       {} ({})",
         thousands(r.messages),
-        change(r.messages, r.previous_messages)
+        versus(r.messages, r.previous_messages)
     );
     let _ = writeln!(
         text,
-        "Conversations:  {} ({} vs the week before)",
+        "Conversations:  {} ({})",
         thousands(r.conversations),
-        change(r.conversations, r.previous_conversations)
+        versus(r.conversations, r.previous_conversations)
     );
     match &workflow {
         Some((name, n)) => {
@@ -212,18 +221,12 @@ pub fn render(r: &ReportData) -> RenderedReport {
     stat(
         "Messages",
         thousands(r.messages),
-        format!(
-            "{} vs the week before",
-            change(r.messages, r.previous_messages)
-        ),
+        versus(r.messages, r.previous_messages),
     );
     stat(
         "Conversations",
         thousands(r.conversations),
-        format!(
-            "{} vs the week before",
-            change(r.conversations, r.previous_conversations)
-        ),
+        versus(r.conversations, r.previous_conversations),
     );
     match &workflow {
         Some((name, n)) => stat(
@@ -338,6 +341,9 @@ mod tests {
         assert_eq!(change(10, 20), "-50%");
         assert_eq!(change(5, 5), "no change");
         assert_eq!(change(5, 0), "new this week");
+        assert_eq!(versus(5, 0), "none the week before");
+        assert_eq!(versus(0, 0), "no change vs the week before");
+        assert_eq!(versus(6, 4), "+50% vs the week before");
         assert_eq!(dollars(3_456_000_000), "$3.46");
         assert_eq!(dollars(1), "< $0.01");
         assert_eq!(dollars(0), "$0.00");

@@ -531,7 +531,7 @@ async fn admins_preview_any_users_report() {
         resp.text()
             .await
             .unwrap()
-            .contains("Messages:       4 (new this week vs the week before)")
+            .contains("Messages:       4 (none the week before)")
     );
     for (path, status) in [
         (
