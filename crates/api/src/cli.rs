@@ -55,6 +55,15 @@ enum Command {
         #[command(subcommand)]
         action: UsageAction,
     },
+    /// Seed realistic demo data (development only) and print an admin token,
+    /// a user token, an ingestion API key and curl lines to try them.
+    Demo {
+        /// Print `{"admin_token", "user_token", "api_key"}` instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Benchmarks against PostgreSQL (they print figures; see BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -64,15 +73,6 @@ enum Command {
     Reports {
         #[command(subcommand)]
         action: crate::jobs::reports::ReportsAction,
-    },
-    /// Seed realistic demo data (development only) and print an admin token,
-    /// a user token, an ingestion API key and curl lines to try them.
-    Demo {
-        /// Print `{"admin_token", "user_token", "api_key"}` instead of text.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        db: DbArgs,
     },
     /// Apply, roll back or list schema migrations.
     Migrate {
@@ -400,10 +400,7 @@ async fn rollups(action: RollupsAction, settings: Settings) -> Result<(), CliErr
                 println!("pending message {id} waits although its conversation exists");
             }
             if report.differences.is_empty() && report.stuck_pending.is_empty() {
-                println!(
-                    "rollups agree with raw rows ({} rows compared)",
-                    report.rows
-                );
+                println!("rollups agree with raw rows ({} rows compared)", report.rows);
                 Ok(())
             } else {
                 Err(CliError(format!(

@@ -178,9 +178,16 @@ impl Store {
         }
         let (month_rows, month_differences) = self.verify_month_usage().await?;
         report.rows += month_rows;
-        report.differences.extend(month_differences.into_iter().map(|(key, stored, recounted)| {
-            RollupDifference { table: "user_month_usage", key, stored, recounted }
-        }));
+        report.differences.extend(
+            month_differences
+                .into_iter()
+                .map(|(key, stored, recounted)| RollupDifference {
+                    table: "user_month_usage",
+                    key,
+                    stored,
+                    recounted,
+                }),
+        );
         for row in sql::query_all(
             self.conn(),
             "SELECT p.id FROM pending_messages p JOIN conversations c ON c.id = p.conversation_id",

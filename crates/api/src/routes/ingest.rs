@@ -45,6 +45,7 @@ pub struct IngestRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IngestItemResult {
     /// The item's id, or null when it had no valid id.
+    #[schema(required = true)]
     pub id: Option<String>,
     /// HTTP-style status of the item: 201 created, 200 updated or duplicate,
     /// 400 invalid, 409 conflicting with stored data.
@@ -53,6 +54,7 @@ pub struct IngestItemResult {
     /// identical or older upsert, a milestone already recorded) or `error`.
     pub outcome: String,
     /// Present when `outcome` is `error`.
+    #[schema(required = true)]
     pub error: Option<ErrorBody>,
     /// Things accepted but worth knowing (unknown vocabulary, truncation,
     /// a message waiting for its conversation, unpriced models).

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod alerts;
+mod analytics;
 mod auth;
 mod cli;
 mod demo;

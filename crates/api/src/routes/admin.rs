@@ -1,0 +1,718 @@
+//! The admin dashboard API: `/api/v1/analytics/admin/*`. Every route needs
+//! an admin session (`AdminUser`: 401 without a valid token, 403 for others).
+
+use crate::{
+    ApiError, AppState, ErrorBody,
+    auth::AdminUser,
+    observability::{langsmith_url, sentry_url},
+    routes::{
+        analytics::{UserStatsResponse, user_stats},
+        money::UsdNumber,
+        params::{self, csv_field},
+    },
+};
+use actix_web::{HttpResponse, get, web};
+use charlie_store::{
+    analytics::{CostGrouping, FunnelCounts},
+    calendar::Zone,
+    rollup::Counters,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(overview)
+        .service(errors)
+        .service(costs)
+        .service(funnel)
+        .service(user_stats_route);
+}
+
+/// Users who reached each step, among those who signed up in the period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunnelData {
+    /// Users whose `user_signed_up` milestone falls in the period.
+    pub signed_up: i64,
+    /// Of those, users who have created at least one component (at any time since).
+    pub created_component: i64,
+    /// Of those, users who have created at least one workflow.
+    pub created_workflow: i64,
+    /// Of those, users who have sent at least one message.
+    pub sent_message: i64,
+}
+
+impl From<FunnelCounts> for FunnelData {
+    fn from(f: FunnelCounts) -> Self {
+        FunnelData {
+            signed_up: f.signed_up,
+            created_component: f.created_component,
+            created_workflow: f.created_workflow,
+            sent_message: f.sent_message,
+        }
+    }
+}
+
+/// Platform-wide figures for the admin dashboard.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminOverviewResponse {
+    /// Every user known (including users referenced by the platform whose own record has not arrived yet).
+    pub total_users: i64,
+    /// Users who sent at least one message (role `user`) since local midnight today.
+    pub active_users_today: i64,
+    /// Users who sent at least one message in the last 7 local days (since local midnight six days ago).
+    pub active_users_week: i64,
+    /// Every workflow known.
+    pub total_workflows: i64,
+    /// Messages (any role) since local midnight today.
+    pub total_messages_today: i64,
+    /// Messages in the last 7 local days.
+    pub total_messages_week: i64,
+    /// Error rows (reported by the platform and this service's own 5xx) since local midnight today.
+    pub error_count_today: i64,
+    /// `error_count_today ÷ total_messages_today`, rounded to 4 decimals; 0 without messages.
+    pub error_rate: f64,
+    /// Estimated cost of today's priced messages in USD (exact decimal).
+    #[schema(value_type = f64)]
+    pub estimated_cost_today_usd: UsdNumber,
+    /// The cohort funnel over the last `period_days` local days.
+    pub funnel: FunnelData,
+    /// Estimated cost of the last 7 local days' priced messages in USD.
+    #[schema(value_type = f64)]
+    pub estimated_cost_week_usd: UsdNumber,
+    /// Today's messages whose model has no known price (not in the cost).
+    pub unpriced_messages_today: i64,
+    /// The funnel's period in days (the `days` parameter).
+    pub period_days: u16,
+    /// The IANA time zone of "today" and "week".
+    pub timezone: String,
+}
+
+/// Query of `overview` and `funnel`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PeriodQuery {
+    /// Length of the period in days, 1–365 (default 30).
+    pub days: Option<i64>,
+    /// IANA time zone of day boundaries (default: the admin's stored zone, else UTC).
+    pub tz: Option<String>,
+}
+
+fn today_and_week(
+    zone: &Zone,
+    now: OffsetDateTime,
+) -> Result<Vec<charlie_store::calendar::LocalDay>, ApiError> {
+    zone.days_ending(now, 7).ok_or_else(|| {
+        ApiError::bad_request("invalid_parameter", "the period is outside the calendar")
+    })
+}
+
+fn start_instant(day: &charlie_store::calendar::LocalDay) -> Result<OffsetDateTime, ApiError> {
+    OffsetDateTime::from_unix_timestamp(day.first_bucket * charlie_store::rollup::BUCKET_SECONDS)
+        .map_err(ApiError::internal)
+}
+
+async fn period_funnel(
+    state: &AppState,
+    zone: &Zone,
+    days: u16,
+    now: OffsetDateTime,
+) -> Result<FunnelCounts, ApiError> {
+    let period = zone.days_ending(now, days).ok_or_else(|| {
+        ApiError::bad_request("invalid_parameter", "the period is outside the calendar")
+    })?;
+    let first = period
+        .first()
+        .ok_or_else(|| ApiError::internal("empty period"))?;
+    Ok(state.store.funnel(start_instant(first)?).await?)
+}
+
+/// Platform overview.
+///
+/// "Today" and "week" are local to `timezone`: today starts at local
+/// midnight, the week at local midnight six days ago. Message counts and
+/// cost come from exact rollups; the funnel is a cohort funnel over `days`.
+#[utoipa::path(
+    tag = "Admin",
+    summary = "Admin overview",
+    params(PeriodQuery),
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "Platform figures", body = AdminOverviewResponse),
+        (status = 400, description = "`days` outside 1–365 or unknown `tz`", body = ErrorBody),
+        (status = 401, description = "Missing or invalid session token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/analytics/admin/overview")]
+pub async fn overview(
+    admin: AdminUser,
+    state: web::Data<AppState>,
+    query: web::Query<PeriodQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let days = params::days(query.days)?;
+    let zone = params::zone(query.tz.as_deref(), admin.0.timezone.as_deref())?;
+    let now = OffsetDateTime::now_utc();
+    let week_days = today_and_week(&zone, now)?;
+    let (Some(week_start), Some(today)) = (week_days.first(), week_days.last()) else {
+        return Err(ApiError::internal("empty week"));
+    };
+    let usage = state.store.platform_usage(&week_days).await?;
+    let today_counters = usage.total_last(1);
+    let week_counters = usage.total_last(7);
+    let error_count_today = state
+        .store
+        .count_errors_since(start_instant(today)?)
+        .await?;
+    let error_rate = if today_counters.message_count > 0 {
+        (error_count_today as f64 / today_counters.message_count as f64 * 10_000.0).round()
+            / 10_000.0
+    } else {
+        0.0
+    };
+    let body = AdminOverviewResponse {
+        total_users: state.store.count_users().await?,
+        active_users_today: state
+            .store
+            .count_active_users_since(today.first_bucket)
+            .await?,
+        active_users_week: state
+            .store
+            .count_active_users_since(week_start.first_bucket)
+            .await?,
+        total_workflows: state.store.count_workflows().await?,
+        total_messages_today: today_counters.message_count,
+        total_messages_week: week_counters.message_count,
+        error_count_today,
+        error_rate,
+        estimated_cost_today_usd: UsdNumber::from_nanos(today_counters.cost_nano_usd),
+        funnel: period_funnel(&state, &zone, days, now).await?.into(),
+        estimated_cost_week_usd: UsdNumber::from_nanos(week_counters.cost_nano_usd),
+        unpriced_messages_today: today_counters.unpriced_message_count,
+        period_days: days,
+        timezone: zone.name().to_owned(),
+    };
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// One error row.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorLogItem {
+    pub id: String,
+    /// Where it happened: `langflow`, `openai`, `anthropic`, `backend`, `charlie-stats`…
+    pub service: String,
+    pub error_type: String,
+    /// The message, cut to 200 characters for display.
+    pub error_message: String,
+    #[schema(required = true)]
+    pub error_code: Option<String>,
+    #[schema(required = true)]
+    pub endpoint: Option<String>,
+    /// When it happened (RFC 3339, UTC).
+    pub created_at: String,
+    /// A link to the Sentry event, when the error was captured there.
+    #[schema(required = true)]
+    pub sentry_url: Option<String>,
+    #[schema(required = true)]
+    pub user_id: Option<String>,
+    #[schema(required = true)]
+    pub workflow_id: Option<String>,
+    #[schema(required = true)]
+    pub request_id: Option<String>,
+}
+
+/// Recent errors.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecentErrorsResponse {
+    /// Newest first, at most `limit`.
+    pub errors: Vec<ErrorLogItem>,
+    /// The number of entries in `errors`.
+    pub total: usize,
+    /// How many stored errors match the filter in all.
+    pub total_matching: i64,
+}
+
+/// Query of `errors`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ErrorsQuery {
+    /// How many errors, 1–200 (default 20).
+    pub limit: Option<i64>,
+    /// Only this service.
+    pub service: Option<String>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// Recent errors, newest first (JSON or CSV).
+#[utoipa::path(
+    tag = "Admin",
+    summary = "Recent errors",
+    params(ErrorsQuery),
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "Errors, newest first", body = RecentErrorsResponse, content_type = "application/json"),
+        (status = 200, description = "The same as CSV (`format=csv`)", body = String, content_type = "text/csv"),
+        (status = 400, description = "`limit` outside 1–200 or unknown `format`", body = ErrorBody),
+        (status = 401, description = "Missing or invalid session token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/analytics/admin/errors")]
+pub async fn errors(
+    _admin: AdminUser,
+    state: web::Data<AppState>,
+    query: web::Query<ErrorsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = params::limit(query.limit, 20)?;
+    let csv = params::wants_csv(query.format.as_deref())?;
+    let service = query
+        .service
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let (rows, total_matching) = state.store.recent_errors(limit, service).await?;
+    let items: Vec<ErrorLogItem> = rows
+        .into_iter()
+        .map(|e| ErrorLogItem {
+            id: e.id.to_string(),
+            service: e.service,
+            error_type: e.error_type,
+            error_message: e.error_message.chars().take(200).collect(),
+            error_code: e.error_code,
+            endpoint: e.endpoint,
+            created_at: rfc3339(e.created_at),
+            sentry_url: e
+                .sentry_event_id
+                .as_deref()
+                .and_then(|id| sentry_url(&state.settings, id)),
+            user_id: e.user_id.map(|u| u.to_string()),
+            workflow_id: e.workflow_id.map(|w| w.to_string()),
+            request_id: e.request_id,
+        })
+        .collect();
+    if csv {
+        let mut out = String::from(
+            "id,created_at,service,error_type,error_code,endpoint,user_id,workflow_id,request_id,sentry_url,error_message\n",
+        );
+        for e in &items {
+            let fields = [
+                e.id.as_str(),
+                &e.created_at,
+                &e.service,
+                &e.error_type,
+                e.error_code.as_deref().unwrap_or(""),
+                e.endpoint.as_deref().unwrap_or(""),
+                e.user_id.as_deref().unwrap_or(""),
+                e.workflow_id.as_deref().unwrap_or(""),
+                e.request_id.as_deref().unwrap_or(""),
+                e.sentry_url.as_deref().unwrap_or(""),
+                &e.error_message,
+            ];
+            out.push_str(
+                &fields
+                    .iter()
+                    .map(|f| csv_field(f))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            out.push('\n');
+        }
+        return Ok(csv_response("errors.csv", out));
+    }
+    Ok(HttpResponse::Ok().json(RecentErrorsResponse {
+        total: items.len(),
+        errors: items,
+        total_matching,
+    }))
+}
+
+fn csv_response(name: &str, body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{name}\""),
+        ))
+        .body(body)
+}
+
+/// One group of the cost report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CostGroupItem {
+    /// The local day, model, user id or workflow id; empty string for "none"
+    /// (no model, no workflow).
+    pub key: String,
+    /// Messages in the group.
+    pub messages: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub reasoning_tokens: i64,
+    /// `input_tokens + output_tokens`.
+    pub total_tokens: i64,
+    /// Estimated cost of the group's priced messages in USD (exact decimal).
+    #[schema(value_type = f64)]
+    pub estimated_cost_usd: UsdNumber,
+    /// Messages whose model has no price: never counted as $0, reported here.
+    pub unpriced_messages: i64,
+    /// Input + output tokens of those messages.
+    pub unpriced_tokens: i64,
+}
+
+impl CostGroupItem {
+    fn new(key: String, c: &Counters) -> Self {
+        CostGroupItem {
+            key,
+            messages: c.message_count,
+            input_tokens: c.input_tokens,
+            output_tokens: c.output_tokens,
+            cache_read_tokens: c.cache_read_tokens,
+            cache_write_tokens: c.cache_write_tokens,
+            reasoning_tokens: c.reasoning_tokens,
+            total_tokens: c.input_tokens + c.output_tokens,
+            estimated_cost_usd: UsdNumber::from_nanos(c.cost_nano_usd),
+            unpriced_messages: c.unpriced_message_count,
+            unpriced_tokens: c.unpriced_tokens,
+        }
+    }
+}
+
+/// Cost and tokens over a period, grouped.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CostsResponse {
+    /// First local day (inclusive).
+    pub from: String,
+    /// Last local day (inclusive).
+    pub to: String,
+    pub timezone: String,
+    /// `day`, `model`, `user` or `workflow`.
+    pub group_by: String,
+    /// By day: every day of the range, oldest first. By model: every model,
+    /// largest cost first. By user or workflow: the `limit` largest by cost.
+    pub groups: Vec<CostGroupItem>,
+    /// The whole period (all groups, including any beyond `limit`).
+    pub totals: CostGroupItem,
+}
+
+/// Query of `costs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CostsQuery {
+    /// First local day, YYYY-MM-DD (default: 29 days before `to`).
+    pub from: Option<String>,
+    /// Last local day, YYYY-MM-DD (default: today). At most 366 days after `from`.
+    pub to: Option<String>,
+    /// `day` (default), `model`, `user` or `workflow`.
+    pub group_by: Option<String>,
+    /// IANA time zone of day boundaries (default: the admin's stored zone, else UTC).
+    pub tz: Option<String>,
+    /// For `user` and `workflow`: how many groups, 1–200 (default 100).
+    pub limit: Option<i64>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// Cost report (JSON or CSV).
+///
+/// Costs are exact sums of per-message costs (each priced at its own
+/// timestamp, rounded to 1e-9 USD). Usage of models without a price is
+/// reported in `unpriced_messages`/`unpriced_tokens`, never as $0.
+#[utoipa::path(
+    tag = "Admin",
+    summary = "Costs",
+    params(CostsQuery),
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "The cost report", body = CostsResponse, content_type = "application/json"),
+        (status = 200, description = "The groups as CSV (`format=csv`)", body = String, content_type = "text/csv"),
+        (status = 400, description = "Bad dates, `from` after `to`, a range over 366 days, unknown `group_by`, `tz` or `format`", body = ErrorBody),
+        (status = 401, description = "Missing or invalid session token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/analytics/admin/costs")]
+pub async fn costs(
+    admin: AdminUser,
+    state: web::Data<AppState>,
+    query: web::Query<CostsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let zone = params::zone(query.tz.as_deref(), admin.0.timezone.as_deref())?;
+    let csv = params::wants_csv(query.format.as_deref())?;
+    let limit = params::limit(query.limit, 100)?;
+    let grouping = match query.group_by.as_deref().map(str::trim).unwrap_or("day") {
+        "day" | "" => CostGrouping::Day,
+        "model" => CostGrouping::Model,
+        "user" => CostGrouping::User,
+        "workflow" => CostGrouping::Workflow,
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("group_by must be day, model, user or workflow, got `{other}`"),
+            ));
+        }
+    };
+    let now = OffsetDateTime::now_utc();
+    let to = params::date("to", query.to.as_deref())?.unwrap_or_else(|| zone.date_of(now));
+    let from = match params::date("from", query.from.as_deref())? {
+        Some(f) => f,
+        None => to - time::Duration::days(29),
+    };
+    if from > to {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("from ({from}) is after to ({to})"),
+        ));
+    }
+    let span = (to - from).whole_days() + 1;
+    if span > 366 {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("the range has {span} days; at most 366"),
+        ));
+    }
+    let mut days = Vec::new();
+    let mut d = from;
+    while d <= to {
+        days.push(zone.day(d).ok_or_else(|| {
+            ApiError::bad_request("invalid_parameter", "date outside the calendar")
+        })?);
+        d = match d.next_day() {
+            Some(n) => n,
+            None => break,
+        };
+    }
+    let groups = state.store.cost_report(&days, grouping, limit).await?;
+    let totals_usage = state.store.platform_usage(&days).await?;
+    let totals = CostGroupItem::new("total".into(), &totals_usage.total_last(days.len()));
+    let items: Vec<CostGroupItem> = groups
+        .iter()
+        .map(|g| CostGroupItem::new(g.key.clone(), &g.counters))
+        .collect();
+    let group_by = match grouping {
+        CostGrouping::Day => "day",
+        CostGrouping::Model => "model",
+        CostGrouping::User => "user",
+        CostGrouping::Workflow => "workflow",
+    };
+    if csv {
+        let mut out = format!(
+            "{group_by},messages,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,reasoning_tokens,total_tokens,estimated_cost_usd,unpriced_messages,unpriced_tokens\n"
+        );
+        for g in &items {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{},{},{}\n",
+                csv_field(&g.key),
+                g.messages,
+                g.input_tokens,
+                g.output_tokens,
+                g.cache_read_tokens,
+                g.cache_write_tokens,
+                g.reasoning_tokens,
+                g.total_tokens,
+                g.estimated_cost_usd.0,
+                g.unpriced_messages,
+                g.unpriced_tokens
+            ));
+        }
+        return Ok(csv_response(&format!("costs-by-{group_by}.csv"), out));
+    }
+    Ok(HttpResponse::Ok().json(CostsResponse {
+        from: from.to_string(),
+        to: to.to_string(),
+        timezone: zone.name().to_owned(),
+        group_by: group_by.to_owned(),
+        groups: items,
+        totals,
+    }))
+}
+
+/// One step of the funnel.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunnelStep {
+    /// `signed_up`, `created_component`, `created_workflow` or `sent_message`.
+    pub step: String,
+    /// Users of the cohort who reached the step.
+    pub users: i64,
+    /// `users ÷ users of the previous step`, rounded to 4 decimals; null for
+    /// the first step or when the previous step has no users.
+    #[schema(required = true)]
+    pub conversion_from_previous: Option<f64>,
+    /// `users ÷ signed_up`, rounded to 4 decimals; null when nobody signed up.
+    #[schema(required = true)]
+    pub conversion_from_signup: Option<f64>,
+}
+
+/// The cohort funnel.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunnelResponse {
+    pub period_days: u16,
+    pub timezone: String,
+    /// The same counts as the overview's `funnel`.
+    pub counts: FunnelData,
+    /// The steps in order, with conversion rates.
+    pub steps: Vec<FunnelStep>,
+}
+
+fn ratio(n: i64, d: i64) -> Option<f64> {
+    (d > 0).then(|| (n as f64 / d as f64 * 10_000.0).round() / 10_000.0)
+}
+
+/// Onboarding funnel.
+///
+/// The cohort is every user whose sign-up falls in the last `days` local
+/// days; each later step counts the cohort's users who have reached it, at
+/// any time since. Steps therefore never exceed the cohort.
+#[utoipa::path(
+    tag = "Admin",
+    summary = "Funnel",
+    params(PeriodQuery),
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "The funnel", body = FunnelResponse),
+        (status = 400, description = "`days` outside 1–365 or unknown `tz`", body = ErrorBody),
+        (status = 401, description = "Missing or invalid session token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/analytics/admin/funnel")]
+pub async fn funnel(
+    admin: AdminUser,
+    state: web::Data<AppState>,
+    query: web::Query<PeriodQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let days = params::days(query.days)?;
+    let zone = params::zone(query.tz.as_deref(), admin.0.timezone.as_deref())?;
+    let f = period_funnel(&state, &zone, days, OffsetDateTime::now_utc()).await?;
+    let order = [
+        ("signed_up", f.signed_up),
+        ("created_component", f.created_component),
+        ("created_workflow", f.created_workflow),
+        ("sent_message", f.sent_message),
+    ];
+    let steps = order
+        .iter()
+        .enumerate()
+        .map(|(i, (step, users))| FunnelStep {
+            step: (*step).to_owned(),
+            users: *users,
+            conversion_from_previous: if i == 0 {
+                None
+            } else {
+                ratio(*users, order[i - 1].1)
+            },
+            conversion_from_signup: ratio(*users, f.signed_up),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(FunnelResponse {
+        period_days: days,
+        timezone: zone.name().to_owned(),
+        counts: f.into(),
+        steps,
+    }))
+}
+
+/// A user as the admin sees them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminUserInfo {
+    pub id: String,
+    #[schema(required = true)]
+    pub external_id: Option<String>,
+    #[schema(required = true)]
+    pub email: Option<String>,
+    #[schema(required = true)]
+    pub timezone: Option<String>,
+    /// When the user signed up (RFC 3339).
+    pub created_at: String,
+}
+
+/// A recent conversation of the user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminConversation {
+    pub id: String,
+    #[schema(required = true)]
+    pub workflow_id: Option<String>,
+    #[schema(required = true)]
+    pub langflow_session_id: Option<String>,
+    /// When it started (RFC 3339).
+    pub created_at: String,
+    /// LangSmith traces of the conversation, when `LANGSMITH_PROJECT` is set.
+    #[schema(required = true)]
+    pub langsmith_url: Option<String>,
+}
+
+/// Charlie Stats of any user, for admins.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminUserStatsResponse {
+    pub user: AdminUserInfo,
+    /// Exactly what the user sees in `my-stats`.
+    pub stats: UserStatsResponse,
+    /// The user's 20 most recent conversations, newest first.
+    pub recent_conversations: Vec<AdminConversation>,
+}
+
+/// Any user's Charlie Stats.
+#[utoipa::path(
+    tag = "Admin",
+    summary = "A user's stats",
+    params(("id" = Uuid, Path, description = "The user's id (`users.id`)"), PeriodQuery),
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "The user's stats", body = AdminUserStatsResponse),
+        (status = 400, description = "Bad id, `days` or `tz`", body = ErrorBody),
+        (status = 401, description = "Missing or invalid session token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/analytics/admin/users/{id}/stats")]
+pub async fn user_stats_route(
+    _admin: AdminUser,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    query: web::Query<PeriodQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let user = state
+        .store
+        .user_summary(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("user {id} not found")))?;
+    let days = params::days(query.days)?;
+    let zone = params::zone(query.tz.as_deref(), user.timezone.as_deref())?;
+    let stats = user_stats(&state, id, days, &zone, OffsetDateTime::now_utc()).await?;
+    let recent_conversations = state
+        .store
+        .recent_conversations(id, 20)
+        .await?
+        .into_iter()
+        .map(|c| AdminConversation {
+            id: c.id.to_string(),
+            workflow_id: c.workflow_id.map(|w| w.to_string()),
+            langsmith_url: c
+                .langflow_session_id
+                .as_deref()
+                .and_then(|s| langsmith_url(&state.settings, s)),
+            langflow_session_id: c.langflow_session_id,
+            created_at: rfc3339(c.created_at),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(AdminUserStatsResponse {
+        user: AdminUserInfo {
+            id: user.id.to_string(),
+            external_id: user.external_id,
+            email: user.email,
+            timezone: user.timezone,
+            created_at: rfc3339(user.created_at),
+        },
+        stats,
+        recent_conversations,
+    }))
+}
