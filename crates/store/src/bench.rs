@@ -361,6 +361,39 @@ pub async fn copy_users(store: &Store, users: &[UserRow]) -> StoreResult<()> {
     Ok(())
 }
 
+/// A conversation row for bulk loading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub workflow_id: Option<Uuid>,
+    pub langflow_session_id: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// `COPY`s conversations (their users must exist). Their rollup counts come
+/// from [`Store::rebuild_rollups`], their `conversation_started` events from
+/// [`finish_bulk_messages`].
+pub async fn copy_conversations(store: &Store, rows: &[ConversationRow]) -> StoreResult<()> {
+    let chunks = chunked(rows, |c, out| {
+        let mut f = CopyLine::new(out);
+        f.uuid(c.id);
+        f.uuid(c.user_id);
+        f.opt_uuid(c.workflow_id);
+        f.text(c.langflow_session_id.as_deref());
+        f.time(c.created_at);
+        f.time(c.created_at);
+        f.end();
+    });
+    copy_text(
+        store,
+        "COPY conversations (id, user_id, workflow_id, langflow_session_id, created_at, updated_at) FROM STDIN",
+        chunks,
+    )
+    .await?;
+    Ok(())
+}
+
 /// The seed's write design: per message, one transaction with an `INSERT`
 /// into `messages` and an upsert of its `daily_metrics` row, then `COMMIT`;
 /// `clients` connections run concurrently. Returns the elapsed time.
@@ -424,10 +457,11 @@ pub async fn seed_design_insert(
     Ok(started.elapsed())
 }
 
-/// After messages were bulk-loaded with [`copy_messages`] instead of
-/// ingested: sets what ingestion maintains besides the rollup tables
-/// (`users.last_message_bucket` and the `message_sent` funnel milestone
-/// with its event), from raw rows. The rollups themselves are rebuilt with
+/// After messages and conversations were bulk-loaded with [`copy_messages`]
+/// and [`copy_conversations`] instead of ingested: sets what ingestion
+/// maintains besides the rollup tables (`users.last_message_bucket`, the
+/// `conversation_started` and `message_sent` funnel milestones with their
+/// events), from raw rows. The rollups themselves are rebuilt with
 /// [`Store::rebuild_rollups`].
 pub async fn finish_bulk_messages(store: &Store) -> StoreResult<()> {
     let db = store.conn();
@@ -450,6 +484,24 @@ pub async fn finish_bulk_messages(store: &Store) -> StoreResult<()> {
          (SELECT DISTINCT ON (user_id) user_id, conversation_id, created_at, workflow_id FROM messages \
           WHERE role = 'user' ORDER BY user_id, created_at) f \
          WHERE NOT EXISTS (SELECT 1 FROM funnel_milestones fm WHERE fm.event_type = 'message_sent' AND fm.entity_id = f.user_id)",
+        vec![],
+    )
+    .await?;
+    sql::execute(
+        db,
+        "INSERT INTO user_activity_events (id, created_at, user_id, event_type, event_category, workflow_id, \
+         conversation_id, metadata) \
+         SELECT gen_random_uuid(), c.created_at, c.user_id, 'conversation_started', 'engagement', c.workflow_id, \
+         c.id, '{\"source\": \"bench\"}'::jsonb FROM conversations c \
+         WHERE NOT EXISTS (SELECT 1 FROM funnel_milestones fm WHERE fm.event_type = 'conversation_started' AND fm.entity_id = c.id)",
+        vec![],
+    )
+    .await?;
+    sql::execute(
+        db,
+        "INSERT INTO funnel_milestones (event_type, entity_id, user_id, event_id) \
+         SELECT e.event_type, e.conversation_id, e.user_id, e.id FROM user_activity_events e \
+         WHERE e.event_type = 'conversation_started' AND e.metadata->>'source' = 'bench' ON CONFLICT DO NOTHING",
         vec![],
     )
     .await?;

@@ -20,7 +20,7 @@ use crate::{Settings, cli::CliError};
 use charlie_pricing::Catalog;
 use charlie_store::{
     Store,
-    bench::{self as sb, MessageRow},
+    bench::{self as sb, ConversationRow, MessageRow},
     maintenance::RollupRange,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -154,6 +154,7 @@ struct Sink<'a> {
     items: Vec<Value>,
     copy: bool,
     rows: Vec<MessageRow>,
+    conversations: Vec<ConversationRow>,
     written: Seeded,
 }
 
@@ -214,7 +215,29 @@ impl Sink<'_> {
         Ok(())
     }
 
+    /// A conversation: ingested, or with `copy` loaded by COPY.
+    async fn push_conversation(&mut self, c: ConversationRow) -> Result<(), CliError> {
+        if self.copy {
+            self.conversations.push(c);
+            return Ok(());
+        }
+        self.push(data::conversation_item(
+            c.id,
+            c.user_id,
+            c.workflow_id,
+            c.created_at,
+        ))
+        .await
+    }
+
     async fn flush_rows(&mut self) -> Result<(), CliError> {
+        // Users first (conversations reference them), then conversations.
+        self.flush_items().await?;
+        if !self.conversations.is_empty() {
+            sb::copy_conversations(self.store, &self.conversations).await?;
+            self.written.items += self.conversations.len();
+            self.conversations.clear();
+        }
         if self.rows.is_empty() {
             return Ok(());
         }
@@ -225,8 +248,8 @@ impl Sink<'_> {
     }
 
     async fn flush(&mut self) -> Result<(), CliError> {
-        self.flush_items().await?;
-        self.flush_rows().await
+        self.flush_rows().await?;
+        self.flush_items().await
     }
 }
 
@@ -316,8 +339,14 @@ async fn seed_user(plan: &Plan, n: usize, sink: &mut Sink<'_>) -> Result<(), Cli
             None
         };
         let start = signup + time::Duration::seconds(600 + rng.random_range(0..active_span - 600));
-        sink.push(data::conversation_item(conversation, user, workflow, start))
-            .await?;
+        sink.push_conversation(ConversationRow {
+            id: conversation,
+            user_id: user,
+            workflow_id: workflow,
+            langflow_session_id: Some(format!("session-{}", conversation.simple())),
+            created_at: start,
+        })
+        .await?;
         let mut at = start;
         for m in 0..size {
             at += time::Duration::seconds(rng.random_range(5..90))
@@ -368,6 +397,7 @@ async fn seed(
                 items: Vec::new(),
                 copy: args.seed_with == SeedWith::Copy,
                 rows: Vec::new(),
+                conversations: Vec::new(),
                 written: Seeded::default(),
             };
             let mut reported = 0;
