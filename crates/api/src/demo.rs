@@ -332,9 +332,10 @@ fn item(id: Uuid, kind: &str, at: OffsetDateTime, body: Value) -> Value {
     json!({"id": id, "type": kind, "timestamp": ts(at), "body": body})
 }
 
-/// The day a user signed up: spread over the first 25 days of the window.
+/// The day a user signed up: spread over the first 50 days of the window, so
+/// that recent periods have sign-ups too (the admin funnel).
 fn signup_date(index: usize, today: Date) -> Date {
-    today - Duration::days(DAYS - 1) + Duration::days(((index * 3) % 25) as i64)
+    today - Duration::days(DAYS - 1) + Duration::days(((index * 7) % 50) as i64)
 }
 
 /// `date` at local `hour:minute` of a user, as UTC.
