@@ -385,7 +385,9 @@ async fn rollups(action: RollupsAction, settings: Settings) -> Result<(), CliErr
     match action {
         RollupsAction::Rebuild { .. } => {
             let rows = store.rebuild_rollups(range).await?;
-            println!("rebuilt {rows} rollup rows (daily_metrics, usage_buckets, platform_buckets, user_month_usage)");
+            println!(
+                "rebuilt {rows} rollup rows (daily_metrics, usage_buckets, platform_buckets, user_month_usage)"
+            );
             Ok(())
         }
         RollupsAction::Verify { .. } => {
@@ -400,7 +402,10 @@ async fn rollups(action: RollupsAction, settings: Settings) -> Result<(), CliErr
                 println!("pending message {id} waits although its conversation exists");
             }
             if report.differences.is_empty() && report.stuck_pending.is_empty() {
-                println!("rollups agree with raw rows ({} rows compared)", report.rows);
+                println!(
+                    "rollups agree with raw rows ({} rows compared)",
+                    report.rows
+                );
                 Ok(())
             } else {
                 Err(CliError(format!(
