@@ -10,8 +10,15 @@ use actix_web::http::{Method, header};
 /// scripts of those origins); their preflights are refused.
 pub fn cors(settings: &Settings) -> Cors {
     let mut cors = Cors::default()
-        .allowed_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .allowed_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        // Lets the frontend read the id to quote in a support request.
+        .expose_headers([header::HeaderName::from_static("x-request-id")])
         .supports_credentials()
         .block_on_origin_mismatch(false)
         .max_age(3600);

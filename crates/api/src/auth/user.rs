@@ -63,6 +63,9 @@ impl CurrentUser {
             .user_for_subject(&verified.subject, token_email)
             .await?;
         let email = token_email.map(str::to_owned).or(stored.email);
+        // Sentry events and error rows of this request carry the user's id
+        // (never the e-mail).
+        crate::observability::identify_user(&req, stored.id);
         let user = CurrentUser {
             user_id: stored.id,
             is_admin: state.auth.is_admin(&verified, email.as_deref()),

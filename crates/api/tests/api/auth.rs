@@ -680,6 +680,34 @@ async fn cors_allows_the_configured_origins_with_credentials_only() {
         "https://app.example.com"
     );
     assert_eq!(resp.headers()["access-control-allow-credentials"], "true");
+    // The frontend may read the request id to quote it in a support request.
+    let exposed = resp.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+    // PUT routes (preferences, budgets) pass their preflight.
+    let preflight = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            app.url("/api/v1/analytics/me/preferences"),
+        )
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "PUT")
+        .header(
+            "Access-Control-Request-Headers",
+            "content-type, authorization",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let methods = preflight.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(methods.contains("PUT"), "{methods}");
 
     // Another origin is served, but without `Access-Control-Allow-Origin`:
     // its scripts cannot read the answer.

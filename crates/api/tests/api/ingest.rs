@@ -786,3 +786,43 @@ async fn rebuilding_rollups_is_idempotent_and_repairs_damage() {
     assert_eq!(strip(after), strip(before));
     assert_rollups_match_raw_rows(&app).await;
 }
+
+#[tokio::test]
+async fn a_user_who_signed_in_before_the_platform_sent_them_keeps_one_record() {
+    let app = spawn_app().await;
+    let key = app.api_key().await;
+    // First sight from a session token creates a placeholder with the external id.
+    let early = app
+        .store
+        .user_for_subject("early_bird", Some("early@example.com"))
+        .await
+        .unwrap();
+    let platform_id = Uuid::now_v7();
+    assert_ne!(early.id, platform_id);
+    let body = post(&app, &key, &[user(platform_id, "early_bird", "08:00:00")]).await;
+    assert_eq!(outcomes(&body), vec!["created"], "{body:#}");
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT COUNT(*) FROM users WHERE external_id = 'early_bird'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM users").await, 1);
+    // The next sign-in maps to the platform's record.
+    let again = app
+        .store
+        .user_for_subject("early_bird", None)
+        .await
+        .unwrap();
+    assert_eq!(again.id, platform_id);
+    // A real user's external id still cannot be taken by another id.
+    let thief = post(
+        &app,
+        &key,
+        &[user(Uuid::now_v7(), "early_bird", "09:00:00")],
+    )
+    .await;
+    assert_eq!(thief["results"][0]["error"]["code"], "conflict");
+}

@@ -339,19 +339,32 @@ async fn upsert_user(
 ) -> StoreResult<Applied> {
     if let Some(other) = query_one(
         txn,
-        "SELECT id FROM users WHERE external_id = $1 AND id <> $2",
+        "SELECT id, is_placeholder FROM users WHERE external_id = $1 AND id <> $2",
         vec![u.external_id.clone().into(), item.id.into()],
     )
     .await?
     {
-        let other: Uuid = other.try_get("", "id")?;
-        return Ok(Applied::error(
-            "conflict",
-            format!(
-                "external_id `{}` already belongs to user {other}",
-                u.external_id
-            ),
-        ));
+        let other_id: Uuid = other.try_get("", "id")?;
+        let placeholder: bool = other.try_get("", "is_placeholder")?;
+        if !placeholder {
+            return Ok(Applied::error(
+                "conflict",
+                format!(
+                    "external_id `{}` already belongs to user {other_id}",
+                    u.external_id
+                ),
+            ));
+        }
+        // The user signed in (and was created from their session token)
+        // before the platform sent them. That row has an id only this
+        // service knows, so nothing the platform sent refers to it: the
+        // platform's record replaces it.
+        execute(
+            txn,
+            "DELETE FROM users WHERE id = $1",
+            vec![other_id.into()],
+        )
+        .await?;
     }
     let budget_nanos = |b: &Option<charlie_domain::Usd>| -> StoreResult<Option<i64>> {
         b.map(|usd| {
