@@ -50,10 +50,26 @@ pub struct IngestArgs {
     /// Share of messages that carry a raw provider response.
     #[arg(long, default_value_t = 0.3)]
     pub raw_share: f64,
+    /// How messages are spread: `sessions` (conversations of ~10 messages a
+    /// few seconds to two minutes apart, sent in time order, as the platform
+    /// sends them) or `random` (every message at an independent uniform time
+    /// and conversation: the worst case for rollups).
+    #[arg(long, value_enum, default_value_t = Pattern::Sessions)]
+    pub pattern: Pattern,
     /// Keep the benchmark databases.
     #[arg(long)]
     pub keep: bool,
 }
+
+/// How the benchmark's messages are spread over users and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pattern {
+    Sessions,
+    Random,
+}
+
+/// Mean messages per session with `--pattern sessions`.
+const SESSION_MESSAGES: usize = 10;
 
 /// Conversations per user; the first has no workflow.
 const CONVERSATIONS_PER_USER: usize = 3;
@@ -261,24 +277,50 @@ async fn run_inner(
     // Messages, generated and priced before anything is timed.
     let t = Instant::now();
     let mut rng = StdRng::seed_from_u64(run_id as u64);
-    let span_secs = args.days * 86_400 - 120;
+    let span_secs = args.days * 86_400 - 3600;
+    // (time, conversation index, user turn) of every message.
+    let mut plan: Vec<(OffsetDateTime, usize, bool)> = Vec::with_capacity(args.messages);
+    match args.pattern {
+        Pattern::Random => {
+            for _ in 0..args.messages {
+                let at = now
+                    - time::Duration::seconds(60 + rng.random_range(0..span_secs))
+                    - time::Duration::microseconds(rng.random_range(0..1_000_000));
+                plan.push((
+                    at,
+                    rng.random_range(0..world.conversations.len()),
+                    rng.random_bool(USER_TURN_SHARE),
+                ));
+            }
+        }
+        Pattern::Sessions => {
+            while plan.len() < args.messages {
+                let conversation = rng.random_range(0..world.conversations.len());
+                let len = rng
+                    .random_range(2..=2 * SESSION_MESSAGES - 2)
+                    .min(args.messages - plan.len());
+                let mut at = now - time::Duration::seconds(3600 + rng.random_range(0..span_secs));
+                for k in 0..len {
+                    at += time::Duration::seconds(rng.random_range(3..120))
+                        + time::Duration::microseconds(rng.random_range(0..1_000_000));
+                    plan.push((at, conversation, k % 2 == 0));
+                }
+            }
+            plan.sort_by_key(|p| p.0);
+        }
+    }
     let mut items = Vec::with_capacity(args.messages);
     let mut rows: Vec<MessageRow> = Vec::with_capacity(args.messages);
-    for n in 0..args.messages as u64 {
-        let (conversation, user, workflow) =
-            world.conversations[rng.random_range(0..world.conversations.len())];
-        let at = now
-            - time::Duration::seconds(60 + rng.random_range(0..span_secs))
-            - time::Duration::microseconds(rng.random_range(0..1_000_000));
-        let user_turn = rng.random_bool(USER_TURN_SHARE);
+    for (n, (at, conversation, user_turn)) in plan.into_iter().enumerate() {
+        let (conversation, user, workflow) = world.conversations[conversation];
         let body = data::message_body(
             &mut rng,
             conversation,
             user_turn,
-            args.raw_share / (1.0 - USER_TURN_SHARE),
+            (args.raw_share / (1.0 - USER_TURN_SHARE)).min(1.0),
         );
         let v = data::item(
-            data::named_id(world.run, "message", n),
+            data::named_id(world.run, "message", n as u64),
             "message.create",
             at,
             body,
@@ -402,8 +444,17 @@ async fn run_inner(
     let _ = writeln!(out, "postgres: {pg_version}");
     let _ = writeln!(
         out,
-        "command:  cargo run --release -p charlie-api -- bench ingest --messages {} --batch {} --clients {} --users {} --days {} --seed-messages {}",
-        args.messages, args.batch, args.clients, args.users, args.days, args.seed_messages
+        "command:  cargo run --release -p charlie-api -- bench ingest --messages {} --batch {} --clients {} --users {} --days {} --seed-messages {} --pattern {}",
+        args.messages,
+        args.batch,
+        args.clients,
+        args.users,
+        args.days,
+        args.seed_messages,
+        match args.pattern {
+            Pattern::Sessions => "sessions",
+            Pattern::Random => "random",
+        }
     );
     let _ = writeln!(
         out,

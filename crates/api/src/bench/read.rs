@@ -793,16 +793,17 @@ async fn run_inner(
     let _ = writeln!(out, "postgres: {pg_version}");
     let _ = writeln!(
         out,
-        "command:  cargo run --release -p charlie-api -- bench read --messages {} --users {} --heavy-messages {} --days {} --requests {} --concurrency {} --seed-with {}",
+        "command:  cargo run --release -p charlie-api -- bench read --messages {} --users {} --heavy-messages {} --days {} --requests {} --concurrency {} {}",
         args.messages,
         args.users,
         args.heavy_messages,
         args.days,
         args.requests,
         args.concurrency,
-        match args.seed_with {
-            SeedWith::Ingest => "ingest",
-            SeedWith::Copy => "copy",
+        match (&args.reuse, args.seed_with) {
+            (Some(name), _) => format!("--reuse {name}"),
+            (None, SeedWith::Ingest) => "--seed-with ingest".to_owned(),
+            (None, SeedWith::Copy) => "--seed-with copy".to_owned(),
         }
     );
     let _ = writeln!(out, "seeding:  {seed_note}");
