@@ -11,11 +11,11 @@
 //! same deltas from raw rows and writes them over an emptied range. Both go
 //! through [`Rollups`], so the two cannot disagree on what a counter means.
 
-use crate::StoreResult;
+use crate::{StoreResult, sql::insert_many};
 use charlie_domain::{MessageRole, TokenUsage};
 use sea_orm::{
     ConnectionTrait,
-    sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, SimpleExpr},
+    sea_query::{Alias, Expr, ExprTrait, OnConflict, SimpleExpr},
 };
 use std::collections::BTreeMap;
 use time::{Date, OffsetDateTime};
@@ -233,16 +233,10 @@ impl Rollups {
         conn: &C,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
-        let days: Vec<_> = self.days.iter().collect();
-        for chunk in days.chunks(ROWS_PER_STATEMENT) {
-            let mut q = Query::insert();
-            q.into_table(Alias::new("daily_metrics")).columns(
-                DAILY_KEY_COLS
-                    .iter()
-                    .chain(DAILY_COUNTER_COLS)
-                    .map(|c| Alias::new(*c)),
-            );
-            for (k, c) in chunk {
+        let days = self
+            .days
+            .iter()
+            .map(|(k, c)| {
                 let mut row: Vec<SimpleExpr> = vec![
                     Uuid::now_v7().into(),
                     k.user_id.into(),
@@ -253,41 +247,38 @@ impl Rollups {
                     now.into(),
                 ];
                 row.extend(daily_values(c));
-                q.values(row).map_err(crate::StoreError::from_query)?;
-            }
-            let mut on = OnConflict::columns(["user_id", "workflow_key", "date"].map(Alias::new));
-            for col in DAILY_COUNTER_COLS {
-                if *col == "avg_messages_per_session" {
-                    continue;
-                }
+                row
+            })
+            .collect();
+        let mut on = OnConflict::columns(["user_id", "workflow_key", "date"].map(Alias::new));
+        for col in DAILY_COUNTER_COLS {
+            if *col != "avg_messages_per_session" {
                 on.value(Alias::new(*col), increment("daily_metrics", col));
             }
-            on.value(
-                Alias::new("avg_messages_per_session"),
-                Expr::cust(
-                    "CASE WHEN daily_metrics.unique_sessions + excluded.unique_sessions > 0 \
-                     THEN CAST(daily_metrics.message_count + excluded.message_count AS DOUBLE PRECISION) \
-                     / (daily_metrics.unique_sessions + excluded.unique_sessions) ELSE 0 END",
-                ),
-            );
-            on.value(
-                Alias::new("updated_at"),
-                Expr::col((Alias::new("excluded"), Alias::new("updated_at"))),
-            );
-            q.on_conflict(on);
-            conn.execute(&q).await?;
         }
+        on.value(
+            Alias::new("avg_messages_per_session"),
+            Expr::cust(
+                "CASE WHEN daily_metrics.unique_sessions + excluded.unique_sessions > 0 \
+                 THEN CAST(daily_metrics.message_count + excluded.message_count AS DOUBLE PRECISION) \
+                 / (daily_metrics.unique_sessions + excluded.unique_sessions) ELSE 0 END",
+            ),
+        );
+        on.value(
+            Alias::new("updated_at"),
+            Expr::col((Alias::new("excluded"), Alias::new("updated_at"))),
+        );
+        let columns: Vec<&str> = DAILY_KEY_COLS
+            .iter()
+            .chain(DAILY_COUNTER_COLS)
+            .copied()
+            .collect();
+        insert_many(conn, "daily_metrics", &columns, days, Some(on), &[]).await?;
 
-        let buckets: Vec<_> = self.buckets.iter().collect();
-        for chunk in buckets.chunks(ROWS_PER_STATEMENT) {
-            let mut q = Query::insert();
-            q.into_table(Alias::new("usage_buckets")).columns(
-                BUCKET_KEY_COLS
-                    .iter()
-                    .chain(BUCKET_COUNTER_COLS)
-                    .map(|c| Alias::new(*c)),
-            );
-            for (k, c) in chunk {
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|(k, c)| {
                 let mut row: Vec<SimpleExpr> = vec![
                     k.user_id.into(),
                     k.workflow_key.into(),
@@ -295,45 +286,46 @@ impl Rollups {
                     workflow_of(k.workflow_key).into(),
                 ];
                 row.extend(bucket_values(c));
-                q.values(row).map_err(crate::StoreError::from_query)?;
-            }
-            let mut on = OnConflict::columns(["user_id", "bucket", "workflow_key"].map(Alias::new));
-            for col in BUCKET_COUNTER_COLS {
-                on.value(Alias::new(*col), increment("usage_buckets", col));
-            }
-            q.on_conflict(on);
-            conn.execute(&q).await?;
-        }
+                row
+            })
+            .collect();
+        let columns: Vec<&str> = BUCKET_KEY_COLS
+            .iter()
+            .chain(BUCKET_COUNTER_COLS)
+            .copied()
+            .collect();
+        let on = increments(
+            "usage_buckets",
+            &["user_id", "bucket", "workflow_key"],
+            BUCKET_COUNTER_COLS,
+        );
+        insert_many(conn, "usage_buckets", &columns, buckets, Some(on), &[]).await?;
 
         // Platform rows are shared by every writer: they go last, in key
         // order, so their row locks are held only until the commit.
-        let platform: Vec<_> = self.platform.iter().collect();
-        for chunk in platform.chunks(ROWS_PER_STATEMENT) {
-            let mut q = Query::insert();
-            q.into_table(Alias::new("platform_buckets")).columns(
-                ["bucket", "model"]
-                    .iter()
-                    .chain(PLATFORM_COUNTER_COLS)
-                    .map(|c| Alias::new(*c)),
-            );
-            for ((bucket, model), c) in chunk {
+        let platform = self
+            .platform
+            .iter()
+            .map(|((bucket, model), c)| {
                 let mut row: Vec<SimpleExpr> = vec![(*bucket).into(), model.clone().into()];
-                row.extend(platform_values(c));
-                q.values(row).map_err(crate::StoreError::from_query)?;
-            }
-            let mut on = OnConflict::columns(["bucket", "model"].map(Alias::new));
-            for col in PLATFORM_COUNTER_COLS {
-                on.value(Alias::new(*col), increment("platform_buckets", col));
-            }
-            q.on_conflict(on);
-            conn.execute(&q).await?;
-        }
+                row.extend(bucket_values(c));
+                row
+            })
+            .collect();
+        let columns: Vec<&str> = ["bucket", "model"]
+            .iter()
+            .chain(BUCKET_COUNTER_COLS)
+            .copied()
+            .collect();
+        let on = increments(
+            "platform_buckets",
+            &["bucket", "model"],
+            BUCKET_COUNTER_COLS,
+        );
+        insert_many(conn, "platform_buckets", &columns, platform, Some(on), &[]).await?;
         Ok(())
     }
 }
-
-/// Rows per multi-row statement: well under both engines' bind limits.
-const ROWS_PER_STATEMENT: usize = 500;
 
 const DAILY_KEY_COLS: &[&str] = &[
     "id",
@@ -401,9 +393,6 @@ pub(crate) const BUCKET_COUNTER_COLS: &[&str] = &[
     "error_count",
 ];
 
-/// The same counters as `usage_buckets`.
-pub(crate) const PLATFORM_COUNTER_COLS: &[&str] = BUCKET_COUNTER_COLS;
-
 fn bucket_values(c: &Counters) -> Vec<SimpleExpr> {
     vec![
         c.message_count.into(),
@@ -422,8 +411,13 @@ fn bucket_values(c: &Counters) -> Vec<SimpleExpr> {
     ]
 }
 
-fn platform_values(c: &Counters) -> Vec<SimpleExpr> {
-    bucket_values(c)
+/// `ON CONFLICT (key) DO UPDATE SET col = table.col + excluded.col` for every counter.
+fn increments(table: &str, key: &[&str], counters: &[&str]) -> OnConflict {
+    let mut on = OnConflict::columns(key.iter().map(|c| Alias::new(*c)));
+    for col in counters {
+        on.value(Alias::new(*col), increment(table, col));
+    }
+    on
 }
 
 fn increment(table: &str, col: &str) -> SimpleExpr {

@@ -93,3 +93,52 @@ pub fn lock_key(id: uuid::Uuid) -> i64 {
     let (hi, lo) = id.as_u64_pair();
     (hi ^ lo) as i64
 }
+
+/// Bind parameters per statement: under SQLite's limit (32,766) and
+/// PostgreSQL's (65,535).
+const MAX_BINDS: usize = 30_000;
+
+/// Inserts `rows` (values in `columns` order) into `table`, as many rows per
+/// statement as the engines' bind limits allow (at most 500), with an
+/// optional ON CONFLICT clause. Returns the `returning` columns of the rows
+/// actually inserted (nothing when `returning` is empty).
+pub async fn insert_many<C: ConnectionTrait>(
+    conn: &C,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<sea_orm::sea_query::SimpleExpr>>,
+    on_conflict: Option<sea_orm::sea_query::OnConflict>,
+    returning: &[&str],
+) -> StoreResult<Vec<QueryResult>> {
+    use sea_orm::sea_query::{Alias, Query};
+    let per_statement = (MAX_BINDS / columns.len().max(1)).clamp(1, 500);
+    let mut out = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut q = Query::insert();
+        q.into_table(Alias::new(table))
+            .columns(columns.iter().map(|c| Alias::new(*c)));
+        for row in rows.by_ref().take(per_statement) {
+            q.values(row).map_err(crate::StoreError::from_query)?;
+        }
+        if let Some(clause) = &on_conflict {
+            q.on_conflict(clause.clone());
+        }
+        if returning.is_empty() {
+            conn.execute(&q).await?;
+        } else {
+            q.returning(Query::returning().columns(returning.iter().map(|c| Alias::new(*c))));
+            out.extend(conn.query_all(&q).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// `ON CONFLICT (columns) DO NOTHING`.
+pub fn ignore_conflicts(columns: &[&str]) -> sea_orm::sea_query::OnConflict {
+    sea_orm::sea_query::OnConflict::columns(
+        columns.iter().map(|c| sea_orm::sea_query::Alias::new(*c)),
+    )
+    .do_nothing()
+    .to_owned()
+}

@@ -10,13 +10,13 @@ use super::{
 use crate::{
     StoreError, StoreResult,
     rollup::{Counters, MessageFacts, Rollups, bucket_of, tokens_i64},
-    sql::{advisory_locks, execute, lock_key, placeholders, query_all, query_one},
+    sql::{
+        advisory_locks, execute, ignore_conflicts, insert_many, lock_key, placeholders, query_all,
+        query_one,
+    },
 };
 use charlie_domain::{EventType, MessageRole};
-use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, Value as DbValue,
-    sea_query::{Alias, OnConflict, Query, SimpleExpr},
-};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, Value as DbValue};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use time::OffsetDateTime;
@@ -232,25 +232,29 @@ async fn ledger(
         return Ok(Vec::new());
     }
     candidates.sort_by_key(|(_, item)| item.id);
-    let mut inserted: HashSet<Uuid> = HashSet::new();
-    for chunk in candidates.chunks(500) {
-        let mut q = Query::insert();
-        q.into_table(Alias::new("ingested_items"))
-            .columns(["id", "item_type", "content_hash", "received_at"].map(Alias::new));
-        for (_, item) in chunk {
-            q.values([
+    let rows = candidates
+        .iter()
+        .map(|(_, item)| {
+            vec![
                 item.id.into(),
                 item.item_type().as_str().into(),
                 item.content_hash.clone().into(),
                 now.into(),
-            ])
-            .map_err(StoreError::from_query)?;
-        }
-        q.on_conflict(OnConflict::column(Alias::new("id")).do_nothing().to_owned());
-        q.returning_col(Alias::new("id"));
-        for row in txn.query_all(&q).await? {
-            inserted.insert(row.try_get::<Uuid>("", "id")?);
-        }
+            ]
+        })
+        .collect();
+    let mut inserted: HashSet<Uuid> = HashSet::new();
+    for row in insert_many(
+        txn,
+        "ingested_items",
+        &["id", "item_type", "content_hash", "received_at"],
+        rows,
+        Some(ignore_conflicts(&["id"])),
+        &["id"],
+    )
+    .await?
+    {
+        inserted.insert(row.try_get::<Uuid>("", "id")?);
     }
     let known: Vec<&(usize, &Item)> = candidates
         .iter()
@@ -302,32 +306,25 @@ async fn ensure_users(
             .and_modify(|t| *t = (*t).min(at))
             .or_insert(at);
     }
-    let rows: Vec<_> = earliest.into_iter().collect();
-    for chunk in rows.chunks(500) {
-        let mut q = Query::insert();
-        q.into_table(Alias::new("users")).columns(
-            [
-                "id",
-                "is_placeholder",
-                "weekly_report_opt_out",
-                "created_at",
-                "updated_at",
-            ]
-            .map(Alias::new),
-        );
-        for (id, at) in chunk {
-            q.values([
-                (*id).into(),
-                true.into(),
-                false.into(),
-                (*at).into(),
-                (*at).into(),
-            ])
-            .map_err(StoreError::from_query)?;
-        }
-        q.on_conflict(OnConflict::column(Alias::new("id")).do_nothing().to_owned());
-        txn.execute(&q).await?;
-    }
+    let rows = earliest
+        .into_iter()
+        .map(|(id, at)| vec![id.into(), true.into(), false.into(), at.into(), at.into()])
+        .collect();
+    insert_many(
+        txn,
+        "users",
+        &[
+            "id",
+            "is_placeholder",
+            "weekly_report_opt_out",
+            "created_at",
+            "updated_at",
+        ],
+        rows,
+        Some(ignore_conflicts(&["id"])),
+        &[],
+    )
+    .await?;
     Ok(())
 }
 
@@ -475,30 +472,29 @@ async fn ensure_workflow(
     user_id: Uuid,
     at: OffsetDateTime,
 ) -> StoreResult<()> {
-    let mut q = Query::insert();
-    q.into_table(Alias::new("workflows"))
-        .columns(
-            [
-                "id",
-                "user_id",
-                "name",
-                "is_placeholder",
-                "created_at",
-                "updated_at",
-            ]
-            .map(Alias::new),
-        )
-        .values([
+    insert_many(
+        txn,
+        "workflows",
+        &[
+            "id",
+            "user_id",
+            "name",
+            "is_placeholder",
+            "created_at",
+            "updated_at",
+        ],
+        vec![vec![
             id.into(),
             user_id.into(),
             "".into(),
             true.into(),
             at.into(),
             at.into(),
-        ])
-        .map_err(StoreError::from_query)?
-        .on_conflict(OnConflict::column(Alias::new("id")).do_nothing().to_owned());
-    txn.execute(&q).await?;
+        ]],
+        Some(ignore_conflicts(&["id"])),
+        &[],
+    )
+    .await?;
     Ok(())
 }
 
@@ -750,32 +746,32 @@ async fn place_messages(
             }
         }
     }
-    for chunk in pending.chunks(500) {
-        let mut q = Query::insert();
-        q.into_table(Alias::new("pending_messages")).columns(
-            [
-                "id",
-                "conversation_id",
-                "created_at",
-                "payload",
-                "received_at",
-            ]
-            .map(Alias::new),
-        );
-        for (item, m) in chunk {
-            let payload =
-                serde_json::to_value(m).map_err(|e| StoreError::Invalid(e.to_string()))?;
-            q.values([
-                item.id.into(),
-                m.conversation_id.into(),
-                item.at.into(),
-                payload.into(),
-                now.into(),
-            ])
-            .map_err(StoreError::from_query)?;
-        }
-        txn.execute(&q).await?;
+    let mut rows = Vec::with_capacity(pending.len());
+    for (item, m) in &pending {
+        let payload = serde_json::to_value(m).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        rows.push(vec![
+            item.id.into(),
+            m.conversation_id.into(),
+            item.at.into(),
+            payload.into(),
+            now.into(),
+        ]);
     }
+    insert_many(
+        txn,
+        "pending_messages",
+        &[
+            "id",
+            "conversation_id",
+            "created_at",
+            "payload",
+            "received_at",
+        ],
+        rows,
+        None,
+        &[],
+    )
+    .await?;
     Ok(())
 }
 
@@ -823,6 +819,27 @@ async fn drain_pending(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRes
     Ok(())
 }
 
+/// The columns of a `messages` row, in the order `write_messages` fills them.
+const MESSAGE_COLUMNS: &[&str] = &[
+    "id",
+    "created_at",
+    "user_id",
+    "conversation_id",
+    "workflow_id",
+    "role",
+    "model",
+    "has_usage",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write1h_tokens",
+    "reasoning_tokens",
+    "cost_nano_usd",
+    "pricing_status",
+    "price_ref",
+];
+
 /// Inserts the batch's messages and adds them to rollups, sessions, activity
 /// and the `message_sent` milestone.
 async fn write_messages(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreResult<()> {
@@ -830,33 +847,11 @@ async fn write_messages(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRe
         return Ok(());
     }
     let messages = std::mem::take(&mut batch.messages);
-    for chunk in messages.chunks(400) {
-        let mut q = Query::insert();
-        q.into_table(Alias::new("messages")).columns(
-            [
-                "id",
-                "created_at",
-                "user_id",
-                "conversation_id",
-                "workflow_id",
-                "role",
-                "model",
-                "has_usage",
-                "input_tokens",
-                "output_tokens",
-                "cache_read_tokens",
-                "cache_write_tokens",
-                "cache_write1h_tokens",
-                "reasoning_tokens",
-                "cost_nano_usd",
-                "pricing_status",
-                "price_ref",
-            ]
-            .map(Alias::new),
-        );
-        for r in chunk {
+    let rows = messages
+        .iter()
+        .map(|r| {
             let u = r.m.usage.unwrap_or_default();
-            let row: Vec<SimpleExpr> = vec![
+            vec![
                 r.id.into(),
                 r.at.into(),
                 r.user_id.into(),
@@ -874,11 +869,10 @@ async fn write_messages(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRe
                 r.m.cost_nano_usd.into(),
                 r.m.pricing_status.clone().into(),
                 r.m.price_ref.clone().into(),
-            ];
-            q.values(row).map_err(StoreError::from_query)?;
-        }
-        txn.execute(&q).await?;
-    }
+            ]
+        })
+        .collect();
+    insert_many(txn, "messages", MESSAGE_COLUMNS, rows, None, &[]).await?;
 
     // Rollups, and the first message of each conversation on each UTC day.
     let mut days: BTreeMap<(Uuid, time::Date), (Uuid, Option<Uuid>)> = BTreeMap::new();
@@ -916,31 +910,28 @@ async fn write_messages(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRe
                 .or_insert((r.at, r.m.conversation_id));
         }
     }
-    let days: Vec<_> = days.into_iter().collect();
-    for chunk in days.chunks(500) {
-        let mut q = Query::insert();
-        q.into_table(Alias::new("conversation_days"))
-            .columns(["conversation_id", "date", "user_id"].map(Alias::new));
-        for ((conversation, date), (user, _)) in chunk {
-            q.values([(*conversation).into(), (*date).into(), (*user).into()])
-                .map_err(StoreError::from_query)?;
-        }
-        q.on_conflict(
-            OnConflict::columns(["conversation_id", "date"].map(Alias::new))
-                .do_nothing()
-                .to_owned(),
+    let rows = days
+        .iter()
+        .map(|((conversation, date), (user, _))| {
+            vec![(*conversation).into(), (*date).into(), (*user).into()]
+        })
+        .collect();
+    let first_of_day = insert_many(
+        txn,
+        "conversation_days",
+        &["conversation_id", "date", "user_id"],
+        rows,
+        Some(ignore_conflicts(&["conversation_id", "date"])),
+        &["conversation_id", "date"],
+    )
+    .await?;
+    for row in first_of_day {
+        let key: (Uuid, time::Date) = (
+            row.try_get("", "conversation_id")?,
+            row.try_get("", "date")?,
         );
-        q.returning(Query::returning().columns(["conversation_id", "date"].map(Alias::new)));
-        let lookup: HashMap<(Uuid, time::Date), (Uuid, Option<Uuid>)> =
-            chunk.iter().cloned().collect();
-        for row in txn.query_all(&q).await? {
-            let key: (Uuid, time::Date) = (
-                row.try_get("", "conversation_id")?,
-                row.try_get("", "date")?,
-            );
-            if let Some(&(user, workflow)) = lookup.get(&key) {
-                batch.rollups.add_session(user, workflow, key.1);
-            }
+        if let Some(&(user, workflow)) = days.get(&key) {
+            batch.rollups.add_session(user, workflow, key.1);
         }
     }
     let active: Vec<_> = last_active.into_iter().collect();
@@ -1066,24 +1057,10 @@ impl EventRow {
 }
 
 async fn insert_events(txn: &DatabaseTransaction, rows: &[EventRow]) -> StoreResult<()> {
-    for chunk in rows.chunks(500) {
-        let mut q = Query::insert();
-        q.into_table(Alias::new("user_activity_events")).columns(
-            [
-                "id",
-                "created_at",
-                "user_id",
-                "event_type",
-                "event_category",
-                "workflow_id",
-                "component_id",
-                "conversation_id",
-                "metadata",
-            ]
-            .map(Alias::new),
-        );
-        for r in chunk {
-            q.values([
+    let rows = rows
+        .iter()
+        .map(|r| {
+            vec![
                 r.id.into(),
                 r.at.into(),
                 r.user_id.into(),
@@ -1093,11 +1070,21 @@ async fn insert_events(txn: &DatabaseTransaction, rows: &[EventRow]) -> StoreRes
                 r.component_id.into(),
                 r.conversation_id.into(),
                 r.metadata.clone().into(),
-            ])
-            .map_err(StoreError::from_query)?;
-        }
-        txn.execute(&q).await?;
-    }
+            ]
+        })
+        .collect();
+    let columns = [
+        "id",
+        "created_at",
+        "user_id",
+        "event_type",
+        "event_category",
+        "workflow_id",
+        "component_id",
+        "conversation_id",
+        "metadata",
+    ];
+    insert_many(txn, "user_activity_events", &columns, rows, None, &[]).await?;
     Ok(())
 }
 
@@ -1116,27 +1103,10 @@ async fn write_errors(
             .filter_map(|(_, item, e)| e.user_id.map(|u| (u, item.at))),
     )
     .await?;
-    for chunk in errors.chunks(300) {
-        let mut q = Query::insert();
-        q.into_table(Alias::new("error_logs")).columns(
-            [
-                "id",
-                "created_at",
-                "user_id",
-                "service",
-                "error_type",
-                "error_message",
-                "error_code",
-                "workflow_id",
-                "endpoint",
-                "request_id",
-                "metadata",
-                "sentry_event_id",
-            ]
-            .map(Alias::new),
-        );
-        for (_, item, e) in chunk {
-            q.values([
+    let rows = errors
+        .iter()
+        .map(|(_, item, e)| {
+            vec![
                 item.id.into(),
                 item.at.into(),
                 e.user_id.into(),
@@ -1149,11 +1119,24 @@ async fn write_errors(
                 e.request_id.clone().into(),
                 e.metadata.clone().into(),
                 e.sentry_event_id.clone().into(),
-            ])
-            .map_err(StoreError::from_query)?;
-        }
-        txn.execute(&q).await?;
-    }
+            ]
+        })
+        .collect();
+    let columns = [
+        "id",
+        "created_at",
+        "user_id",
+        "service",
+        "error_type",
+        "error_message",
+        "error_code",
+        "workflow_id",
+        "endpoint",
+        "request_id",
+        "metadata",
+        "sentry_event_id",
+    ];
+    insert_many(txn, "error_logs", &columns, rows, None, &[]).await?;
     let one = Counters {
         error_count: 1,
         ..Counters::default()
@@ -1228,32 +1211,33 @@ async fn record_milestones(
         .iter()
         .map(|m| m.explicit.map_or_else(Uuid::now_v7, |(_, id)| id))
         .collect();
-    let mut recorded: HashSet<(String, Uuid)> = HashSet::new();
-    for (chunk, ids) in unique.chunks(500).zip(event_ids.chunks(500)) {
-        let mut q = Query::insert();
-        q.into_table(Alias::new("funnel_milestones"))
-            .columns(["event_type", "entity_id", "user_id", "event_id"].map(Alias::new));
-        for (m, event_id) in chunk.iter().zip(ids) {
-            q.values([
+    let rows = unique
+        .iter()
+        .zip(&event_ids)
+        .map(|(m, event_id)| {
+            vec![
                 m.event_type.as_str().into(),
                 m.entity_id.into(),
                 m.user_id.into(),
                 (*event_id).into(),
-            ])
-            .map_err(StoreError::from_query)?;
-        }
-        q.on_conflict(
-            OnConflict::columns(["event_type", "entity_id"].map(Alias::new))
-                .do_nothing()
-                .to_owned(),
-        );
-        q.returning(Query::returning().columns(["event_type", "entity_id"].map(Alias::new)));
-        for row in txn.query_all(&q).await? {
-            recorded.insert((
-                row.try_get("", "event_type")?,
-                row.try_get("", "entity_id")?,
-            ));
-        }
+            ]
+        })
+        .collect();
+    let mut recorded: HashSet<(String, Uuid)> = HashSet::new();
+    for row in insert_many(
+        txn,
+        "funnel_milestones",
+        &["event_type", "entity_id", "user_id", "event_id"],
+        rows,
+        Some(ignore_conflicts(&["event_type", "entity_id"])),
+        &["event_type", "entity_id"],
+    )
+    .await?
+    {
+        recorded.insert((
+            row.try_get("", "event_type")?,
+            row.try_get("", "entity_id")?,
+        ));
     }
     let mut rows = Vec::new();
     for (m, id) in unique.into_iter().zip(event_ids) {
