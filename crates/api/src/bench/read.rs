@@ -470,9 +470,18 @@ where
 }
 
 async fn get_ok(client: &reqwest::Client, url: &str, token: &str) -> Result<(), CliError> {
-    let resp = client.get(url).bearer_auth(token).send().await?;
+    // One retry when a pooled keep-alive connection was closed under us.
+    let mut attempt = 0;
+    let resp = loop {
+        attempt += 1;
+        match client.get(url).bearer_auth(token).send().await {
+            Ok(r) => break r,
+            Err(e) if attempt < 2 && (e.is_request() || e.is_connect()) => continue,
+            Err(e) => return Err(CliError(error_chain(&e))),
+        }
+    };
     let status = resp.status();
-    let body = resp.bytes().await?;
+    let body = resp.bytes().await.map_err(|e| CliError(error_chain(&e)))?;
     if !status.is_success() {
         return Err(CliError(format!(
             "GET {url} answered {status}: {}",
@@ -480,6 +489,18 @@ async fn get_ok(client: &reqwest::Client, url: &str, token: &str) -> Result<(), 
         )));
     }
     Ok(())
+}
+
+/// An error with its causes.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// One row of the report.
