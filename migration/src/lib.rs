@@ -10,6 +10,7 @@ mod m20261128_000001_core_schema;
 mod m20261128_000002_ingestion;
 mod m20261128_000003_read_model;
 mod m20261128_000005_budgets_alerts_reports;
+mod m20261128_000006_user_totals;
 
 /// Applies the migrations in order.
 #[derive(Debug)]
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_ingestion::Migration),
             Box::new(m20261128_000003_read_model::Migration),
             Box::new(m20261128_000005_budgets_alerts_reports::Migration),
+            Box::new(m20261128_000006_user_totals::Migration),
         ]
     }
 }

@@ -99,6 +99,11 @@ fn bucket_counters(row: &QueryResult) -> StoreResult<Counters> {
     })
 }
 
+/// Every counter column of the bucket tables.
+const BUCKET_COLUMNS: &str = "message_count, user_message_count, assistant_message_count, conversations_started, \
+     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_nano_usd, \
+     unpriced_message_count, unpriced_tokens, error_count";
+
 /// `SUM(...)` of every counter column, cast so both engines return BIGINT.
 fn sums(prefix: &str) -> String {
     [
@@ -198,10 +203,11 @@ impl Store {
         let (Some(first), Some(last)) = (days.first(), days.last()) else {
             return Ok(Usage::default());
         };
+        // One row per (bucket, workflow) already: no GROUP BY, the sums are
+        // made here.
         let sql = format!(
-            "SELECT bucket, workflow_id, {} FROM usage_buckets \
-             WHERE user_id = $1 AND bucket >= $2 AND bucket < $3 GROUP BY bucket, workflow_id",
-            sums("")
+            "SELECT bucket, workflow_id, {BUCKET_COLUMNS} FROM usage_buckets \
+             WHERE user_id = $1 AND bucket >= $2 AND bucket < $3"
         );
         let rows = sql::query_all(
             self.conn(),
@@ -252,19 +258,19 @@ impl Store {
         Ok(usage)
     }
 
-    /// A user's all-time message and conversation counts.
+    /// A user's all-time message and conversation counts (kept on `users`
+    /// by ingestion, so this does not grow with the user's history).
     pub async fn user_lifetime_totals(&self, user_id: Uuid) -> StoreResult<(i64, i64)> {
         let row = sql::query_one(
             self.conn(),
-            "SELECT CAST(SUM(message_count) AS BIGINT) AS m, CAST(SUM(conversation_count) AS BIGINT) AS c \
-             FROM daily_metrics WHERE user_id = $1",
+            "SELECT total_messages, total_conversations FROM users WHERE id = $1",
             vec![user_id.into()],
         )
         .await?;
         match row {
             Some(r) => Ok((
-                r.try_get::<Option<i64>>("", "m")?.unwrap_or(0),
-                r.try_get::<Option<i64>>("", "c")?.unwrap_or(0),
+                r.try_get("", "total_messages")?,
+                r.try_get("", "total_conversations")?,
             )),
             None => Ok((0, 0)),
         }
@@ -426,42 +432,25 @@ impl Store {
 
     /// The cohort funnel: users whose `user_signed_up` milestone is at or
     /// after `since`, and how many of them have (ever) created a component,
-    /// created a workflow and sent a message.
+    /// created a workflow and sent a message. One indexed range over `users`,
+    /// whose milestone times ingestion keeps.
     pub async fn funnel(&self, since: OffsetDateTime) -> StoreResult<FunnelCounts> {
-        let cohort = format!(
-            "SELECT user_id FROM user_activity_events WHERE event_type = 'user_signed_up' AND {}",
-            at_or_after(self.backend(), "created_at", 1)
+        let sql = format!(
+            "SELECT COUNT(*) AS signed_up, COUNT(first_component_at) AS created_component, \
+             COUNT(first_workflow_at) AS created_workflow, COUNT(first_message_at) AS sent_message \
+             FROM users WHERE signed_up_at IS NOT NULL AND {}",
+            at_or_after(self.backend(), "signed_up_at", 1)
         );
-        let signed_up = self
-            .count(
-                &format!("SELECT COUNT(DISTINCT user_id) AS n FROM ({cohort}) c"),
-                vec![since.into()],
-            )
-            .await?;
-        let rows = sql::query_all(
-            self.conn(),
-            &format!(
-                "SELECT event_type, COUNT(DISTINCT user_id) AS n FROM funnel_milestones \
-                 WHERE event_type IN ('component_created', 'workflow_created', 'message_sent') \
-                 AND user_id IN ({cohort}) GROUP BY event_type"
-            ),
-            vec![since.into()],
-        )
-        .await?;
-        let mut f = FunnelCounts {
-            signed_up,
-            ..FunnelCounts::default()
+        let row = sql::query_one(self.conn(), &sql, vec![since.into()]).await?;
+        let Some(r) = row else {
+            return Ok(FunnelCounts::default());
         };
-        for r in rows {
-            let n: i64 = r.try_get("", "n")?;
-            match r.try_get::<String>("", "event_type")?.as_str() {
-                "component_created" => f.created_component = n,
-                "workflow_created" => f.created_workflow = n,
-                "message_sent" => f.sent_message = n,
-                _ => {}
-            }
-        }
-        Ok(f)
+        Ok(FunnelCounts {
+            signed_up: r.try_get("", "signed_up")?,
+            created_component: r.try_get("", "created_component")?,
+            created_workflow: r.try_get("", "created_workflow")?,
+            sent_message: r.try_get("", "sent_message")?,
+        })
     }
 
     /// Cost and tokens over `days`, grouped. Groups by user or workflow are

@@ -149,6 +149,19 @@ impl Store {
         write_sessions(&txn, &sessions).await?;
         // Month-to-date budget counters follow from the buckets (all months).
         let months = crate::budgets::rebuild_month_usage(&txn).await?;
+        // So do the per-user counters and milestone times (all time).
+        sql::execute(&txn, USER_TOTALS_FROM_ROLLUPS, vec![]).await?;
+        for (column, event) in MILESTONE_COLUMNS {
+            sql::execute(
+                &txn,
+                &format!(
+                    "UPDATE users SET {column} = (SELECT MIN(e.created_at) FROM user_activity_events e \
+                     WHERE e.user_id = users.id AND e.event_type = '{event}')"
+                ),
+                vec![],
+            )
+            .await?;
+        }
         txn.commit().await?;
         Ok(keyed(&rollups).len() + months)
     }
@@ -188,6 +201,25 @@ impl Store {
                     recounted,
                 }),
         );
+        for row in sql::query_all(self.conn(), USER_TOTALS_MISMATCHES, vec![]).await? {
+            let user: Uuid = row.try_get("", "id")?;
+            let stored = Counters {
+                message_count: row.try_get("", "total_messages")?,
+                conversations_started: row.try_get("", "total_conversations")?,
+                ..Counters::default()
+            };
+            let recounted = Counters {
+                message_count: row.try_get("", "m")?,
+                conversations_started: row.try_get("", "c")?,
+                ..Counters::default()
+            };
+            report.differences.push(RollupDifference {
+                table: "users",
+                key: format!("user {user} (total_messages, total_conversations)"),
+                stored: Some(stored),
+                recounted: Some(recounted),
+            });
+        }
         for row in sql::query_all(
             self.conn(),
             "SELECT p.id FROM pending_messages p JOIN conversations c ON c.id = p.conversation_id",
@@ -202,6 +234,28 @@ impl Store {
 }
 
 type Keyed = BTreeMap<(&'static str, String), Counters>;
+
+/// Recomputes the per-user counters of `users` from the rollups.
+const USER_TOTALS_FROM_ROLLUPS: &str = "UPDATE users SET \
+     total_messages = COALESCE((SELECT SUM(d.message_count) FROM daily_metrics d WHERE d.user_id = users.id), 0), \
+     total_conversations = COALESCE((SELECT SUM(d.conversation_count) FROM daily_metrics d WHERE d.user_id = users.id), 0), \
+     last_message_bucket = (SELECT MAX(b.bucket) FROM usage_buckets b \
+     WHERE b.user_id = users.id AND b.user_message_count > 0)";
+
+/// Users whose counters disagree with the rollups.
+const USER_TOTALS_MISMATCHES: &str = "SELECT id, total_messages, total_conversations, m, c FROM ( \
+     SELECT u.id, u.total_messages, u.total_conversations, \
+     CAST(COALESCE((SELECT SUM(d.message_count) FROM daily_metrics d WHERE d.user_id = u.id), 0) AS BIGINT) AS m, \
+     CAST(COALESCE((SELECT SUM(d.conversation_count) FROM daily_metrics d WHERE d.user_id = u.id), 0) AS BIGINT) AS c \
+     FROM users u) t WHERE total_messages <> m OR total_conversations <> c";
+
+/// The `users` columns holding when a user first reached each milestone.
+const MILESTONE_COLUMNS: [(&str, &str); 4] = [
+    ("signed_up_at", "user_signed_up"),
+    ("first_component_at", "component_created"),
+    ("first_workflow_at", "workflow_created"),
+    ("first_message_at", "message_sent"),
+];
 
 fn bucket_text(b: i64) -> String {
     OffsetDateTime::from_unix_timestamp(b.saturating_mul(BUCKET_SECONDS))

@@ -142,3 +142,129 @@ pub fn ignore_conflicts(columns: &[&str]) -> sea_orm::sea_query::OnConflict {
     .do_nothing()
     .to_owned()
 }
+
+/// `UPDATE {table} SET {assignments} FROM (VALUES …) AS v WHERE {table}.id = v.<first column> [AND ({condition})]`,
+/// one statement per chunk of rows, rows in the order given (sort them by id
+/// for a stable lock order). `columns` names the VALUES columns with their
+/// PostgreSQL types; `assignments` and `condition` refer to them as `v.<name>`
+/// (rewritten to SQLite's `v.columnN`).
+pub async fn update_from_values<C: ConnectionTrait>(
+    conn: &C,
+    table: &str,
+    columns: &[(&str, &str)],
+    assignments: &str,
+    condition: Option<&str>,
+    rows: Vec<Vec<Value>>,
+) -> StoreResult<()> {
+    let postgres = conn.get_database_backend() == DbBackend::Postgres;
+    let (Some((id_column, _)), false) = (columns.first(), rows.is_empty()) else {
+        return Ok(());
+    };
+    let rename = |text: &str| -> String {
+        if postgres {
+            return text.to_owned();
+        }
+        rename_values_columns(text, columns)
+    };
+    let alias = if postgres {
+        format!(
+            "v({})",
+            columns
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        "v".to_owned()
+    };
+    let per_statement = (MAX_BINDS / columns.len()).clamp(1, 500);
+    for chunk in rows.chunks(per_statement) {
+        let mut values = Vec::with_capacity(chunk.len() * columns.len());
+        let tuples: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(r, row)| {
+                values.extend(row.iter().cloned());
+                let cells: Vec<String> = columns
+                    .iter()
+                    .enumerate()
+                    .map(|(c, (_, ty))| {
+                        let n = r * columns.len() + c + 1;
+                        if postgres {
+                            format!("${n}::{ty}")
+                        } else {
+                            format!("${n}")
+                        }
+                    })
+                    .collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect();
+        let mut sql = format!(
+            "UPDATE {table} SET {} FROM (VALUES {}) AS {alias} WHERE {table}.id = {}",
+            rename(assignments),
+            tuples.join(", "),
+            rename(&format!("v.{id_column}"))
+        );
+        if let Some(cond) = condition {
+            sql.push_str(&format!(" AND ({})", rename(cond)));
+        }
+        execute(conn, &sql, values).await?;
+    }
+    Ok(())
+}
+
+/// Rewrites every `v.<name>` (a whole identifier) to SQLite's `v.columnN`.
+fn rename_values_columns(text: &str, columns: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("v.") {
+        let boundary = rest[..at]
+            .chars()
+            .last()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'));
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        let name = &after[..len];
+        match columns.iter().position(|(n, _)| *n == name) {
+            Some(i) if boundary => out.push_str(&format!("v.column{}", i + 1)),
+            _ => {
+                out.push_str("v.");
+                out.push_str(name);
+            }
+        }
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_columns_are_renamed_as_whole_identifiers() {
+        let cols = [
+            ("u", "uuid"),
+            ("m", "bigint"),
+            ("c", "bigint"),
+            ("b", "bigint"),
+        ];
+        assert_eq!(
+            rename_values_columns(
+                "x = users.x + v.m, y = v.c, z = v.b, w = v.bee, q = nav.c",
+                &cols
+            ),
+            "x = users.x + v.column2, y = v.column3, z = v.column4, w = v.bee, q = nav.c"
+        );
+        assert_eq!(
+            rename_values_columns("users.id = v.u", &cols),
+            "users.id = v.column1"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use crate::{
     rollup::{Counters, MessageFacts, Rollups, bucket_of, tokens_i64},
     sql::{
         advisory_locks, execute, ignore_conflicts, insert_many, lock_key, placeholders, query_all,
-        query_one,
+        query_one, update_from_values,
     },
 };
 use charlie_domain::{EventType, MessageRole};
@@ -86,6 +86,8 @@ struct Batch {
     messages: Vec<MessageRow>,
     /// Conversations created or re-read in this batch: their waiting messages are drained.
     conversations_touched: BTreeSet<Uuid>,
+    /// The latest own-message bucket of each user who sent one.
+    last_active: BTreeMap<Uuid, i64>,
 }
 
 pub(super) async fn apply(
@@ -184,6 +186,7 @@ pub(super) async fn apply(
 
     // 5. Milestones, then the rollups.
     record_milestones(txn, &mut batch, &mut out).await?;
+    update_users(txn, &batch).await?;
     batch.rollups.write(txn, now).await?;
     // Month-to-date usage, and the alerts (and their outbox rows) it raises.
     crate::budgets::record_month_usage(txn, &batch.rollups, budgets, now).await?;
@@ -934,10 +937,7 @@ async fn write_messages(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRe
             batch.rollups.add_session(user, workflow, key.1);
         }
     }
-    let active: Vec<_> = last_active.into_iter().collect();
-    for chunk in active.chunks(500) {
-        advance_last_active(txn, chunk).await?;
-    }
+    batch.last_active = last_active;
     for (user, (at, conversation)) in first_sent {
         batch.milestones.push(Milestone {
             conversation_id: Some(conversation),
@@ -947,36 +947,95 @@ async fn write_messages(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRe
     Ok(())
 }
 
-/// Moves `users.last_message_bucket` forward (never back) for these users,
-/// in one statement per chunk.
-async fn advance_last_active(txn: &DatabaseTransaction, rows: &[(Uuid, i64)]) -> StoreResult<()> {
-    let postgres = txn.get_database_backend() == sea_orm::DbBackend::Postgres;
-    let mut values = Vec::with_capacity(rows.len() * 2);
-    let tuples: Vec<String> = rows
-        .iter()
-        .enumerate()
-        .map(|(n, (user, bucket))| {
-            values.push(DbValue::from(*user));
-            values.push(DbValue::from(*bucket));
-            if postgres {
-                format!("(${}::uuid, ${}::bigint)", 2 * n + 1, 2 * n + 2)
-            } else {
-                format!("(${}, ${})", 2 * n + 1, 2 * n + 2)
-            }
-        })
+/// Adds the batch to the per-user counters (`total_messages`,
+/// `total_conversations`) and moves `last_message_bucket` forward (never
+/// back), one statement per chunk of users, in id order.
+async fn update_users(txn: &DatabaseTransaction, batch: &Batch) -> StoreResult<()> {
+    let mut per_user: BTreeMap<Uuid, (i64, i64, Option<i64>)> = BTreeMap::new();
+    for (user, _, _, c) in batch.rollups.day_rows() {
+        let e = per_user.entry(user).or_default();
+        e.0 += c.message_count;
+        e.1 += c.conversations_started;
+    }
+    for (user, bucket) in &batch.last_active {
+        per_user.entry(*user).or_default().2 = Some(*bucket);
+    }
+    per_user.retain(|_, (m, c, b)| *m != 0 || *c != 0 || b.is_some());
+    let rows = per_user
+        .into_iter()
+        .map(|(u, (m, c, b))| vec![DbValue::from(u), m.into(), c.into(), b.into()])
         .collect();
-    // SQLite names the columns of a VALUES list column1, column2, …
-    let (user_col, bucket_col, alias) = if postgres {
-        ("v.u", "v.b", "v(u, b)")
-    } else {
-        ("v.column1", "v.column2", "v")
-    };
-    let sql = format!(
-        "UPDATE users SET last_message_bucket = {bucket_col} FROM (VALUES {}) AS {alias} \
-         WHERE users.id = {user_col} AND (users.last_message_bucket IS NULL OR users.last_message_bucket < {bucket_col})",
-        tuples.join(", ")
-    );
-    execute(txn, &sql, values).await?;
+    update_from_values(
+        txn,
+        "users",
+        &[
+            ("u", "uuid"),
+            ("m", "bigint"),
+            ("c", "bigint"),
+            ("b", "bigint"),
+        ],
+        "total_messages = users.total_messages + v.m, \
+         total_conversations = users.total_conversations + v.c, \
+         last_message_bucket = CASE WHEN v.b IS NOT NULL AND (users.last_message_bucket IS NULL \
+         OR users.last_message_bucket < v.b) THEN v.b ELSE users.last_message_bucket END",
+        None,
+        rows,
+    )
+    .await
+}
+
+/// The `users` column holding when a user reached a funnel milestone.
+fn milestone_column(t: EventType) -> Option<&'static str> {
+    match t {
+        EventType::UserSignedUp => Some("signed_up_at"),
+        EventType::ComponentCreated => Some("first_component_at"),
+        EventType::WorkflowCreated => Some("first_workflow_at"),
+        EventType::MessageSent => Some("first_message_at"),
+        _ => None,
+    }
+}
+
+/// Records on `users` when each user first reached a milestone.
+async fn stamp_milestones(
+    txn: &DatabaseTransaction,
+    recorded: &[(EventType, Uuid, OffsetDateTime)],
+) -> StoreResult<()> {
+    let sqlite = txn.get_database_backend() == sea_orm::DbBackend::Sqlite;
+    for t in [
+        EventType::UserSignedUp,
+        EventType::ComponentCreated,
+        EventType::WorkflowCreated,
+        EventType::MessageSent,
+    ] {
+        let Some(column) = milestone_column(t) else {
+            continue;
+        };
+        let mut earliest: BTreeMap<Uuid, OffsetDateTime> = BTreeMap::new();
+        for (_, user, at) in recorded.iter().filter(|(k, _, _)| *k == t) {
+            earliest
+                .entry(*user)
+                .and_modify(|x| *x = (*x).min(*at))
+                .or_insert(*at);
+        }
+        let rows = earliest
+            .into_iter()
+            .map(|(u, at)| vec![DbValue::from(u), at.into()])
+            .collect();
+        let later = if sqlite {
+            format!("julianday(users.{column}) > julianday(v.t)")
+        } else {
+            format!("users.{column} > v.t")
+        };
+        update_from_values(
+            txn,
+            "users",
+            &[("u", "uuid"), ("t", "timestamptz")],
+            &format!("{column} = v.t"),
+            Some(&format!("users.{column} IS NULL OR {later}")),
+            rows,
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -1240,6 +1299,7 @@ async fn record_milestones(
         ));
     }
     let mut rows = Vec::new();
+    let mut stamps = Vec::new();
     for (m, id) in unique.into_iter().zip(event_ids) {
         if !recorded.contains(&(m.event_type.as_str().to_owned(), m.entity_id)) {
             if let Some((i, _)) = m.explicit {
@@ -1248,6 +1308,7 @@ async fn record_milestones(
             }
             continue;
         }
+        stamps.push((m.event_type, m.user_id, m.at));
         rows.push(EventRow {
             id,
             at: m.at,
@@ -1260,5 +1321,6 @@ async fn record_milestones(
             metadata: m.metadata,
         });
     }
-    insert_events(txn, &rows).await
+    insert_events(txn, &rows).await?;
+    stamp_milestones(txn, &stamps).await
 }
