@@ -76,6 +76,9 @@ impl Store {
         match engine {
             Engine::Postgres => {
                 opts.max_connections(16).min_connections(1);
+                // The read queries are short index scans; JIT compilation
+                // would only add its start-up cost to them.
+                opts.map_sqlx_postgres_opts(|o| o.options([("jit", "off")]));
             }
             Engine::Sqlite => {
                 if let Some(path) = sqlite_file_path(url)
