@@ -6,6 +6,7 @@
 //! absolute UTC day: running the command again the same day changes nothing
 //! (every item comes back `duplicate`); on a later day it adds the new days.
 
+use crate::samples::{self, Shape};
 use crate::{Settings, auth::jwt};
 use charlie_pricing::Catalog;
 use charlie_store::{
@@ -243,14 +244,6 @@ const COMPONENT_NAMES: [&str; 6] = [
 
 /// The models the demo's assistants answer with, and the response shape
 /// each provider returns. The last two have no built-in price.
-#[derive(Clone, Copy)]
-enum Shape {
-    OpenAi,
-    LangChain,
-    Anthropic,
-    Gemini,
-}
-
 const MODELS: [(&str, Shape); 9] = [
     ("gpt-4o-2024-08-06", Shape::OpenAi),
     ("gpt-4o-mini-2024-07-18", Shape::OpenAi),
@@ -346,66 +339,8 @@ fn local_time(u: &DemoUser, date: Date, seconds_of_day: i64) -> OffsetDateTime {
 
 /// A provider response for `model` in its own shape.
 fn llm_response(rng: &mut StdRng, model: &str, shape: Shape) -> Value {
-    let input: u64 = rng.random_range(250..6000);
-    let output: u64 = rng.random_range(40..900);
-    let cached: u64 = if rng.random_bool(0.3) {
-        input / 2 / 64 * 64
-    } else {
-        0
-    };
-    let answer = "Great question! Let's break it down step by step.";
-    match shape {
-        Shape::OpenAi => json!({
-            "id": format!("chatcmpl-{}", rng.random::<u64>()),
-            "object": "chat.completion",
-            "created": 1_741_570_283,
-            "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-            "usage": {
-                "prompt_tokens": input,
-                "completion_tokens": output,
-                "total_tokens": input + output,
-                "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}
-            }
-        }),
-        Shape::LangChain => json!({
-            "content": answer,
-            "type": "ai",
-            "response_metadata": {
-                "token_usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
-                                "prompt_tokens_details": {"cached_tokens": cached}},
-                "model_name": model,
-                "finish_reason": "stop"
-            },
-            "usage_metadata": {"input_tokens": input, "output_tokens": output, "total_tokens": input + output,
-                               "input_token_details": {"cache_read": cached}}
-        }),
-        Shape::Anthropic => json!({
-            "id": format!("msg_{}", rng.random::<u64>()),
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": answer}],
-            "stop_reason": "end_turn",
-            "usage": {
-                "input_tokens": input - cached,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": cached,
-                "output_tokens": output
-            }
-        }),
-        Shape::Gemini => json!({
-            "candidates": [{"content": {"parts": [{"text": answer}], "role": "model"}, "finishReason": "STOP"}],
-            "usageMetadata": {
-                "promptTokenCount": input,
-                "candidatesTokenCount": output,
-                "totalTokenCount": input + output,
-                "cachedContentTokenCount": cached
-            },
-            "modelVersion": model
-        }),
-    }
+    let (input, output, cached) = samples::draw_usage(rng);
+    samples::llm_response(rng, model, shape, input, output, cached)
 }
 
 const ERRORS: [(&str, &str, &str, Option<&str>, &str); 6] = [

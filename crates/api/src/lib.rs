@@ -17,6 +17,7 @@ pub mod observability;
 pub mod openapi;
 pub mod pricing;
 pub mod routes;
+pub mod samples;
 pub mod telemetry;
 
 pub use app::{AppState, Application};

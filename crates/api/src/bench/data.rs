@@ -2,6 +2,7 @@
 //! realistic message bodies (explicit usage, or a raw OpenAI / Anthropic
 //! response so extraction and pricing run).
 
+use crate::samples::{Shape, draw_usage, llm_response};
 use charlie_pricing::Catalog;
 use charlie_store::{
     bench::MessageRow,
@@ -54,12 +55,6 @@ pub fn conversation_item(
     )
 }
 
-#[derive(Clone, Copy)]
-enum Shape {
-    OpenAi,
-    Anthropic,
-}
-
 /// Models with built-in prices, weighted by repetition.
 const MODELS: [(&str, Shape); 7] = [
     ("gpt-4o-mini-2024-07-18", Shape::OpenAi),
@@ -70,48 +65,6 @@ const MODELS: [(&str, Shape); 7] = [
     ("claude-haiku-4-5-20251001", Shape::Anthropic),
     ("claude-haiku-4-5-20251001", Shape::Anthropic),
 ];
-
-const ANSWER: &str = "Great question! Let's break it down step by step.";
-
-fn llm_response(
-    rng: &mut StdRng,
-    model: &str,
-    shape: Shape,
-    input: u64,
-    output: u64,
-    cached: u64,
-) -> Value {
-    match shape {
-        Shape::OpenAi => json!({
-            "id": format!("chatcmpl-{}", rng.random::<u64>()),
-            "object": "chat.completion",
-            "created": 1_741_570_283,
-            "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
-            "usage": {
-                "prompt_tokens": input,
-                "completion_tokens": output,
-                "total_tokens": input + output,
-                "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}
-            }
-        }),
-        Shape::Anthropic => json!({
-            "id": format!("msg_{}", rng.random::<u64>()),
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": ANSWER}],
-            "stop_reason": "end_turn",
-            "usage": {
-                "input_tokens": input - cached,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": cached,
-                "output_tokens": output
-            }
-        }),
-    }
-}
 
 /// The body of a `message.create`. `raw_share` of assistant messages carry
 /// a raw provider response instead of explicit `model` + `usage`.
@@ -125,13 +78,7 @@ pub fn message_body(
         return json!({"conversation_id": conversation_id, "role": "user"});
     }
     let (model, shape) = MODELS[rng.random_range(0..MODELS.len())];
-    let input: u64 = rng.random_range(250..6000);
-    let output: u64 = rng.random_range(40..900);
-    let cached: u64 = if rng.random_bool(0.3) {
-        input / 2 / 64 * 64
-    } else {
-        0
-    };
+    let (input, output, cached) = draw_usage(rng);
     if rng.random_bool(raw_share.clamp(0.0, 1.0)) {
         json!({
             "conversation_id": conversation_id,
