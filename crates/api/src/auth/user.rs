@@ -25,7 +25,7 @@ pub fn session_token(req: &HttpRequest) -> Option<String> {
 /// The signed-in end user of a request, from a verified session token.
 /// Extracting it answers 401 (JSON error) when the token is missing or bad.
 ///
-/// ```ignore
+/// ```text
 /// #[get("/api/v1/analytics/my-stats")]
 /// async fn my_stats(user: CurrentUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 ///     let stats = state.store.user_stats(user.user_id, …).await?;
@@ -89,7 +89,7 @@ impl FromRequest for CurrentUser {
 
 /// A signed-in admin: 401 without a valid token, 403 for a non-admin.
 ///
-/// ```ignore
+/// ```text
 /// #[get("/api/v1/analytics/admin/overview")]
 /// async fn overview(AdminUser(admin): AdminUser) -> … { … }
 /// ```
