@@ -88,6 +88,8 @@ struct Batch {
     conversations_touched: BTreeSet<Uuid>,
     /// The latest own-message bucket of each user who sent one.
     last_active: BTreeMap<Uuid, i64>,
+    /// `(conversation, UTC day) -> (user, workflow)` of the batch's messages.
+    sessions: BTreeMap<(Uuid, time::Date), (Uuid, Option<Uuid>)>,
 }
 
 pub(super) async fn apply(
@@ -186,6 +188,9 @@ pub(super) async fn apply(
 
     // 5. Milestones, then the rollups.
     record_milestones(txn, &mut batch, &mut out).await?;
+    // Rows other batches write too go last, so their locks are held only
+    // until the commit: sessions, users, then the rollups.
+    write_sessions(txn, &mut batch).await?;
     update_users(txn, &batch).await?;
     batch.rollups.write(txn, now).await?;
     // Month-to-date usage, and the alerts (and their outbox rows) it raises.
@@ -913,7 +918,22 @@ async fn write_messages(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRe
                 .or_insert((r.at, r.m.conversation_id));
         }
     }
-    let rows = days
+    batch.sessions = days;
+    batch.last_active = last_active;
+    for (user, (at, conversation)) in first_sent {
+        batch.milestones.push(Milestone {
+            conversation_id: Some(conversation),
+            ..Milestone::auto(EventType::MessageSent, user, user, at)
+        });
+    }
+    Ok(())
+}
+
+/// Records which conversations had a message on which UTC day; a
+/// conversation's first message of a day adds a session to the rollups.
+async fn write_sessions(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreResult<()> {
+    let rows = batch
+        .sessions
         .iter()
         .map(|((conversation, date), (user, _))| {
             vec![(*conversation).into(), (*date).into(), (*user).into()]
@@ -933,16 +953,9 @@ async fn write_messages(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRe
             row.try_get("", "conversation_id")?,
             row.try_get("", "date")?,
         );
-        if let Some(&(user, workflow)) = days.get(&key) {
+        if let Some(&(user, workflow)) = batch.sessions.get(&key) {
             batch.rollups.add_session(user, workflow, key.1);
         }
-    }
-    batch.last_active = last_active;
-    for (user, (at, conversation)) in first_sent {
-        batch.milestones.push(Milestone {
-            conversation_id: Some(conversation),
-            ..Milestone::auto(EventType::MessageSent, user, user, at)
-        });
     }
     Ok(())
 }
