@@ -171,7 +171,12 @@ pub struct Settings {
     pub notify: crate::jobs::settings::NotifySettings,
 }
 
-fn parse_var<T: FromStr>(env: &dyn Env, var: &'static str, default: T) -> Result<T, ConfigError>
+/// `var` parsed as `T`, or `default` when unset; a bad value names `var`.
+pub(crate) fn parse_var<T: FromStr>(
+    env: &dyn Env,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
 where
     T::Err: fmt::Display,
 {
@@ -184,7 +189,12 @@ where
     }
 }
 
-fn parse_bool(env: &dyn Env, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+/// `var` as a boolean (1/0, true/false, yes/no, on/off), or `default`.
+pub(crate) fn parse_bool(
+    env: &dyn Env,
+    var: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
     match env.get(var).map(|v| v.trim().to_ascii_lowercase()) {
         None => Ok(default),
         Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),

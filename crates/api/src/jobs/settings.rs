@@ -1,9 +1,8 @@
 //! The variables of budgets, alerts, the webhook and weekly reports, read by
 //! `Settings::from_env` (through [`NotifySettings::from_env`]).
 
-use crate::config::{ConfigError, Env, Secret};
+use crate::config::{ConfigError, Env, Secret, parse_bool, parse_var};
 use charlie_domain::Usd;
-use std::{fmt, str::FromStr};
 use time::Weekday;
 
 /// Where alerts go (`ALERT_WEBHOOK_*`).
@@ -57,19 +56,6 @@ pub struct NotifySettings {
     pub alert_thresholds_percent: Vec<u32>,
     pub webhook: Option<WebhookSettings>,
     pub reports: ReportSettings,
-}
-
-fn parse<T: FromStr>(env: &dyn Env, var: &'static str, default: T) -> Result<T, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    match env.get(var) {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|e| ConfigError::new(var, format!("`{}`: {e}", raw.trim()))),
-    }
 }
 
 fn weekday(s: &str) -> Option<Weekday> {
@@ -160,7 +146,7 @@ impl NotifySettings {
                         "must be set when ALERT_WEBHOOK_URL is (receivers verify the signature with it)",
                     )
                 })?;
-                let max_attempts = parse(env, "ALERT_WEBHOOK_MAX_ATTEMPTS", 12u32)?;
+                let max_attempts = parse_var(env, "ALERT_WEBHOOK_MAX_ATTEMPTS", 12u32)?;
                 if max_attempts == 0 {
                     return Err(ConfigError::new(
                         "ALERT_WEBHOOK_MAX_ATTEMPTS",
@@ -170,10 +156,10 @@ impl NotifySettings {
                 Some(WebhookSettings {
                     url: url.to_owned(),
                     secret: Secret::new(secret),
-                    timeout_seconds: parse(env, "ALERT_WEBHOOK_TIMEOUT_SECONDS", 10u64)?.max(1),
-                    retry_base_ms: parse(env, "ALERT_WEBHOOK_RETRY_BASE_MS", 5000u64)?.max(1),
+                    timeout_seconds: parse_var(env, "ALERT_WEBHOOK_TIMEOUT_SECONDS", 10u64)?.max(1),
+                    retry_base_ms: parse_var(env, "ALERT_WEBHOOK_RETRY_BASE_MS", 5000u64)?.max(1),
                     max_attempts,
-                    poll_interval_ms: parse(env, "OUTBOX_POLL_INTERVAL_MS", 1000u64)?.max(10),
+                    poll_interval_ms: parse_var(env, "OUTBOX_POLL_INTERVAL_MS", 1000u64)?.max(10),
                 })
             }
         };
@@ -186,7 +172,7 @@ impl NotifySettings {
                 )
             })?,
         };
-        let hour = parse(env, "REPORT_HOUR", 8u8)?;
+        let hour = parse_var(env, "REPORT_HOUR", 8u8)?;
         if hour > 23 {
             return Err(ConfigError::new(
                 "REPORT_HOUR",
@@ -214,20 +200,7 @@ impl NotifySettings {
                 )
             })?;
         }
-        let enabled = match env
-            .get("REPORTS_ENABLED")
-            .map(|v| v.trim().to_ascii_lowercase())
-        {
-            None => false,
-            Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => true,
-            Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => false,
-            Some(v) => {
-                return Err(ConfigError::new(
-                    "REPORTS_ENABLED",
-                    format!("`{v}` is not true or false"),
-                ));
-            }
-        };
+        let enabled = parse_bool(env, "REPORTS_ENABLED", false)?;
         if enabled && smtp_url.is_none() {
             return Err(ConfigError::new(
                 "SMTP_URL",
@@ -251,7 +224,8 @@ impl NotifySettings {
                 timezone,
                 smtp_url,
                 from,
-                check_interval_seconds: parse(env, "REPORT_CHECK_INTERVAL_SECONDS", 60u64)?.max(1),
+                check_interval_seconds: parse_var(env, "REPORT_CHECK_INTERVAL_SECONDS", 60u64)?
+                    .max(1),
             },
         })
     }
