@@ -200,11 +200,9 @@ pub(crate) async fn record_month_usage<C: ConnectionTrait>(
     let users: Vec<Uuid> = per_user.keys().copied().collect();
     let mut profile: HashMap<Uuid, (Option<String>, Option<i64>)> = HashMap::new();
     for chunk in users.chunks(CHUNK) {
-        let sql = format!(
-            "SELECT id, timezone, monthly_budget_nano_usd FROM users WHERE id IN ({})",
-            placeholders(1, chunk.len())
-        );
-        for row in sql::query_all(txn, &sql, chunk.iter().map(|u| (*u).into()).collect()).await? {
+        let (filter, values) = sql::uuid_in("id", chunk, 1, txn.get_database_backend());
+        let sql = format!("SELECT id, timezone, monthly_budget_nano_usd FROM users WHERE {filter}");
+        for row in sql::query_all(txn, &sql, values).await? {
             profile.insert(
                 row.try_get("", "id")?,
                 (
@@ -237,37 +235,43 @@ pub(crate) async fn record_month_usage<C: ConnectionTrait>(
     // Add, in key order (a fixed lock order), and read the totals back.
     let rows: Vec<_> = deltas.into_iter().collect();
     let mut totals: Vec<(Uuid, String, i64)> = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(CHUNK) {
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
-        let mut tuples = Vec::with_capacity(chunk.len());
-        for (n, ((user, month), d)) in chunk.iter().enumerate() {
-            tuples.push(format!("({})", placeholders(6 * n + 1, 6)));
-            values.extend([
-                (*user).into(),
-                month.clone().into(),
+    let columns = [
+        "user_id",
+        "month",
+        "message_count",
+        "input_tokens",
+        "output_tokens",
+        "cost_nano_usd",
+    ];
+    let values = rows
+        .into_iter()
+        .map(|((user, month), d)| {
+            vec![
+                user.into(),
+                month.into(),
                 d.messages.into(),
                 d.input.into(),
                 d.output.into(),
                 d.cost.into(),
-            ]);
-        }
-        let sql = format!(
-            "INSERT INTO user_month_usage (user_id, month, message_count, input_tokens, output_tokens, cost_nano_usd) \
-             VALUES {} ON CONFLICT (user_id, month) DO UPDATE SET \
-             message_count = user_month_usage.message_count + excluded.message_count, \
-             input_tokens = user_month_usage.input_tokens + excluded.input_tokens, \
-             output_tokens = user_month_usage.output_tokens + excluded.output_tokens, \
-             cost_nano_usd = user_month_usage.cost_nano_usd + excluded.cost_nano_usd \
-             RETURNING user_id, month, cost_nano_usd",
-            tuples.join(", ")
-        );
-        for row in sql::query_all(txn, &sql, values).await? {
-            totals.push((
-                row.try_get("", "user_id")?,
-                row.try_get("", "month")?,
-                row.try_get("", "cost_nano_usd")?,
-            ));
-        }
+            ]
+        })
+        .collect();
+    let on = sql::increments("user_month_usage", &["user_id", "month"], &columns[2..]);
+    for row in sql::insert_many(
+        txn,
+        "user_month_usage",
+        &columns,
+        values,
+        Some(on),
+        &["user_id", "month", "cost_nano_usd"],
+    )
+    .await?
+    {
+        totals.push((
+            row.try_get("", "user_id")?,
+            row.try_get("", "month")?,
+            row.try_get("", "cost_nano_usd")?,
+        ));
     }
 
     // Alerts for every threshold reached (already raised ones are skipped by

@@ -11,11 +11,14 @@
 //! same deltas from raw rows and writes them over an emptied range. Both go
 //! through [`Rollups`], so the two cannot disagree on what a counter means.
 
-use crate::{StoreResult, sql::insert_many};
+use crate::{
+    StoreResult,
+    sql::{increment, increments, insert_many},
+};
 use charlie_domain::{MessageRole, TokenUsage};
 use sea_orm::{
     ConnectionTrait,
-    sea_query::{Alias, Expr, ExprTrait, OnConflict, SimpleExpr},
+    sea_query::{Alias, Expr, OnConflict, SimpleExpr},
 };
 use std::collections::BTreeMap;
 use time::{Date, OffsetDateTime};
@@ -409,18 +412,4 @@ fn bucket_values(c: &Counters) -> Vec<SimpleExpr> {
         c.unpriced_tokens.into(),
         c.error_count.into(),
     ]
-}
-
-/// `ON CONFLICT (key) DO UPDATE SET col = table.col + excluded.col` for every counter.
-fn increments(table: &str, key: &[&str], counters: &[&str]) -> OnConflict {
-    let mut on = OnConflict::columns(key.iter().map(|c| Alias::new(*c)));
-    for col in counters {
-        on.value(Alias::new(*col), increment(table, col));
-    }
-    on
-}
-
-fn increment(table: &str, col: &str) -> SimpleExpr {
-    Expr::col((Alias::new(table), Alias::new(col)))
-        .add(Expr::col((Alias::new("excluded"), Alias::new(col))))
 }

@@ -1,7 +1,10 @@
 //! Small helpers for hand-written statements that must run on both engines.
 
 use crate::StoreResult;
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{
+    ConnectionTrait, DbBackend, QueryResult, Statement, Value,
+    sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query, SimpleExpr},
+};
 
 /// `$start, $start+1, …` for `n` values (both engines accept `$N`).
 pub fn placeholders(start: usize, n: usize) -> String {
@@ -80,11 +83,15 @@ pub async fn advisory_locks<C: ConnectionTrait>(conn: &C, mut keys: Vec<i64>) ->
     keys.dedup();
     let list = keys
         .iter()
-        .map(|k| format!("({k})"))
+        .map(i64::to_string)
         .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!("SELECT pg_advisory_xact_lock(k) FROM (VALUES {list}) AS t(k) ORDER BY k");
-    query_all(conn, &sql, vec![]).await?;
+        .join(",");
+    query_all(
+        conn,
+        "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS t(k) ORDER BY k",
+        vec![format!("{{{list}}}").into()],
+    )
+    .await?;
     Ok(())
 }
 
@@ -98,28 +105,56 @@ pub fn lock_key(id: uuid::Uuid) -> i64 {
 /// PostgreSQL's (65,535).
 const MAX_BINDS: usize = 30_000;
 
-/// Inserts `rows` (values in `columns` order) into `table`, as many rows per
-/// statement as the engines' bind limits allow (at most 500), with an
-/// optional ON CONFLICT clause. Returns the `returning` columns of the rows
-/// actually inserted (nothing when `returning` is empty).
+/// Inserts `rows` (values in `columns` order) into `table`, with an optional
+/// ON CONFLICT clause. Returns the `returning` columns of the rows actually
+/// inserted (nothing when `returning` is empty). Rows are inserted in the
+/// order given (sort them by key for a stable lock order).
+///
+/// On PostgreSQL all rows travel as one JSON parameter expanded by
+/// `json_populate_recordset` (one statement per call, whose text, and so
+/// its prepared statement, does not depend on the row count); on SQLite as
+/// multi-row `VALUES`, as many rows per statement as its bind limit allows
+/// (at most 500).
 pub async fn insert_many<C: ConnectionTrait>(
     conn: &C,
     table: &str,
     columns: &[&str],
-    rows: Vec<Vec<sea_orm::sea_query::SimpleExpr>>,
-    on_conflict: Option<sea_orm::sea_query::OnConflict>,
+    rows: Vec<Vec<SimpleExpr>>,
+    on_conflict: Option<OnConflict>,
     returning: &[&str],
 ) -> StoreResult<Vec<QueryResult>> {
-    use sea_orm::sea_query::{Alias, Query};
-    let per_statement = (MAX_BINDS / columns.len().max(1)).clamp(1, 500);
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let postgres = conn.get_database_backend() == DbBackend::Postgres;
+    let per_statement = if postgres {
+        usize::MAX
+    } else {
+        (MAX_BINDS / columns.len().max(1)).clamp(1, 500)
+    };
     let mut out = Vec::new();
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let mut q = Query::insert();
         q.into_table(Alias::new(table))
             .columns(columns.iter().map(|c| Alias::new(*c)));
-        for row in rows.by_ref().take(per_statement) {
-            q.values(row).map_err(crate::StoreError::from_query)?;
+        if postgres {
+            let json = json_records(columns, rows.by_ref())?;
+            let mut select = Query::select();
+            select
+                .columns(columns.iter().map(|c| Alias::new(*c)))
+                .from_function(
+                    Func::cust(Alias::new("json_populate_recordset"))
+                        .arg(Expr::cust(format!("NULL::{table}")))
+                        .arg(Expr::val(json).cast_as(Alias::new("json"))),
+                    Alias::new("r"),
+                );
+            q.select_from(select)
+                .map_err(crate::StoreError::from_query)?;
+        } else {
+            for row in rows.by_ref().take(per_statement) {
+                q.values(row).map_err(crate::StoreError::from_query)?;
+            }
         }
         if let Some(clause) = &on_conflict {
             q.on_conflict(clause.clone());
@@ -134,20 +169,174 @@ pub async fn insert_many<C: ConnectionTrait>(
     Ok(out)
 }
 
-/// `ON CONFLICT (columns) DO NOTHING`.
-pub fn ignore_conflicts(columns: &[&str]) -> sea_orm::sea_query::OnConflict {
-    sea_orm::sea_query::OnConflict::columns(
-        columns.iter().map(|c| sea_orm::sea_query::Alias::new(*c)),
-    )
-    .do_nothing()
-    .to_owned()
+/// Rows as the text of a JSON array of objects keyed by column name, the
+/// input of PostgreSQL's `json_populate_recordset` / `json_to_recordset`.
+fn json_records<R, V>(columns: &[&str], rows: impl Iterator<Item = R>) -> StoreResult<String>
+where
+    R: IntoIterator<Item = V>,
+    V: Into<JsonCell>,
+{
+    let mut out = Vec::new();
+    for row in rows {
+        let mut object = serde_json::Map::with_capacity(columns.len());
+        let mut cells = row.into_iter();
+        for column in columns {
+            let cell = cells.next().ok_or_else(|| {
+                crate::StoreError::Invalid(format!("row is missing column {column}"))
+            })?;
+            object.insert((*column).to_owned(), cell.into().into_json()?);
+        }
+        if cells.next().is_some() {
+            return Err(crate::StoreError::Invalid(
+                "row has more values than columns".into(),
+            ));
+        }
+        out.push(serde_json::Value::Object(object));
+    }
+    serde_json::to_string(&out).map_err(|e| crate::StoreError::Invalid(e.to_string()))
 }
 
-/// `UPDATE {table} SET {assignments} FROM (VALUES …) AS v WHERE {table}.id = v.<first column> [AND ({condition})]`,
-/// one statement per chunk of rows, rows in the order given (sort them by id
-/// for a stable lock order). `columns` names the VALUES columns with their
-/// PostgreSQL types; `assignments` and `condition` refer to them as `v.<name>`
-/// (rewritten to SQLite's `v.columnN`).
+/// A bound value or an expression on its way into a JSON record.
+pub(crate) enum JsonCell {
+    Value(Value),
+    /// An expression that is not a plain value (described for the error).
+    Expr(String),
+}
+
+impl From<Value> for JsonCell {
+    fn from(v: Value) -> Self {
+        JsonCell::Value(v)
+    }
+}
+
+impl From<SimpleExpr> for JsonCell {
+    fn from(e: SimpleExpr) -> Self {
+        match e {
+            SimpleExpr::Value(v) => JsonCell::Value(v),
+            other => JsonCell::Expr(format!("{other:?}")),
+        }
+    }
+}
+
+impl JsonCell {
+    /// The JSON text PostgreSQL's input functions read back as the same
+    /// value: timestamps as RFC 3339 with microseconds (PostgreSQL's
+    /// resolution, truncated as the binary protocol does), dates as
+    /// `YYYY-MM-DD`, UUIDs hyphenated.
+    fn into_json(self) -> StoreResult<serde_json::Value> {
+        use serde_json::Value as J;
+        let v = match self {
+            JsonCell::Value(v) => v,
+            JsonCell::Expr(e) => {
+                return Err(crate::StoreError::Invalid(format!(
+                    "only plain values can be sent as JSON records, not {e}"
+                )));
+            }
+        };
+        let unsupported = |v: &Value| {
+            crate::StoreError::Invalid(format!("value {v:?} cannot be sent as a JSON record"))
+        };
+        Ok(match v {
+            Value::Bool(b) => b.map_or(J::Null, J::Bool),
+            Value::TinyInt(n) => n.map_or(J::Null, J::from),
+            Value::SmallInt(n) => n.map_or(J::Null, J::from),
+            Value::Int(n) => n.map_or(J::Null, J::from),
+            Value::BigInt(n) => n.map_or(J::Null, J::from),
+            Value::TinyUnsigned(n) => n.map_or(J::Null, J::from),
+            Value::SmallUnsigned(n) => n.map_or(J::Null, J::from),
+            Value::Unsigned(n) => n.map_or(J::Null, J::from),
+            Value::BigUnsigned(n) => n.map_or(J::Null, J::from),
+            Value::Float(n) => n.map_or(J::Null, |f| J::from(f64::from(f))),
+            Value::Double(n) => n.map_or(J::Null, J::from),
+            Value::String(s) => s.map_or(J::Null, J::String),
+            Value::Char(c) => c.map_or(J::Null, |c| J::String(c.to_string())),
+            Value::Json(j) => j.map_or(J::Null, |j| *j),
+            Value::Uuid(u) => u.map_or(J::Null, |u| J::String(u.to_string())),
+            Value::TimeDate(d) => d.map_or(J::Null, |d| J::String(date_text(d))),
+            Value::TimeDateTimeWithTimeZone(t) => {
+                t.map_or(J::Null, |t| J::String(timestamp_text(t)))
+            }
+            other => return Err(unsupported(&other)),
+        })
+    }
+}
+
+fn date_text(d: time::Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// RFC 3339 in UTC with microseconds, truncated toward the past.
+fn timestamp_text(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:06}Z",
+        date_text(t.date()),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// `{column} IN (…ids)`: on PostgreSQL one array parameter
+/// (`= ANY($n::uuid[])`), on SQLite one placeholder per id. `start` is the
+/// number of the first placeholder.
+pub fn uuid_in(
+    column: &str,
+    ids: &[uuid::Uuid],
+    start: usize,
+    backend: DbBackend,
+) -> (String, Vec<Value>) {
+    if backend == DbBackend::Postgres {
+        let mut list = String::with_capacity(2 + ids.len() * 37);
+        list.push('{');
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                list.push(',');
+            }
+            list.push_str(&id.to_string());
+        }
+        list.push('}');
+        (
+            format!("{column} = ANY(${start}::uuid[])"),
+            vec![list.into()],
+        )
+    } else {
+        (
+            format!("{column} IN ({})", placeholders(start, ids.len())),
+            ids.iter().map(|id| (*id).into()).collect(),
+        )
+    }
+}
+
+/// `ON CONFLICT (columns) DO NOTHING`.
+pub fn ignore_conflicts(columns: &[&str]) -> OnConflict {
+    OnConflict::columns(columns.iter().map(|c| Alias::new(*c)))
+        .do_nothing()
+        .to_owned()
+}
+
+/// `ON CONFLICT (key) DO UPDATE SET col = table.col + excluded.col` for every counter.
+pub fn increments(table: &str, key: &[&str], counters: &[&str]) -> OnConflict {
+    let mut on = OnConflict::columns(key.iter().map(|c| Alias::new(*c)));
+    for col in counters {
+        on.value(Alias::new(*col), increment(table, col));
+    }
+    on
+}
+
+pub fn increment(table: &str, col: &str) -> SimpleExpr {
+    Expr::col((Alias::new(table), Alias::new(col)))
+        .add(Expr::col((Alias::new("excluded"), Alias::new(col))))
+}
+
+/// `UPDATE {table} SET {assignments} FROM <rows> AS v WHERE {table}.id = v.<first column> [AND ({condition})]`,
+/// rows in the order given (sort them by id for a stable lock order).
+/// `columns` names the row columns with their PostgreSQL types; `assignments`
+/// and `condition` refer to them as `v.<name>`. On PostgreSQL the rows are one
+/// JSON parameter (`json_to_recordset`), one statement in all; on SQLite
+/// multi-row `VALUES` per chunk of rows, with `v.<name>` rewritten to
+/// SQLite's `v.columnN`.
 pub async fn update_from_values<C: ConnectionTrait>(
     conn: &C,
     table: &str,
@@ -178,6 +367,24 @@ pub async fn update_from_values<C: ConnectionTrait>(
     } else {
         "v".to_owned()
     };
+    if postgres {
+        let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+        let types = columns
+            .iter()
+            .map(|(n, ty)| format!("{n} {ty}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let json = json_records(&names, rows.into_iter())?;
+        let mut sql = format!(
+            "UPDATE {table} SET {assignments} FROM json_to_recordset($1::json) AS v({types}) \
+             WHERE {table}.id = v.{id_column}"
+        );
+        if let Some(cond) = condition {
+            sql.push_str(&format!(" AND ({cond})"));
+        }
+        execute(conn, &sql, vec![json.into()]).await?;
+        return Ok(());
+    }
     let per_statement = (MAX_BINDS / columns.len()).clamp(1, 500);
     for chunk in rows.chunks(per_statement) {
         let mut values = Vec::with_capacity(chunk.len() * columns.len());
@@ -246,6 +453,56 @@ fn rename_values_columns(text: &str, columns: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_records_carry_values_as_postgresql_reads_them() {
+        let at = time::macros::datetime!(2026-11-28 21:40:00.123_456_789 +02:00);
+        let id = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        let text = json_records(
+            &["id", "at", "day", "n", "note", "gone"],
+            [vec![
+                Value::from(id),
+                Value::from(at),
+                Value::from(time::macros::date!(2026 - 03 - 09)),
+                Value::from(-7_i64),
+                Value::from("tab\there \"quoted\""),
+                Value::String(None),
+            ]]
+            .into_iter(),
+        )
+        .expect("plain values encode");
+        let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(
+            parsed,
+            serde_json::json!([{
+                "id": "01234567-89ab-cdef-0123-456789abcdef",
+                "at": "2026-11-28T19:40:00.123456Z",
+                "day": "2026-03-09",
+                "n": -7,
+                "note": "tab\there \"quoted\"",
+                "gone": null,
+            }])
+        );
+        let short = json_records(&["a", "b"], [vec![Value::from(1_i64)]].into_iter());
+        assert!(short.is_err(), "a row with too few values is refused");
+        let long = json_records(
+            &["a"],
+            [vec![Value::from(1_i64), Value::from(2_i64)]].into_iter(),
+        );
+        assert!(long.is_err(), "a row with too many values is refused");
+    }
+
+    #[test]
+    fn uuid_lists_are_one_array_on_postgresql_and_placeholders_on_sqlite() {
+        let a = uuid::Uuid::from_u128(1);
+        let b = uuid::Uuid::from_u128(2);
+        let (sql, values) = uuid_in("id", &[a, b], 3, DbBackend::Postgres);
+        assert_eq!(sql, "id = ANY($3::uuid[])");
+        assert_eq!(values, vec![Value::from(format!("{{{a},{b}}}"))]);
+        let (sql, values) = uuid_in("id", &[a, b], 3, DbBackend::Sqlite);
+        assert_eq!(sql, "id IN ($3, $4)");
+        assert_eq!(values, vec![Value::from(a), Value::from(b)]);
+    }
 
     #[test]
     fn values_columns_are_renamed_as_whole_identifiers() {

@@ -11,8 +11,8 @@ use crate::{
     StoreError, StoreResult,
     rollup::{Counters, MessageFacts, Rollups, bucket_of, tokens_i64},
     sql::{
-        advisory_locks, execute, ignore_conflicts, insert_many, lock_key, placeholders, query_all,
-        query_one, update_from_values,
+        advisory_locks, execute, ignore_conflicts, insert_many, lock_key, query_all, query_one,
+        update_from_values, uuid_in,
     },
 };
 use charlie_domain::{EventType, MessageRole};
@@ -270,17 +270,10 @@ async fn ledger(
         .collect();
     let mut stored_hash: HashMap<Uuid, String> = HashMap::new();
     for chunk in known.chunks(500) {
-        let sql = format!(
-            "SELECT id, content_hash FROM ingested_items WHERE id IN ({})",
-            placeholders(1, chunk.len())
-        );
-        for row in query_all(
-            txn,
-            &sql,
-            chunk.iter().map(|(_, it)| it.id.into()).collect(),
-        )
-        .await?
-        {
+        let ids: Vec<Uuid> = chunk.iter().map(|(_, it)| it.id).collect();
+        let (filter, values) = uuid_in("id", &ids, 1, txn.get_database_backend());
+        let sql = format!("SELECT id, content_hash FROM ingested_items WHERE {filter}");
+        for row in query_all(txn, &sql, values).await? {
             stored_hash.insert(row.try_get("", "id")?, row.try_get("", "content_hash")?);
         }
     }
@@ -695,11 +688,9 @@ async fn conversations_of(
     let ids: Vec<Uuid> = ids.iter().copied().collect();
     let mut found = HashMap::new();
     for chunk in ids.chunks(500) {
-        let sql = format!(
-            "SELECT id, user_id, workflow_id FROM conversations WHERE id IN ({})",
-            placeholders(1, chunk.len())
-        );
-        for row in query_all(txn, &sql, chunk.iter().map(|id| (*id).into()).collect()).await? {
+        let (filter, values) = uuid_in("id", chunk, 1, txn.get_database_backend());
+        let sql = format!("SELECT id, user_id, workflow_id FROM conversations WHERE {filter}");
+        for row in query_all(txn, &sql, values).await? {
             found.insert(
                 row.try_get("", "id")?,
                 (row.try_get("", "user_id")?, row.try_get("", "workflow_id")?),
@@ -791,11 +782,10 @@ async fn drain_pending(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRes
     let ids: Vec<Uuid> = batch.conversations_touched.iter().copied().collect();
     let owners = conversations_of(txn, &batch.conversations_touched).await?;
     for chunk in ids.chunks(500) {
-        let list = placeholders(1, chunk.len());
-        let values: Vec<DbValue> = chunk.iter().map(|id| (*id).into()).collect();
+        let (filter, values) = uuid_in("conversation_id", chunk, 1, txn.get_database_backend());
         let rows = query_all(
             txn,
-            &format!("SELECT id, created_at, payload FROM pending_messages WHERE conversation_id IN ({list})"),
+            &format!("SELECT id, created_at, payload FROM pending_messages WHERE {filter}"),
             values.clone(),
         )
         .await?;
@@ -819,7 +809,7 @@ async fn drain_pending(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRes
         }
         execute(
             txn,
-            &format!("DELETE FROM pending_messages WHERE conversation_id IN ({list})"),
+            &format!("DELETE FROM pending_messages WHERE {filter}"),
             values,
         )
         .await?;
