@@ -455,7 +455,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_records_carry_values_as_postgresql_reads_them() {
+    fn json_records_carry_values_as_postgresql_reads_them() -> Result<(), Box<dyn std::error::Error>>
+    {
         let at = time::macros::datetime!(2026-11-28 21:40:00.123_456_789 +02:00);
         let id = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
         let text = json_records(
@@ -469,9 +470,8 @@ mod tests {
                 Value::String(None),
             ]]
             .into_iter(),
-        )
-        .expect("plain values encode");
-        let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        )?;
+        let parsed: serde_json::Value = serde_json::from_str(&text)?;
         assert_eq!(
             parsed,
             serde_json::json!([{
@@ -490,6 +490,7 @@ mod tests {
             [vec![Value::from(1_i64), Value::from(2_i64)]].into_iter(),
         );
         assert!(long.is_err(), "a row with too many values is refused");
+        Ok(())
     }
 
     #[test]
