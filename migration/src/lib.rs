@@ -11,6 +11,7 @@ mod m20261128_000002_ingestion;
 mod m20261128_000003_read_model;
 mod m20261128_000005_budgets_alerts_reports;
 mod m20261128_000006_user_totals;
+mod m20261128_000008_lean_rollup_writes;
 
 /// Applies the migrations in order.
 #[derive(Debug)]
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_read_model::Migration),
             Box::new(m20261128_000005_budgets_alerts_reports::Migration),
             Box::new(m20261128_000006_user_totals::Migration),
+            Box::new(m20261128_000008_lean_rollup_writes::Migration),
         ]
     }
 }

@@ -332,6 +332,239 @@ pub async fn copy_messages(
     Ok(elapsed)
 }
 
+/// `COPY`s everything ingestion stores for `rows`, in the same tables:
+/// the messages, their `ingested_items` ledger rows, the
+/// `conversation_days` they open, and the final rows of `daily_metrics`,
+/// `usage_buckets` and `platform_buckets` (computed in memory with the
+/// same [`Rollups`](crate::rollup::Rollups) ingestion uses). All tables are
+/// loaded at once over `streams` connections each (rows split evenly).
+/// Rendering is not timed; the users must exist. Returns the time from the
+/// first byte sent to the last commit, and the number of rows written.
+pub async fn copy_everything(
+    store: &Store,
+    rows: &[MessageRow],
+    streams: usize,
+    received_at: OffsetDateTime,
+) -> StoreResult<(Duration, u64)> {
+    use crate::rollup::{Counters, MessageFacts, Rollups};
+    use charlie_domain::{MessageRole, TokenUsage};
+    let streams = streams.max(1);
+    let mut rollups = Rollups::default();
+    let mut sessions: std::collections::BTreeMap<(Uuid, Date), (Uuid, Option<Uuid>)> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        let usage = r.has_usage.then(|| TokenUsage {
+            input_tokens: u64::try_from(r.input_tokens).unwrap_or(0),
+            output_tokens: u64::try_from(r.output_tokens).unwrap_or(0),
+            cache_read_input_tokens: u64::try_from(r.cache_read_tokens).unwrap_or(0),
+            cache_creation_input_tokens: u64::try_from(r.cache_write_tokens).unwrap_or(0),
+            cache_creation_1h_input_tokens: u64::try_from(r.cache_write1h_tokens).unwrap_or(0),
+            reasoning_tokens: u64::try_from(r.reasoning_tokens).unwrap_or(0),
+            ..TokenUsage::default()
+        });
+        let role = match r.role {
+            "user" => MessageRole::User,
+            "assistant" => MessageRole::Assistant,
+            "system" => MessageRole::System,
+            _ => MessageRole::Tool,
+        };
+        let facts = MessageFacts {
+            role,
+            usage: usage.as_ref(),
+            cost_nano_usd: r.cost_nano_usd,
+            pricing_status: &r.pricing_status,
+        };
+        rollups.add(
+            r.user_id,
+            r.workflow_id,
+            r.model.as_deref(),
+            r.created_at,
+            &Counters::for_message(&facts),
+        );
+        sessions
+            .entry((r.conversation_id, r.created_at.date()))
+            .or_insert((r.user_id, r.workflow_id));
+    }
+    for ((_, date), (user, workflow)) in &sessions {
+        rollups.add_session(*user, *workflow, *date);
+    }
+    let sessions: Vec<_> = sessions.into_iter().collect();
+    let days: Vec<_> = rollups.day_rows().collect();
+    let buckets: Vec<_> = rollups.bucket_rows().collect();
+    let platform: Vec<_> = rollups.platform_rows().collect();
+    let counters = |f: &mut CopyLine<'_>, c: &Counters| {
+        for v in [
+            c.message_count,
+            c.user_message_count,
+            c.assistant_message_count,
+            c.conversations_started,
+            c.input_tokens,
+            c.output_tokens,
+            c.cache_read_tokens,
+            c.cache_write_tokens,
+            c.reasoning_tokens,
+            c.cost_nano_usd,
+            c.unpriced_message_count,
+            c.unpriced_tokens,
+            c.error_count,
+        ] {
+            f.int(Some(v));
+        }
+    };
+    let bucket_counters = "message_count, user_message_count, assistant_message_count, \
+        conversations_started, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
+        reasoning_tokens, cost_nano_usd, unpriced_message_count, unpriced_tokens, error_count";
+    let mut jobs: Vec<(String, Vec<String>)> = Vec::new();
+    let mut add = |statement: String, parts: Vec<Vec<String>>| {
+        for chunks in parts {
+            jobs.push((statement.clone(), chunks));
+        }
+    };
+    let split = |n: usize| n.div_ceil(streams).max(1);
+    add(
+        format!("COPY messages ({MESSAGE_COLUMNS}) FROM STDIN"),
+        rows.chunks(split(rows.len()))
+            .map(|part| chunked(part, |r, out| r.write_copy_line(out)))
+            .collect(),
+    );
+    add(
+        "COPY ingested_items (id, item_type, content_hash, received_at) FROM STDIN".into(),
+        rows.chunks(split(rows.len()))
+            .map(|part| {
+                chunked(part, |r, out| {
+                    let mut f = CopyLine::new(out);
+                    f.uuid(r.id);
+                    f.text(Some("message.create"));
+                    // A content hash of the same length as ingestion's (SHA-256 hex).
+                    f.text(Some(&format!("{:064x}", r.id.as_u128())));
+                    f.time(received_at);
+                    f.end();
+                })
+            })
+            .collect(),
+    );
+    add(
+        "COPY conversation_days (conversation_id, date, user_id) FROM STDIN".into(),
+        sessions
+            .chunks(split(sessions.len()))
+            .map(|part| {
+                chunked(part, |((conversation, date), (user, _)), out| {
+                    let mut f = CopyLine::new(out);
+                    f.uuid(*conversation);
+                    f.raw(&date.to_string());
+                    f.uuid(*user);
+                    f.end();
+                })
+            })
+            .collect(),
+    );
+    add(
+        "COPY daily_metrics (id, user_id, workflow_id, workflow_key, date, created_at, updated_at, \
+         message_count, user_message_count, assistant_message_count, conversation_count, unique_sessions, \
+         avg_messages_per_session, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
+         reasoning_tokens, total_tokens, estimated_cost_nano_usd, unpriced_message_count, unpriced_tokens, \
+         error_count) FROM STDIN"
+            .into(),
+        days.chunks(split(days.len()))
+            .map(|part| {
+                chunked(part, |(user, workflow, date, c), out| {
+                    let mut f = CopyLine::new(out);
+                    f.uuid(Uuid::now_v7());
+                    f.uuid(*user);
+                    f.opt_uuid(*workflow);
+                    f.uuid(workflow.unwrap_or(Uuid::nil()));
+                    f.raw(&date.to_string());
+                    f.time(received_at);
+                    f.time(received_at);
+                    for v in [
+                        c.message_count,
+                        c.user_message_count,
+                        c.assistant_message_count,
+                        c.conversations_started,
+                        c.unique_sessions,
+                    ] {
+                        f.int(Some(v));
+                    }
+                    f.raw(&c.avg_messages_per_session().to_string());
+                    for v in [
+                        c.input_tokens,
+                        c.output_tokens,
+                        c.cache_read_tokens,
+                        c.cache_write_tokens,
+                        c.reasoning_tokens,
+                        c.input_tokens + c.output_tokens,
+                        c.cost_nano_usd,
+                        c.unpriced_message_count,
+                        c.unpriced_tokens,
+                        c.error_count,
+                    ] {
+                        f.int(Some(v));
+                    }
+                    f.end();
+                })
+            })
+            .collect(),
+    );
+    add(
+        format!(
+            "COPY usage_buckets (user_id, workflow_key, bucket, workflow_id, {bucket_counters}) FROM STDIN"
+        ),
+        buckets
+            .chunks(split(buckets.len()))
+            .map(|part| {
+                chunked(part, |(user, workflow, bucket, c), out| {
+                    let mut f = CopyLine::new(out);
+                    f.uuid(*user);
+                    f.uuid(workflow.unwrap_or(Uuid::nil()));
+                    f.int(Some(*bucket));
+                    f.opt_uuid(*workflow);
+                    counters(&mut f, c);
+                    f.end();
+                })
+            })
+            .collect(),
+    );
+    add(
+        format!("COPY platform_buckets (bucket, model, {bucket_counters}) FROM STDIN"),
+        platform
+            .chunks(split(platform.len()))
+            .map(|part| {
+                chunked(part, |(bucket, model, c), out| {
+                    let mut f = CopyLine::new(out);
+                    f.int(Some(*bucket));
+                    f.text(Some(model));
+                    counters(&mut f, c);
+                    f.end();
+                })
+            })
+            .collect(),
+    );
+    let expected =
+        (2 * rows.len() + sessions.len() + days.len() + buckets.len() + platform.len()) as u64;
+    // At most `streams` COPYs run at once, whatever the table.
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(streams));
+    let started = Instant::now();
+    let copied = futures_util::future::try_join_all(jobs.into_iter().map(|(statement, chunks)| {
+        let gate = gate.clone();
+        async move {
+            let _permit = gate
+                .acquire()
+                .await
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            copy_text(store, &statement, chunks).await
+        }
+    }))
+    .await?;
+    let elapsed = started.elapsed();
+    let total: u64 = copied.iter().sum();
+    if total != expected {
+        return Err(StoreError::Invalid(format!(
+            "COPY wrote {total} rows of {expected}"
+        )));
+    }
+    Ok((elapsed, total))
+}
+
 /// A user row for bulk loading.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserRow {
