@@ -360,7 +360,6 @@ pub async fn copy_everything(
             cache_creation_input_tokens: u64::try_from(r.cache_write_tokens).unwrap_or(0),
             cache_creation_1h_input_tokens: u64::try_from(r.cache_write1h_tokens).unwrap_or(0),
             reasoning_tokens: u64::try_from(r.reasoning_tokens).unwrap_or(0),
-            ..TokenUsage::default()
         });
         let role = match r.role {
             "user" => MessageRole::User,

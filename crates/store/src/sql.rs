@@ -171,29 +171,45 @@ pub async fn insert_many<C: ConnectionTrait>(
 
 /// Rows as the text of a JSON array of objects keyed by column name, the
 /// input of PostgreSQL's `json_populate_recordset` / `json_to_recordset`.
+/// Written straight into one buffer (no intermediate JSON tree).
 fn json_records<R, V>(columns: &[&str], rows: impl Iterator<Item = R>) -> StoreResult<String>
 where
     R: IntoIterator<Item = V>,
     V: Into<JsonCell>,
 {
-    let mut out = Vec::new();
-    for row in rows {
-        let mut object = serde_json::Map::with_capacity(columns.len());
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    out.push(b'[');
+    for (n, row) in rows.enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
         let mut cells = row.into_iter();
-        for column in columns {
+        for (i, column) in columns.iter().enumerate() {
             let cell = cells.next().ok_or_else(|| {
                 crate::StoreError::Invalid(format!("row is missing column {column}"))
             })?;
-            object.insert((*column).to_owned(), cell.into().into_json()?);
+            if i > 0 {
+                out.push(b',');
+            }
+            write_json(&mut out, column)?;
+            out.push(b':');
+            cell.into().write_json(&mut out)?;
         }
         if cells.next().is_some() {
             return Err(crate::StoreError::Invalid(
                 "row has more values than columns".into(),
             ));
         }
-        out.push(serde_json::Value::Object(object));
+        out.push(b'}');
     }
-    serde_json::to_string(&out).map_err(|e| crate::StoreError::Invalid(e.to_string()))
+    out.push(b']');
+    String::from_utf8(out).map_err(|e| crate::StoreError::Invalid(e.to_string()))
+}
+
+/// Appends `value` as JSON.
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> StoreResult<()> {
+    serde_json::to_writer(out, value).map_err(|e| crate::StoreError::Invalid(e.to_string()))
 }
 
 /// A bound value or an expression on its way into a JSON record.
@@ -219,12 +235,11 @@ impl From<SimpleExpr> for JsonCell {
 }
 
 impl JsonCell {
-    /// The JSON text PostgreSQL's input functions read back as the same
-    /// value: timestamps as RFC 3339 with microseconds (PostgreSQL's
+    /// Appends the JSON that PostgreSQL's input functions read back as the
+    /// same value: timestamps as RFC 3339 with microseconds (PostgreSQL's
     /// resolution, truncated as the binary protocol does), dates as
-    /// `YYYY-MM-DD`, UUIDs hyphenated.
-    fn into_json(self) -> StoreResult<serde_json::Value> {
-        use serde_json::Value as J;
+    /// `YYYY-MM-DD`, UUIDs hyphenated, NULL as `null`.
+    fn write_json(self, out: &mut Vec<u8>) -> StoreResult<()> {
         let v = match self {
             JsonCell::Value(v) => v,
             JsonCell::Expr(e) => {
@@ -233,31 +248,37 @@ impl JsonCell {
                 )));
             }
         };
-        let unsupported = |v: &Value| {
-            crate::StoreError::Invalid(format!("value {v:?} cannot be sent as a JSON record"))
-        };
-        Ok(match v {
-            Value::Bool(b) => b.map_or(J::Null, J::Bool),
-            Value::TinyInt(n) => n.map_or(J::Null, J::from),
-            Value::SmallInt(n) => n.map_or(J::Null, J::from),
-            Value::Int(n) => n.map_or(J::Null, J::from),
-            Value::BigInt(n) => n.map_or(J::Null, J::from),
-            Value::TinyUnsigned(n) => n.map_or(J::Null, J::from),
-            Value::SmallUnsigned(n) => n.map_or(J::Null, J::from),
-            Value::Unsigned(n) => n.map_or(J::Null, J::from),
-            Value::BigUnsigned(n) => n.map_or(J::Null, J::from),
-            Value::Float(n) => n.map_or(J::Null, |f| J::from(f64::from(f))),
-            Value::Double(n) => n.map_or(J::Null, J::from),
-            Value::String(s) => s.map_or(J::Null, J::String),
-            Value::Char(c) => c.map_or(J::Null, |c| J::String(c.to_string())),
-            Value::Json(j) => j.map_or(J::Null, |j| *j),
-            Value::Uuid(u) => u.map_or(J::Null, |u| J::String(u.to_string())),
-            Value::TimeDate(d) => d.map_or(J::Null, |d| J::String(date_text(d))),
-            Value::TimeDateTimeWithTimeZone(t) => {
-                t.map_or(J::Null, |t| J::String(timestamp_text(t)))
+        fn put<T: serde::Serialize>(out: &mut Vec<u8>, v: Option<T>) -> StoreResult<()> {
+            match v {
+                Some(v) => write_json(out, &v),
+                None => {
+                    out.extend_from_slice(b"null");
+                    Ok(())
+                }
             }
-            other => return Err(unsupported(&other)),
-        })
+        }
+        match v {
+            Value::Bool(b) => put(out, b),
+            Value::TinyInt(n) => put(out, n),
+            Value::SmallInt(n) => put(out, n),
+            Value::Int(n) => put(out, n),
+            Value::BigInt(n) => put(out, n),
+            Value::TinyUnsigned(n) => put(out, n),
+            Value::SmallUnsigned(n) => put(out, n),
+            Value::Unsigned(n) => put(out, n),
+            Value::BigUnsigned(n) => put(out, n),
+            Value::Float(n) => put(out, n),
+            Value::Double(n) => put(out, n),
+            Value::String(s) => put(out, s),
+            Value::Char(c) => put(out, c),
+            Value::Json(j) => put(out, j),
+            Value::Uuid(u) => put(out, u.map(|u| u.hyphenated())),
+            Value::TimeDate(d) => put(out, d.map(date_text)),
+            Value::TimeDateTimeWithTimeZone(t) => put(out, t.map(timestamp_text)),
+            other => Err(crate::StoreError::Invalid(format!(
+                "value {other:?} cannot be sent as a JSON record"
+            ))),
+        }
     }
 }
 
