@@ -1238,6 +1238,37 @@ impl Milestone {
     }
 }
 
+/// Which of these milestones are already in `funnel_milestones` (committed).
+async fn recorded_milestones(
+    txn: &DatabaseTransaction,
+    milestones: &[Milestone],
+) -> StoreResult<HashSet<(EventType, Uuid)>> {
+    let mut by_type: BTreeMap<&'static str, (EventType, Vec<Uuid>)> = BTreeMap::new();
+    for m in milestones {
+        by_type
+            .entry(m.event_type.as_str())
+            .or_insert_with(|| (m.event_type, Vec::new()))
+            .1
+            .push(m.entity_id);
+    }
+    let mut found = HashSet::new();
+    for (name, (event_type, mut ids)) in by_type {
+        ids.sort_unstable();
+        ids.dedup();
+        for chunk in ids.chunks(500) {
+            let (filter, mut values) = uuid_in("entity_id", chunk, 2, txn.get_database_backend());
+            values.insert(0, name.into());
+            let sql = format!(
+                "SELECT entity_id FROM funnel_milestones WHERE event_type = $1 AND {filter}"
+            );
+            for row in query_all(txn, &sql, values).await? {
+                found.insert((event_type, row.try_get::<Uuid>("", "entity_id")?));
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Records each milestone once per entity; explicit reports of a milestone
 /// already recorded are duplicates.
 async fn record_milestones(
@@ -1259,15 +1290,28 @@ async fn record_milestones(
             m.at,
         )
     });
+    // Milestones already committed are skipped with a plain read: inserting
+    // them again would find the conflict only after waiting for whichever
+    // concurrent batch last touched the key (every batch of a user's
+    // messages reports `message_sent` again).
+    let recorded_before = recorded_milestones(txn, &milestones).await?;
     let mut seen = HashSet::new();
     let mut unique = Vec::new();
     for m in milestones {
-        if seen.insert((m.event_type, m.entity_id)) {
+        if recorded_before.contains(&(m.event_type, m.entity_id)) {
+            if let Some((i, _)) = m.explicit {
+                out[i] = Applied::new(Outcome::Duplicate)
+                    .warn(format!("{} already recorded for this entity", m.event_type));
+            }
+        } else if seen.insert((m.event_type, m.entity_id)) {
             unique.push(m);
         } else if let Some((i, _)) = m.explicit {
             out[i] = Applied::new(Outcome::Duplicate)
                 .warn(format!("{} already recorded for this entity", m.event_type));
         }
+    }
+    if unique.is_empty() {
+        return Ok(());
     }
     let event_ids: Vec<Uuid> = unique
         .iter()
