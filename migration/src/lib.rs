@@ -12,6 +12,7 @@ mod m20261128_000003_read_model;
 mod m20261128_000005_budgets_alerts_reports;
 mod m20261128_000006_user_totals;
 mod m20261128_000008_lean_rollup_writes;
+mod m20261128_000009_flat_reads;
 
 /// Applies the migrations in order.
 #[derive(Debug)]
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000005_budgets_alerts_reports::Migration),
             Box::new(m20261128_000006_user_totals::Migration),
             Box::new(m20261128_000008_lean_rollup_writes::Migration),
+            Box::new(m20261128_000009_flat_reads::Migration),
         ]
     }
 }

@@ -1,11 +1,21 @@
 //! Rollup counters and how they are written.
 //!
-//! Three tables are kept, always together and in the same transaction as the
+//! These tables are kept, always together and in the same transaction as the
 //! raw rows they count:
 //! - `daily_metrics`: per user × workflow-or-none × UTC day (the plan's table);
 //! - `usage_buckets`: per user × workflow-or-none × quarter-hour, from which
 //!   any time zone's days are exact sums;
+//! - `user_buckets`: the same per user × quarter-hour, without the workflow
+//!   (derived from the `usage_buckets` deltas when written), so a user's days
+//!   read at most 96 rows each;
 //! - `platform_buckets`: per quarter-hour × model, all users together.
+//!
+//! Besides those, [`Rollups`] carries the batch's changes of three all-time
+//! counters that follow from `users` and `workflows` rather than from
+//! messages: `active_user_buckets` (users by the quarter-hour of their latest
+//! own message), `funnel_cohorts` (users by sign-up quarter-hour, and how many
+//! of them reached each funnel step) and `platform_totals` (users and
+//! workflows). A rebuild recomputes those from `users` and `workflows`.
 //!
 //! Ingestion adds deltas (`col = col + excluded.col`); a rebuild computes the
 //! same deltas from raw rows and writes them over an emptied range. Both go
@@ -134,6 +144,38 @@ struct BucketKey {
     workflow_key: Uuid,
 }
 
+/// Where a user stands in the funnel: the quarter-hour of their sign-up
+/// (`None`: not signed up, in no cohort) and which steps they reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FunnelPosition {
+    pub signup_bucket: Option<i64>,
+    pub created_component: bool,
+    pub created_workflow: bool,
+    pub sent_message: bool,
+}
+
+/// Changes of one `funnel_cohorts` row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CohortDelta {
+    pub signed_up: i64,
+    pub created_component: i64,
+    pub created_workflow: i64,
+    pub sent_message: i64,
+}
+
+impl CohortDelta {
+    fn add(&mut self, sign: i64, p: &FunnelPosition) {
+        self.signed_up += sign;
+        self.created_component += sign * i64::from(p.created_component);
+        self.created_workflow += sign * i64::from(p.created_workflow);
+        self.sent_message += sign * i64::from(p.sent_message);
+    }
+
+    fn is_zero(&self) -> bool {
+        *self == CohortDelta::default()
+    }
+}
+
 /// Accumulated rollup deltas, keyed and sorted (a fixed lock order keeps
 /// concurrent writers from deadlocking).
 #[derive(Debug, Default)]
@@ -142,6 +184,12 @@ pub struct Rollups {
     buckets: BTreeMap<BucketKey, Counters>,
     /// `(bucket, model or "")`.
     platform: BTreeMap<(i64, String), Counters>,
+    /// `active_user_buckets`: bucket → change of the users counted there.
+    active: BTreeMap<i64, i64>,
+    /// `funnel_cohorts`: sign-up bucket → changes.
+    cohorts: BTreeMap<i64, CohortDelta>,
+    /// `platform_totals`: change of the numbers of users and of workflows.
+    totals: (i64, i64),
 }
 
 fn key_of(workflow_id: Option<Uuid>) -> Uuid {
@@ -154,7 +202,75 @@ fn workflow_of(key: Uuid) -> Option<Uuid> {
 
 impl Rollups {
     pub fn is_empty(&self) -> bool {
-        self.days.is_empty() && self.buckets.is_empty() && self.platform.is_empty()
+        self.days.is_empty()
+            && self.buckets.is_empty()
+            && self.platform.is_empty()
+            && self.active.is_empty()
+            && self.cohorts.is_empty()
+            && self.totals == (0, 0)
+    }
+
+    /// A user's latest own message moved from bucket `from` (none before)
+    /// to bucket `to`.
+    pub fn move_active_user(&mut self, from: Option<i64>, to: i64) {
+        if from == Some(to) {
+            return;
+        }
+        if let Some(f) = from {
+            *self.active.entry(f).or_default() -= 1;
+        }
+        *self.active.entry(to).or_default() += 1;
+    }
+
+    /// A user's funnel position changed from `before` to `after`.
+    pub fn move_funnel_position(&mut self, before: &FunnelPosition, after: &FunnelPosition) {
+        if before == after {
+            return;
+        }
+        if let Some(b) = before.signup_bucket {
+            self.cohorts.entry(b).or_default().add(-1, before);
+        }
+        if let Some(b) = after.signup_bucket {
+            self.cohorts.entry(b).or_default().add(1, after);
+        }
+    }
+
+    /// `users` users and `workflows` workflows were created (negative:
+    /// deleted).
+    pub fn count_created(&mut self, users: i64, workflows: i64) {
+        self.totals.0 += users;
+        self.totals.1 += workflows;
+    }
+
+    /// `active_user_buckets` changes as `(bucket, users)`.
+    pub fn active_rows(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.active.iter().map(|(b, n)| (*b, *n))
+    }
+
+    /// `funnel_cohorts` changes as `(sign-up bucket, changes)`.
+    pub fn cohort_rows(&self) -> impl Iterator<Item = (i64, CohortDelta)> + '_ {
+        self.cohorts.iter().map(|(b, d)| (*b, *d))
+    }
+
+    /// `platform_totals` changes: `(users, workflows)`.
+    pub fn totals(&self) -> (i64, i64) {
+        self.totals
+    }
+
+    /// The `user_buckets` rows: the bucket deltas summed over workflows.
+    fn user_bucket_rows(&self) -> BTreeMap<(Uuid, i64), Counters> {
+        let mut out: BTreeMap<(Uuid, i64), Counters> = BTreeMap::new();
+        for (k, c) in &self.buckets {
+            out.entry((k.user_id, k.bucket)).or_default().add(c);
+        }
+        out
+    }
+
+    /// Every `user_buckets` row as `(user_id, bucket, counters)`.
+    pub fn user_bucket_rows_iter(&self) -> impl Iterator<Item = (Uuid, i64, Counters)> {
+        self.user_bucket_rows()
+            .into_iter()
+            .map(|((u, b), c)| (u, b, c))
     }
 
     /// Adds `delta` at instant `at` to the platform-wide counters only (for
@@ -304,6 +420,23 @@ impl Rollups {
         );
         insert_many(conn, "usage_buckets", &columns, buckets, Some(on), &[]).await?;
 
+        let user_buckets = self
+            .user_bucket_rows()
+            .into_iter()
+            .map(|((user, bucket), c)| {
+                let mut row: Vec<SimpleExpr> = vec![user.into(), bucket.into()];
+                row.extend(bucket_values(&c));
+                row
+            })
+            .collect();
+        let columns: Vec<&str> = ["user_id", "bucket"]
+            .iter()
+            .chain(BUCKET_COUNTER_COLS)
+            .copied()
+            .collect();
+        let on = increments("user_buckets", &["user_id", "bucket"], BUCKET_COUNTER_COLS);
+        insert_many(conn, "user_buckets", &columns, user_buckets, Some(on), &[]).await?;
+
         // Platform rows are shared by every writer: they go last, in key
         // order, so their row locks are held only until the commit.
         let platform = self
@@ -326,9 +459,78 @@ impl Rollups {
             BUCKET_COUNTER_COLS,
         );
         insert_many(conn, "platform_buckets", &columns, platform, Some(on), &[]).await?;
+        self.write_all_time(conn).await
+    }
+
+    /// The all-time counters, shared by every writer like the platform rows:
+    /// written last, in key order, and only when they change.
+    pub(crate) async fn write_all_time<C: ConnectionTrait>(&self, conn: &C) -> StoreResult<()> {
+        let active = self
+            .active
+            .iter()
+            .filter(|(_, n)| **n != 0)
+            .map(|(b, n)| vec![(*b).into(), (*n).into()])
+            .collect();
+        let on = increments("active_user_buckets", &["bucket"], &["users"]);
+        insert_many(
+            conn,
+            "active_user_buckets",
+            &["bucket", "users"],
+            active,
+            Some(on),
+            &[],
+        )
+        .await?;
+
+        let cohorts = self
+            .cohorts
+            .iter()
+            .filter(|(_, d)| !d.is_zero())
+            .map(|(b, d)| {
+                vec![
+                    (*b).into(),
+                    d.signed_up.into(),
+                    d.created_component.into(),
+                    d.created_workflow.into(),
+                    d.sent_message.into(),
+                ]
+            })
+            .collect();
+        let on = increments("funnel_cohorts", &["bucket"], &FUNNEL_COHORT_COLS[1..]);
+        insert_many(
+            conn,
+            "funnel_cohorts",
+            FUNNEL_COHORT_COLS,
+            cohorts,
+            Some(on),
+            &[],
+        )
+        .await?;
+
+        if self.totals != (0, 0) {
+            let on = increments("platform_totals", &["id"], &["users", "workflows"]);
+            insert_many(
+                conn,
+                "platform_totals",
+                &["id", "users", "workflows"],
+                vec![vec![1.into(), self.totals.0.into(), self.totals.1.into()]],
+                Some(on),
+                &[],
+            )
+            .await?;
+        }
         Ok(())
     }
 }
+
+/// The columns of `funnel_cohorts`, key first.
+pub(crate) const FUNNEL_COHORT_COLS: &[&str] = &[
+    "bucket",
+    "signed_up",
+    "created_component",
+    "created_workflow",
+    "sent_message",
+];
 
 const DAILY_KEY_COLS: &[&str] = &[
     "id",
@@ -412,4 +614,39 @@ fn bucket_values(c: &Counters) -> Vec<SimpleExpr> {
         c.unpriced_tokens.into(),
         c.error_count.into(),
     ]
+}
+/// Where each of `users` stands in the funnel (users not found are left
+/// out). On PostgreSQL the rows are locked (`FOR UPDATE`, in id order), so
+/// the positions stay true until the transaction ends.
+pub(crate) async fn funnel_positions<C: ConnectionTrait>(
+    conn: &C,
+    users: &std::collections::BTreeSet<Uuid>,
+) -> StoreResult<BTreeMap<Uuid, FunnelPosition>> {
+    let lock = match conn.get_database_backend() {
+        sea_orm::DbBackend::Postgres => " ORDER BY id FOR UPDATE",
+        _ => "",
+    };
+    let ids: Vec<Uuid> = users.iter().copied().collect();
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(500) {
+        let (filter, values) = crate::sql::uuid_in("id", chunk, 1, conn.get_database_backend());
+        let sql = format!(
+            "SELECT id, signed_up_at, first_component_at, first_workflow_at, first_message_at \
+             FROM users WHERE {filter}{lock}"
+        );
+        let rows = crate::sql::query_all(conn, &sql, values).await?;
+        for row in rows {
+            let at = |c: &str| row.try_get::<Option<OffsetDateTime>>("", c);
+            out.insert(
+                row.try_get("", "id")?,
+                FunnelPosition {
+                    signup_bucket: at("signed_up_at")?.map(bucket_of),
+                    created_component: at("first_component_at")?.is_some(),
+                    created_workflow: at("first_workflow_at")?.is_some(),
+                    sent_message: at("first_message_at")?.is_some(),
+                },
+            );
+        }
+    }
+    Ok(out)
 }

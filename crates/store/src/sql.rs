@@ -366,9 +366,25 @@ pub async fn update_from_values<C: ConnectionTrait>(
     condition: Option<&str>,
     rows: Vec<Vec<Value>>,
 ) -> StoreResult<()> {
+    update_from_values_returning(conn, table, columns, assignments, condition, rows, &[]).await?;
+    Ok(())
+}
+
+/// [`update_from_values`], returning the `returning` columns (of `table`,
+/// unqualified; new values) of every updated row.
+pub async fn update_from_values_returning<C: ConnectionTrait>(
+    conn: &C,
+    table: &str,
+    columns: &[(&str, &str)],
+    assignments: &str,
+    condition: Option<&str>,
+    rows: Vec<Vec<Value>>,
+    returning: &[&str],
+) -> StoreResult<Vec<QueryResult>> {
     let postgres = conn.get_database_backend() == DbBackend::Postgres;
+    let mut out = Vec::new();
     let (Some((id_column, _)), false) = (columns.first(), rows.is_empty()) else {
-        return Ok(());
+        return Ok(out);
     };
     let rename = |text: &str| -> String {
         if postgres {
@@ -403,8 +419,13 @@ pub async fn update_from_values<C: ConnectionTrait>(
         if let Some(cond) = condition {
             sql.push_str(&format!(" AND ({cond})"));
         }
-        execute(conn, &sql, vec![json.into()]).await?;
-        return Ok(());
+        if returning.is_empty() {
+            execute(conn, &sql, vec![json.into()]).await?;
+        } else {
+            sql.push_str(&format!(" RETURNING {}", returning.join(", ")));
+            out.extend(query_all(conn, &sql, vec![json.into()]).await?);
+        }
+        return Ok(out);
     }
     let per_statement = (MAX_BINDS / columns.len()).clamp(1, 500);
     for chunk in rows.chunks(per_statement) {
@@ -438,9 +459,14 @@ pub async fn update_from_values<C: ConnectionTrait>(
         if let Some(cond) = condition {
             sql.push_str(&format!(" AND ({})", rename(cond)));
         }
-        execute(conn, &sql, values).await?;
+        if returning.is_empty() {
+            execute(conn, &sql, values).await?;
+        } else {
+            sql.push_str(&format!(" RETURNING {}", returning.join(", ")));
+            out.extend(query_all(conn, &sql, values).await?);
+        }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Rewrites every `v.<name>` (a whole identifier) to SQLite's `v.columnN`.

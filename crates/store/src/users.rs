@@ -2,7 +2,8 @@
 //! is a user's `external_id`; an unknown subject gets a user on first sight
 //! (the seed's `get_or_create_from_clerk`).
 
-use crate::{Store, StoreError, StoreResult, sql};
+use crate::{Store, StoreError, StoreResult, rollup::Rollups, sql};
+use sea_orm::TransactionTrait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -60,10 +61,11 @@ impl Store {
         let now = OffsetDateTime::now_utc();
         {
             let _guard = self.write_guard().await;
-            sql::execute(
-                self.conn(),
+            let txn = self.conn().begin().await?;
+            let created = sql::query_all(
+                &txn,
                 "INSERT INTO users (id, external_id, email, weekly_report_opt_out, is_placeholder, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (external_id) DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (external_id) DO NOTHING RETURNING id",
                 vec![
                     Uuid::now_v7().into(),
                     subject.to_owned().into(),
@@ -75,6 +77,11 @@ impl Store {
                 ],
             )
             .await?;
+            // The platform's user count (`platform_totals`) moves with it.
+            let mut rollups = Rollups::default();
+            rollups.count_created(created.len() as i64, 0);
+            rollups.write_all_time(&txn).await?;
+            txn.commit().await?;
         }
         let user = self
             .user_by_external_id(subject)

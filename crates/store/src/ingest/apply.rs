@@ -12,7 +12,7 @@ use crate::{
     rollup::{Counters, MessageFacts, Rollups, bucket_of, tokens_i64},
     sql::{
         advisory_locks, execute, ignore_conflicts, insert_many, lock_key, query_all, query_one,
-        update_from_values, uuid_in,
+        update_from_values, update_from_values_returning, uuid_in,
     },
 };
 use charlie_domain::{EventType, MessageRole};
@@ -191,7 +191,7 @@ pub(super) async fn apply(
     // Rows other batches write too go last, so their locks are held only
     // until the commit: sessions, users, then the rollups.
     write_sessions(txn, &mut batch).await?;
-    update_users(txn, &batch).await?;
+    update_users(txn, &mut batch).await?;
     batch.rollups.write(txn, now).await?;
     // Month-to-date usage, and the alerts (and their outbox rows) it raises.
     crate::budgets::record_month_usage(txn, &batch.rollups, budgets, now).await?;
@@ -298,6 +298,7 @@ async fn ledger(
 /// Makes sure these users exist, creating placeholders for unknown ids.
 async fn ensure_users(
     txn: &DatabaseTransaction,
+    rollups: &mut Rollups,
     ids: impl IntoIterator<Item = (Uuid, OffsetDateTime)>,
 ) -> StoreResult<()> {
     let mut earliest: BTreeMap<Uuid, OffsetDateTime> = BTreeMap::new();
@@ -311,7 +312,7 @@ async fn ensure_users(
         .into_iter()
         .map(|(id, at)| vec![id.into(), true.into(), false.into(), at.into(), at.into()])
         .collect();
-    insert_many(
+    let created = insert_many(
         txn,
         "users",
         &[
@@ -323,9 +324,10 @@ async fn ensure_users(
         ],
         rows,
         Some(ignore_conflicts(&["id"])),
-        &[],
+        &["id"],
     )
     .await?;
+    rollups.count_created(created.len() as i64, 0);
     Ok(())
 }
 
@@ -363,6 +365,7 @@ async fn upsert_user(
             vec![other_id.into()],
         )
         .await?;
+        batch.rollups.count_created(-1, 0);
     }
     let budget_nanos = |b: &Option<charlie_domain::Usd>| -> StoreResult<Option<i64>> {
         b.map(|usd| {
@@ -400,6 +403,7 @@ async fn upsert_user(
             ],
         )
         .await?;
+        batch.rollups.count_created(1, 0);
         batch.milestones.push(Milestone::auto(
             EventType::UserSignedUp,
             item.id,
@@ -469,11 +473,12 @@ async fn upsert_user(
 /// Makes sure a workflow exists, creating a placeholder owned by `user_id`.
 async fn ensure_workflow(
     txn: &DatabaseTransaction,
+    rollups: &mut Rollups,
     id: Uuid,
     user_id: Uuid,
     at: OffsetDateTime,
 ) -> StoreResult<()> {
-    insert_many(
+    let created = insert_many(
         txn,
         "workflows",
         &[
@@ -493,9 +498,10 @@ async fn ensure_workflow(
             at.into(),
         ]],
         Some(ignore_conflicts(&["id"])),
-        &[],
+        &["id"],
     )
     .await?;
+    rollups.count_created(0, created.len() as i64);
     Ok(())
 }
 
@@ -507,7 +513,7 @@ async fn upsert_named(
     n: &NamedUpsert,
     batch: &mut Batch,
 ) -> StoreResult<Applied> {
-    ensure_users(txn, [(n.user_id, item.at)]).await?;
+    ensure_users(txn, &mut batch.rollups, [(n.user_id, item.at)]).await?;
     let existing = query_one(
         txn,
         &format!("SELECT user_id, name, is_placeholder, updated_at FROM {table} WHERE id = $1"),
@@ -531,6 +537,9 @@ async fn upsert_named(
             ],
         )
         .await?;
+        if table == "workflows" {
+            batch.rollups.count_created(0, 1);
+        }
         batch
             .milestones
             .push(Milestone::auto(milestone, item.id, n.user_id, item.at));
@@ -582,9 +591,9 @@ async fn upsert_conversation(
 ) -> StoreResult<Applied> {
     // Serializes with messages that look this conversation up (see place_messages).
     advisory_locks(txn, vec![lock_key(item.id)]).await?;
-    ensure_users(txn, [(c.user_id, item.at)]).await?;
+    ensure_users(txn, &mut batch.rollups, [(c.user_id, item.at)]).await?;
     if let Some(w) = c.workflow_id {
-        ensure_workflow(txn, w, c.user_id, item.at).await?;
+        ensure_workflow(txn, &mut batch.rollups, w, c.user_id, item.at).await?;
     }
     let existing = query_one(
         txn,
@@ -952,8 +961,9 @@ async fn write_sessions(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRe
 
 /// Adds the batch to the per-user counters (`total_messages`,
 /// `total_conversations`) and moves `last_message_bucket` forward (never
-/// back), one statement per chunk of users, in id order.
-async fn update_users(txn: &DatabaseTransaction, batch: &Batch) -> StoreResult<()> {
+/// back), one statement per chunk of users, in id order. Where a user's
+/// latest bucket moved goes to the rollups (`active_user_buckets`).
+async fn update_users(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreResult<()> {
     let mut per_user: BTreeMap<Uuid, (i64, i64, Option<i64>)> = BTreeMap::new();
     for (user, _, _, c) in batch.rollups.day_rows() {
         let e = per_user.entry(user).or_default();
@@ -968,7 +978,7 @@ async fn update_users(txn: &DatabaseTransaction, batch: &Batch) -> StoreResult<(
         .into_iter()
         .map(|(u, (m, c, b))| vec![DbValue::from(u), m.into(), c.into(), b.into()])
         .collect();
-    update_from_values(
+    let updated = update_from_values_returning(
         txn,
         "users",
         &[
@@ -979,12 +989,21 @@ async fn update_users(txn: &DatabaseTransaction, batch: &Batch) -> StoreResult<(
         ],
         "total_messages = users.total_messages + v.m, \
          total_conversations = users.total_conversations + v.c, \
+         previous_message_bucket = users.last_message_bucket, \
          last_message_bucket = CASE WHEN v.b IS NOT NULL AND (users.last_message_bucket IS NULL \
          OR users.last_message_bucket < v.b) THEN v.b ELSE users.last_message_bucket END",
         None,
         rows,
+        &["previous_message_bucket", "last_message_bucket"],
     )
-    .await
+    .await?;
+    for row in updated {
+        let before: Option<i64> = row.try_get("", "previous_message_bucket")?;
+        if let Some(after) = row.try_get::<Option<i64>>("", "last_message_bucket")? {
+            batch.rollups.move_active_user(before, after);
+        }
+    }
+    Ok(())
 }
 
 /// The `users` column holding when a user reached a funnel milestone.
@@ -1062,7 +1081,12 @@ async fn write_events(
     if events.is_empty() {
         return Ok(());
     }
-    ensure_users(txn, events.iter().map(|(_, item, e)| (e.user_id, item.at))).await?;
+    ensure_users(
+        txn,
+        &mut batch.rollups,
+        events.iter().map(|(_, item, e)| (e.user_id, item.at)),
+    )
+    .await?;
     let mut plain = Vec::new();
     for &(i, item, e) in events {
         let milestone = EventType::parse(&e.event_type).filter(EventType::is_once_per_entity);
@@ -1160,6 +1184,7 @@ async fn write_errors(
     }
     ensure_users(
         txn,
+        &mut batch.rollups,
         errors
             .iter()
             .filter_map(|(_, item, e)| e.user_id.map(|u| (u, item.at))),
@@ -1369,5 +1394,21 @@ async fn record_milestones(
         });
     }
     insert_events(txn, &rows).await?;
-    stamp_milestones(txn, &stamps).await
+    // Where the stamped users stand in the funnel before and after, for
+    // `funnel_cohorts` (read under row locks: nobody moves them in between).
+    let users: BTreeSet<Uuid> = stamps
+        .iter()
+        .filter(|(t, _, _)| milestone_column(*t).is_some())
+        .map(|(_, u, _)| *u)
+        .collect();
+    let before = crate::rollup::funnel_positions(txn, &users).await?;
+    stamp_milestones(txn, &stamps).await?;
+    let after = crate::rollup::funnel_positions(txn, &users).await?;
+    for user in &users {
+        batch.rollups.move_funnel_position(
+            &before.get(user).copied().unwrap_or_default(),
+            &after.get(user).copied().unwrap_or_default(),
+        );
+    }
+    Ok(())
 }
