@@ -693,7 +693,8 @@ pub async fn seed_design_insert(
 /// and [`copy_conversations`] instead of ingested: sets what ingestion
 /// maintains besides the rollup tables (`users.last_message_bucket`, the
 /// `conversation_started` and `message_sent` funnel milestones with their
-/// events), from raw rows. The rollups themselves are rebuilt with
+/// events), from raw rows. The rollups and the counters that follow from
+/// these (funnel cohorts, active users) are then rebuilt with
 /// [`Store::rebuild_rollups`].
 pub async fn finish_bulk_messages(store: &Store) -> StoreResult<()> {
     let db = store.conn();
@@ -1020,6 +1021,7 @@ pub async fn table_counts(store: &Store) -> StoreResult<Vec<(&'static str, i64)>
         "error_logs",
         "daily_metrics",
         "usage_buckets",
+        "user_buckets",
         "platform_buckets",
     ] {
         out.push((

@@ -8,7 +8,10 @@
 
 use crate::{
     Store, StoreResult,
-    rollup::{BUCKET_SECONDS, Counters, MessageFacts, Rollups},
+    rollup::{
+        BUCKET_SECONDS, Counters, FUNNEL_COHORT_COLS, FunnelPosition, MessageFacts, Rollups,
+        bucket_of,
+    },
     sql,
 };
 use charlie_domain::{MessageRole, TokenUsage};
@@ -140,6 +143,12 @@ impl Store {
         .await?;
         sql::execute(
             &txn,
+            "DELETE FROM user_buckets WHERE bucket >= $1 AND bucket <= $2",
+            b.buckets(),
+        )
+        .await?;
+        sql::execute(
+            &txn,
             "DELETE FROM platform_buckets WHERE bucket >= $1 AND bucket <= $2",
             b.buckets(),
         )
@@ -162,15 +171,23 @@ impl Store {
             )
             .await?;
         }
+        // The all-time counters follow from those columns (all time).
+        for table in ["active_user_buckets", "funnel_cohorts", "platform_totals"] {
+            sql::execute(&txn, &format!("DELETE FROM {table}"), vec![]).await?;
+        }
+        let all_time = recount_all_time(&txn).await?;
+        all_time.write_all_time(&txn).await?;
         txn.commit().await?;
-        Ok(keyed(&rollups).len() + months)
+        Ok(keyed(&rollups).len() + keyed(&all_time).len() + months)
     }
 
     /// Compares stored rollups of `range` with a recount.
     pub async fn verify_rollups(&self, range: RollupRange) -> StoreResult<VerifyReport> {
         let (recounted, _) = recount(self.conn(), range).await?;
-        let fresh = keyed(&recounted);
-        let stored = stored_rollups(self.conn(), range).await?;
+        let mut fresh = keyed(&recounted);
+        fresh.extend(keyed(&recount_all_time(self.conn()).await?));
+        let mut stored = stored_rollups(self.conn(), range).await?;
+        stored.extend(stored_all_time(self.conn()).await?);
         let mut report = VerifyReport {
             rows: stored.len(),
             ..VerifyReport::default()
@@ -277,6 +294,28 @@ fn keyed(r: &Rollups) -> Keyed {
     for (u, w, b, c) in r.bucket_rows() {
         out.insert(("usage_buckets", user_key(u, w, bucket_text(b))), *c);
     }
+    for (u, b, c) in r.user_bucket_rows_iter() {
+        out.insert(("user_buckets", user_key(u, None, bucket_text(b))), c);
+    }
+    for (b, n) in r.active_rows() {
+        out.insert(("active_user_buckets", active_key(b)), one_number(n));
+    }
+    for (b, d) in r.cohort_rows() {
+        for (column, n) in [
+            ("signed_up", d.signed_up),
+            ("created_component", d.created_component),
+            ("created_workflow", d.created_workflow),
+            ("sent_message", d.sent_message),
+        ] {
+            out.insert(("funnel_cohorts", cohort_key(b, column)), one_number(n));
+        }
+    }
+    let (users, workflows) = r.totals();
+    out.insert(("platform_totals", "users".to_owned()), one_number(users));
+    out.insert(
+        ("platform_totals", "workflows".to_owned()),
+        one_number(workflows),
+    );
     for (b, m, c) in r.platform_rows() {
         out.insert(
             (
@@ -344,6 +383,18 @@ async fn stored_rollups<C: ConnectionTrait>(conn: &C, range: RollupRange) -> Sto
         out.insert(("usage_buckets", key), counters(&row, false)?);
     }
     let sql = format!(
+        "SELECT user_id, bucket, {COUNTER_SELECT}, conversations_started, cost_nano_usd \
+         FROM user_buckets WHERE bucket >= $1 AND bucket <= $2"
+    );
+    for row in sql::query_all(conn, &sql, b.buckets()).await? {
+        let key = user_key(
+            row.try_get("", "user_id")?,
+            None,
+            bucket_text(row.try_get("", "bucket")?),
+        );
+        out.insert(("user_buckets", key), counters(&row, false)?);
+    }
+    let sql = format!(
         "SELECT bucket, model, {COUNTER_SELECT}, conversations_started, cost_nano_usd \
          FROM platform_buckets WHERE bucket >= $1 AND bucket <= $2"
     );
@@ -354,6 +405,109 @@ async fn stored_rollups<C: ConnectionTrait>(conn: &C, range: RollupRange) -> Sto
             bucket_text(row.try_get("", "bucket")?)
         );
         out.insert(("platform_buckets", key), counters(&row, false)?);
+    }
+    Ok(out)
+}
+
+/// A one-number counter (`active_user_buckets`, `funnel_cohorts`,
+/// `platform_totals`) in a [`RollupDifference`]: the number is `message_count`.
+fn one_number(n: i64) -> Counters {
+    Counters {
+        message_count: n,
+        ..Counters::default()
+    }
+}
+
+fn active_key(bucket: i64) -> String {
+    format!(
+        "users whose latest own message is at {}",
+        bucket_text(bucket)
+    )
+}
+
+fn cohort_key(bucket: i64, column: &str) -> String {
+    format!(
+        "{column} of the users who signed up at {}",
+        bucket_text(bucket)
+    )
+}
+
+/// The all-time counters as they should be, from `users` and `workflows`:
+/// every user moves from nowhere to where they stand, as ingestion moves
+/// them.
+async fn recount_all_time<C: ConnectionTrait + StreamTrait>(conn: &C) -> StoreResult<Rollups> {
+    let backend = ConnectionTrait::get_database_backend(conn);
+    let mut all = Rollups::default();
+    let stmt = Statement::from_string(
+        backend,
+        "SELECT last_message_bucket, signed_up_at, first_component_at, first_workflow_at, first_message_at \
+         FROM users",
+    );
+    let mut users = 0;
+    {
+        let mut rows = std::pin::pin!(conn.stream_raw(stmt).await?);
+        while let Some(row) = rows.try_next().await? {
+            users += 1;
+            if let Some(b) = row.try_get::<Option<i64>>("", "last_message_bucket")? {
+                all.move_active_user(None, b);
+            }
+            let at = |c: &str| row.try_get::<Option<OffsetDateTime>>("", c);
+            let position = FunnelPosition {
+                signup_bucket: at("signed_up_at")?.map(bucket_of),
+                created_component: at("first_component_at")?.is_some(),
+                created_workflow: at("first_workflow_at")?.is_some(),
+                sent_message: at("first_message_at")?.is_some(),
+            };
+            all.move_funnel_position(&FunnelPosition::default(), &position);
+        }
+    }
+    let workflows = sql::query_one(conn, "SELECT COUNT(*) AS n FROM workflows", vec![])
+        .await?
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    all.count_created(users, workflows);
+    Ok(all)
+}
+
+/// The stored all-time counters, keyed as [`keyed`] keys them.
+async fn stored_all_time<C: ConnectionTrait>(conn: &C) -> StoreResult<Keyed> {
+    let mut out = Keyed::new();
+    for row in sql::query_all(
+        conn,
+        "SELECT bucket, users FROM active_user_buckets",
+        vec![],
+    )
+    .await?
+    {
+        out.insert(
+            (
+                "active_user_buckets",
+                active_key(row.try_get("", "bucket")?),
+            ),
+            one_number(row.try_get("", "users")?),
+        );
+    }
+    let sql = format!(
+        "SELECT {} FROM funnel_cohorts",
+        FUNNEL_COHORT_COLS.join(", ")
+    );
+    for row in sql::query_all(conn, &sql, vec![]).await? {
+        let bucket: i64 = row.try_get("", "bucket")?;
+        for column in &FUNNEL_COHORT_COLS[1..] {
+            out.insert(
+                ("funnel_cohorts", cohort_key(bucket, column)),
+                one_number(row.try_get("", column)?),
+            );
+        }
+    }
+    for row in sql::query_all(conn, "SELECT users, workflows FROM platform_totals", vec![]).await? {
+        for column in ["users", "workflows"] {
+            out.insert(
+                ("platform_totals", column.to_owned()),
+                one_number(row.try_get("", column)?),
+            );
+        }
     }
     Ok(out)
 }

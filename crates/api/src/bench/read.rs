@@ -616,8 +616,10 @@ async fn run_inner(
             );
             if args.seed_with == SeedWith::Copy {
                 let t = Instant::now();
-                let rows = store.rebuild_rollups(RollupRange::default()).await?;
+                // Raw facts first (milestone events, latest buckets), then
+                // every rollup and counter from them.
                 sb::finish_bulk_messages(&store).await?;
+                let rows = store.rebuild_rollups(RollupRange::default()).await?;
                 let _ = write!(
                     note,
                     "; rollups rebuilt from raw rows ({} rows) in {:.0} s",
