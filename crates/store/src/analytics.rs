@@ -1,7 +1,10 @@
 //! Read queries of the analytics API. Every figure comes from the rollups
-//! (`usage_buckets`, `platform_buckets`, `daily_metrics`), indexed counters
-//! (`users.last_message_bucket`) or small indexed ranges of raw tables
-//! (errors, funnel milestones), never from a scan of `messages`.
+//! (`user_buckets`, `usage_buckets`, `platform_buckets`, `daily_metrics`),
+//! the all-time counters kept with them (`active_user_buckets`,
+//! `funnel_cohorts`, `platform_totals`, per-user totals on `users`) or small
+//! indexed ranges of raw tables (errors), never from a scan of `messages`
+//! and never from a count of `users`: a read touches a number of rows bounded
+//! by the period asked for, not by the size of the platform.
 
 use crate::{
     Store, StoreResult,
@@ -19,9 +22,6 @@ use uuid::Uuid;
 pub struct DayTotals {
     pub date: time::Date,
     pub counters: Counters,
-    /// Messages per workflow that day (`None` = no workflow); empty for
-    /// platform-wide usage.
-    pub messages_by_workflow: HashMap<Option<Uuid>, i64>,
 }
 
 /// A user's (or the platform's) usage over a list of consecutive local days.
@@ -39,7 +39,6 @@ impl Usage {
                 .map(|d| DayTotals {
                     date: d.date,
                     counters: Counters::default(),
-                    messages_by_workflow: HashMap::new(),
                 })
                 .collect(),
         }
@@ -58,18 +57,10 @@ impl Usage {
         }
         t
     }
-
-    /// Messages per workflow over the last `n` days.
-    pub fn messages_by_workflow_last(&self, n: usize) -> HashMap<Option<Uuid>, i64> {
-        let mut out: HashMap<Option<Uuid>, i64> = HashMap::new();
-        for d in self.last(n) {
-            for (w, m) in &d.messages_by_workflow {
-                *out.entry(*w).or_default() += m;
-            }
-        }
-        out
-    }
 }
+
+/// Buckets in one UTC day.
+const BUCKETS_PER_DAY: i64 = 86_400 / BUCKET_SECONDS;
 
 /// Maps bucket rows onto consecutive local days.
 fn day_index(days: &[LocalDay], bucket: i64) -> Option<usize> {
@@ -203,10 +194,10 @@ impl Store {
         let (Some(first), Some(last)) = (days.first(), days.last()) else {
             return Ok(Usage::default());
         };
-        // One row per (bucket, workflow) already: no GROUP BY, the sums are
-        // made here.
+        // At most one row per quarter-hour (no workflow dimension): no
+        // GROUP BY, the sums per local day are made here.
         let sql = format!(
-            "SELECT bucket, workflow_id, {BUCKET_COLUMNS} FROM usage_buckets \
+            "SELECT bucket, {BUCKET_COLUMNS} FROM user_buckets \
              WHERE user_id = $1 AND bucket >= $2 AND bucket < $3"
         );
         let rows = sql::query_all(
@@ -224,13 +215,85 @@ impl Store {
             let bucket: i64 = row.try_get("", "bucket")?;
             let c = bucket_counters(&row)?;
             if let Some(i) = day_index(days, bucket) {
-                let day = &mut usage.days[i];
-                day.counters.add(&c);
-                let workflow: Option<Uuid> = row.try_get("", "workflow_id")?;
-                *day.messages_by_workflow.entry(workflow).or_default() += c.message_count;
+                usage.days[i].counters.add(&c);
             }
         }
         Ok(usage)
+    }
+
+    /// A user's messages per workflow (`None` = no workflow) over `days`
+    /// (consecutive local days). Whole UTC days inside the range come from
+    /// `daily_metrics` (one row per workflow and day); the partial UTC days
+    /// at either edge from `usage_buckets`, so the sums are exact in any
+    /// zone while the rows read stay near one per workflow and day.
+    pub async fn user_messages_by_workflow(
+        &self,
+        user_id: Uuid,
+        days: &[LocalDay],
+    ) -> StoreResult<HashMap<Option<Uuid>, i64>> {
+        let (Some(first), Some(last)) = (days.first(), days.last()) else {
+            return Ok(HashMap::new());
+        };
+        let (start, end) = (first.first_bucket, last.end_bucket);
+        // Whole UTC days: [day_start, day_end), in buckets.
+        let day_start = start.div_euclid(BUCKETS_PER_DAY) * BUCKETS_PER_DAY
+            + if start.rem_euclid(BUCKETS_PER_DAY) == 0 {
+                0
+            } else {
+                BUCKETS_PER_DAY
+            };
+        let day_end = end.div_euclid(BUCKETS_PER_DAY) * BUCKETS_PER_DAY;
+        let (day_start, day_end) = if day_start < day_end {
+            (day_start, day_end)
+        } else {
+            // No whole UTC day: all of it from the buckets.
+            (end, end)
+        };
+        let date_of = |bucket: i64| -> StoreResult<time::Date> {
+            Ok(OffsetDateTime::from_unix_timestamp(bucket * BUCKET_SECONDS)
+                .map_err(|e| crate::StoreError::Invalid(e.to_string()))?
+                .date())
+        };
+        // Two statements, not one UNION ALL: PostgreSQL would run the
+        // union as a Parallel Append, whose worker start-up costs ten times
+        // the scans themselves.
+        let mut out: HashMap<Option<Uuid>, i64> = HashMap::new();
+        let mut add = |rows: Vec<QueryResult>| -> StoreResult<()> {
+            for row in rows {
+                let n: Option<i64> = row.try_get("", "n")?;
+                *out.entry(row.try_get("", "workflow_id")?).or_default() += n.unwrap_or(0);
+            }
+            Ok(())
+        };
+        if day_start < day_end {
+            add(sql::query_all(
+                self.conn(),
+                "SELECT workflow_id, CAST(SUM(message_count) AS BIGINT) AS n FROM daily_metrics \
+                 WHERE user_id = $1 AND date >= $2 AND date < $3 GROUP BY workflow_id",
+                vec![
+                    user_id.into(),
+                    date_of(day_start)?.into(),
+                    date_of(day_end)?.into(),
+                ],
+            )
+            .await?)?;
+        }
+        add(sql::query_all(
+            self.conn(),
+            "SELECT workflow_id, CAST(SUM(message_count) AS BIGINT) AS n FROM usage_buckets \
+             WHERE user_id = $1 AND ((bucket >= $2 AND bucket < $3) OR (bucket >= $4 AND bucket < $5)) \
+             GROUP BY workflow_id",
+            vec![
+                user_id.into(),
+                start.into(),
+                day_start.min(end).into(),
+                day_end.max(start).into(),
+                end.into(),
+            ],
+        )
+        .await?)?;
+        out.retain(|_, n| *n != 0);
+        Ok(out)
     }
 
     /// The platform's usage on each of `days`.
@@ -238,9 +301,10 @@ impl Store {
         let (Some(first), Some(last)) = (days.first(), days.last()) else {
             return Ok(Usage::default());
         };
+        // One row per (bucket, model): summed here, not with SQL `SUM`s
+        // (PostgreSQL sums BIGINT in NUMERIC, several times slower).
         let sql = format!(
-            "SELECT bucket, {} FROM platform_buckets WHERE bucket >= $1 AND bucket < $2 GROUP BY bucket",
-            sums("")
+            "SELECT bucket, {BUCKET_COLUMNS} FROM platform_buckets WHERE bucket >= $1 AND bucket < $2"
         );
         let rows = sql::query_all(
             self.conn(),
@@ -351,20 +415,27 @@ impl Store {
     }
 
     /// Every user the service knows (placeholders included: they are real
-    /// users whose own record has not arrived yet).
-    pub async fn count_users(&self) -> StoreResult<i64> {
-        self.count("SELECT COUNT(*) AS n FROM users", vec![]).await
+    /// users whose own record has not arrived yet), and every workflow: the
+    /// one row of `platform_totals`.
+    pub async fn count_users_and_workflows(&self) -> StoreResult<(i64, i64)> {
+        let row = sql::query_one(
+            self.conn(),
+            "SELECT users, workflows FROM platform_totals WHERE id = 1",
+            vec![],
+        )
+        .await?;
+        match row {
+            Some(r) => Ok((r.try_get("", "users")?, r.try_get("", "workflows")?)),
+            None => Ok((0, 0)),
+        }
     }
 
-    pub async fn count_workflows(&self) -> StoreResult<i64> {
-        self.count("SELECT COUNT(*) AS n FROM workflows", vec![])
-            .await
-    }
-
-    /// Users whose latest own message is in a bucket at or after `bucket`.
+    /// Users whose latest own message is in a bucket at or after `bucket`:
+    /// a sum over the histogram `active_user_buckets` (one row per
+    /// quarter-hour at most), so it grows with the window, not the users.
     pub async fn count_active_users_since(&self, bucket: i64) -> StoreResult<i64> {
         self.count(
-            "SELECT COUNT(*) AS n FROM users WHERE last_message_bucket >= $1",
+            "SELECT CAST(SUM(users) AS BIGINT) AS n FROM active_user_buckets WHERE bucket >= $1",
             vec![bucket.into()],
         )
         .await
@@ -430,26 +501,32 @@ impl Store {
         Ok((rows, total))
     }
 
-    /// The cohort funnel: users whose `user_signed_up` milestone is at or
-    /// after `since`, and how many of them have (ever) created a component,
-    /// created a workflow and sent a message. One indexed range over `users`,
-    /// whose milestone times ingestion keeps.
-    pub async fn funnel(&self, since: OffsetDateTime) -> StoreResult<FunnelCounts> {
-        let sql = format!(
-            "SELECT COUNT(*) AS signed_up, COUNT(first_component_at) AS created_component, \
-             COUNT(first_workflow_at) AS created_workflow, COUNT(first_message_at) AS sent_message \
-             FROM users WHERE signed_up_at IS NOT NULL AND {}",
-            at_or_after(self.backend(), "signed_up_at", 1)
-        );
-        let row = sql::query_one(self.conn(), &sql, vec![since.into()]).await?;
+    /// The cohort funnel: users whose `user_signed_up` milestone is in
+    /// `bucket` or later, and how many of them have (ever) created a
+    /// component, created a workflow and sent a message. A sum over
+    /// `funnel_cohorts` (one row per sign-up quarter-hour at most), which
+    /// ingestion keeps with the users' milestone times.
+    pub async fn funnel(&self, bucket: i64) -> StoreResult<FunnelCounts> {
+        let row = sql::query_one(
+            self.conn(),
+            "SELECT CAST(SUM(signed_up) AS BIGINT) AS signed_up, \
+             CAST(SUM(created_component) AS BIGINT) AS created_component, \
+             CAST(SUM(created_workflow) AS BIGINT) AS created_workflow, \
+             CAST(SUM(sent_message) AS BIGINT) AS sent_message \
+             FROM funnel_cohorts WHERE bucket >= $1",
+            vec![bucket.into()],
+        )
+        .await?;
         let Some(r) = row else {
             return Ok(FunnelCounts::default());
         };
+        let get =
+            |c: &str| -> StoreResult<i64> { Ok(r.try_get::<Option<i64>>("", c)?.unwrap_or(0)) };
         Ok(FunnelCounts {
-            signed_up: r.try_get("", "signed_up")?,
-            created_component: r.try_get("", "created_component")?,
-            created_workflow: r.try_get("", "created_workflow")?,
-            sent_message: r.try_get("", "sent_message")?,
+            signed_up: get("signed_up")?,
+            created_component: get("created_component")?,
+            created_workflow: get("created_workflow")?,
+            sent_message: get("sent_message")?,
         })
     }
 

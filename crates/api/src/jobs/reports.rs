@@ -102,8 +102,9 @@ pub async fn report_data(
     for d in &usage.days[..7.min(usage.days.len())] {
         before.add(&d.counters);
     }
-    let best = usage
-        .messages_by_workflow_last(7)
+    let best = store
+        .user_messages_by_workflow(user_id, &days[days.len().saturating_sub(7)..])
+        .await?
         .into_iter()
         .filter_map(|(w, m)| w.map(|w| (w, m)))
         .filter(|(_, m)| *m > 0)

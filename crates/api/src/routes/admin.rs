@@ -125,7 +125,7 @@ async fn period_funnel(
     let first = period
         .first()
         .ok_or_else(|| ApiError::internal("empty period"))?;
-    Ok(state.store.funnel(start_instant(first)?).await?)
+    Ok(state.store.funnel(first.first_bucket).await?)
 }
 
 /// Platform overview.
@@ -171,8 +171,9 @@ pub async fn overview(
     } else {
         0.0
     };
+    let (total_users, total_workflows) = state.store.count_users_and_workflows().await?;
     let body = AdminOverviewResponse {
-        total_users: state.store.count_users().await?,
+        total_users,
         active_users_today: state
             .store
             .count_active_users_since(today.first_bucket)
@@ -181,7 +182,7 @@ pub async fn overview(
             .store
             .count_active_users_since(week_start.first_bucket)
             .await?,
-        total_workflows: state.store.count_workflows().await?,
+        total_workflows,
         total_messages_today: today_counters.message_count,
         total_messages_week: week_counters.message_count,
         error_count_today,

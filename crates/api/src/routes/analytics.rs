@@ -114,8 +114,10 @@ pub async fn user_stats(
     let week = usage.total_last(7);
     let n = usize::from(days);
     let period = usage.total_last(n);
-    let best = usage
-        .messages_by_workflow_last(n)
+    let best = state
+        .store
+        .user_messages_by_workflow(user_id, &local_days[local_days.len().saturating_sub(n)..])
+        .await?
         .into_iter()
         .filter_map(|(w, m)| w.map(|w| (w, m)))
         .filter(|(_, m)| *m > 0)
