@@ -520,3 +520,189 @@ async fn bad_parameters_get_400_with_a_stable_code() {
         assert!(!body["message"].as_str().unwrap().is_empty());
     }
 }
+
+/// The flat read model (`user_buckets`, per-workflow counts from whole UTC
+/// days plus edge buckets, the active-user histogram, funnel cohorts and
+/// platform totals) against counts made here, then `rollups verify` and a
+/// rebuild that changes nothing.
+#[tokio::test]
+async fn flat_counters_follow_moves_edges_and_odd_offsets() {
+    let w = World::new().await;
+    let now = OffsetDateTime::now_utc();
+    let admin = token("admin_flat", "admin.flat@example.com", true);
+    let overview = |tz: &'static str| {
+        let w = &w;
+        let admin = admin.clone();
+        async move {
+            w.ok(
+                &format!("/api/v1/analytics/admin/overview?days=30&tz={tz}"),
+                &admin,
+            )
+            .await
+        }
+    };
+
+    // Kathmandu (UTC+05:45): the period of `days=3` starts at local midnight
+    // two days ago, a quarter-hour-aligned instant inside a UTC day.
+    let kathmandu_today = (now + Duration::minutes(345)).date();
+    let start = (kathmandu_today - Duration::days(2))
+        .with_time(Time::MIDNIGHT)
+        .assume_utc()
+        - Duration::minutes(345);
+    let u = w
+        .user("edges", Some("Asia/Kathmandu"), now - Duration::days(40))
+        .await;
+    let (wa, wb) = (Uuid::now_v7(), Uuid::now_v7());
+    w.ingest(vec![
+        json!({"id": wa, "type": "workflow.upsert", "timestamp": rfc(now - Duration::days(40)), "body": {"user_id": u, "name": "A"}}),
+        json!({"id": wb, "type": "workflow.upsert", "timestamp": rfc(now - Duration::days(40)), "body": {"user_id": u, "name": "B"}}),
+    ])
+    .await;
+    let ca = w.conversation(u, Some(wa), now - Duration::days(40)).await;
+    let cb = w.conversation(u, Some(wb), now - Duration::days(40)).await;
+    // A: 4 messages in the quarter-hour just before the period (same UTC day
+    // as its start), 1 inside. B: 3 inside, right after the start.
+    let before = start - Duration::minutes(10);
+    w.messages(ca, &[before, before, before, before], "gpt-4o", (1, 1))
+        .await;
+    w.messages(ca, &[start + Duration::minutes(1)], "gpt-4o", (1, 1))
+        .await;
+    w.messages(
+        cb,
+        &[start, start + Duration::minutes(14), now],
+        "gpt-4o",
+        (1, 1),
+    )
+    .await;
+    let t = token("edges", "edges@example.com", false);
+    let s = w.ok("/api/v1/analytics/my-stats?days=3", &t).await;
+    assert_eq!(s["period_messages"], 4);
+    assert_eq!(
+        s["most_active_workflow"],
+        json!({"id": wb.to_string(), "name": "B", "message_count": 3})
+    );
+    // Over 7 days (whole UTC days in the middle), A leads with 5.
+    let s = w.ok("/api/v1/analytics/my-stats?days=7", &t).await;
+    assert_eq!(s["period_messages"], 8);
+    assert_eq!(s["most_active_workflow"]["id"], wa.to_string());
+    assert_eq!(s["most_active_workflow"]["message_count"], 5);
+    // In UTC, the same instants, counted here.
+    let utc_start = (now.date() - Duration::days(2))
+        .with_time(Time::MIDNIGHT)
+        .assume_utc();
+    let in_utc = |ts: &[OffsetDateTime]| ts.iter().filter(|t| **t >= utc_start).count() as i64;
+    let a = in_utc(&[before, before, before, before, start + Duration::minutes(1)]);
+    let b = in_utc(&[start, start + Duration::minutes(14), now]);
+    let s = w.ok("/api/v1/analytics/my-stats?days=3&tz=UTC", &t).await;
+    assert_eq!(s["period_messages"].as_i64(), Some(a + b));
+    let best = if a > b || (a == b && wa < wb) {
+        (wa, a)
+    } else {
+        (wb, b)
+    };
+    if best.1 > 0 {
+        assert_eq!(s["most_active_workflow"]["id"], best.0.to_string());
+        assert_eq!(s["most_active_workflow"]["message_count"], best.1);
+    }
+
+    // Active users: the user's latest own message moves forward, never back,
+    // and each user is counted once.
+    let o = overview("UTC").await;
+    assert_eq!(o["active_users_today"], 1);
+    assert_eq!(o["active_users_week"], 1);
+    let v = w.user("mover", None, now - Duration::days(20)).await;
+    let cv = w.conversation(v, None, now - Duration::days(20)).await;
+    w.messages(cv, &[now - Duration::days(5)], "gpt-4o", (1, 1))
+        .await;
+    let o = overview("UTC").await;
+    assert_eq!(
+        (
+            o["active_users_today"].as_i64(),
+            o["active_users_week"].as_i64()
+        ),
+        (Some(1), Some(2))
+    );
+    w.messages(cv, &[now], "gpt-4o", (1, 1)).await;
+    let o = overview("UTC").await;
+    assert_eq!(
+        (
+            o["active_users_today"].as_i64(),
+            o["active_users_week"].as_i64()
+        ),
+        (Some(2), Some(2))
+    );
+    // A late message from before does not move anyone back.
+    w.messages(cv, &[now - Duration::days(6)], "gpt-4o", (1, 1))
+        .await;
+    let o = overview("UTC").await;
+    assert_eq!(
+        (
+            o["active_users_today"].as_i64(),
+            o["active_users_week"].as_i64()
+        ),
+        (Some(2), Some(2))
+    );
+
+    // Totals: the admin (created on sign-in), edges, mover; a user who signs
+    // in before the platform sends them is replaced, not counted twice; a
+    // placeholder user and workflow created by a conversation count.
+    assert_eq!(
+        (o["total_users"].as_i64(), o["total_workflows"].as_i64()),
+        (Some(3), Some(2))
+    );
+    w.ok(
+        "/api/v1/analytics/me",
+        &token("early", "early@example.com", false),
+    )
+    .await;
+    assert_eq!(overview("UTC").await["total_users"], 4);
+    w.user("early", None, now - Duration::days(1)).await;
+    let o = overview("UTC").await;
+    assert_eq!(o["total_users"], 4);
+    let ghost = Uuid::now_v7();
+    let cg = w.conversation(ghost, Some(Uuid::now_v7()), now).await;
+    let o = overview("UTC").await;
+    assert_eq!(
+        (o["total_users"].as_i64(), o["total_workflows"].as_i64()),
+        (Some(5), Some(3))
+    );
+
+    // Funnel cohorts: signed up in the last 30 days are mover and early (edges
+    // 40 days ago; the admin and the ghost have no sign-up). mover sent a
+    // message.
+    assert_eq!(
+        o["funnel"],
+        json!({"signed_up": 2, "created_component": 0, "created_workflow": 0, "sent_message": 1})
+    );
+    // The ghost sends a message before their record arrives: not in any
+    // cohort yet. When it arrives they join it with the step already reached.
+    w.messages(cg, &[now], "gpt-4o", (1, 1)).await;
+    assert_eq!(overview("UTC").await["funnel"], o["funnel"]);
+    w.ingest(vec![json!({"id": ghost, "type": "user.upsert", "timestamp": rfc(now), "body": {"external_id": "ghost", "email": "ghost@example.com"}})])
+        .await;
+    let o = overview("UTC").await;
+    assert_eq!(
+        o["funnel"],
+        json!({"signed_up": 3, "created_component": 0, "created_workflow": 0, "sent_message": 2})
+    );
+    assert_eq!(
+        (o["active_users_today"].as_i64(), o["total_users"].as_i64()),
+        (Some(3), Some(5))
+    );
+    // Kolkata's today starts 5:30 before UTC's next midnight: same figures
+    // here (every fact is at least a day old or now).
+    let k = overview("Asia/Kolkata").await;
+    assert_eq!(k["total_users"], o["total_users"]);
+
+    // Everything agrees with a recount, and a rebuild changes nothing.
+    let range = charlie_store::maintenance::RollupRange::default();
+    let report = w.app.store.verify_rollups(range).await.unwrap();
+    assert!(report.differences.is_empty(), "{:#?}", report.differences);
+    w.app.store.rebuild_rollups(range).await.unwrap();
+    let again = overview("UTC").await;
+    assert_eq!(again, o);
+    let s2 = w.ok("/api/v1/analytics/my-stats?days=3", &t).await;
+    assert_eq!(s2["most_active_workflow"]["id"], wb.to_string());
+    let report = w.app.store.verify_rollups(range).await.unwrap();
+    assert!(report.differences.is_empty(), "{:#?}", report.differences);
+}
