@@ -322,6 +322,49 @@ impl Store {
         Ok(usage)
     }
 
+    /// Platform messages, cost and unpriced messages in buckets
+    /// `[today, end)` and `[week, end)` (`week <= today`): the overview's
+    /// figures as one row, without sending every bucket × model row.
+    pub async fn platform_today_and_week(
+        &self,
+        today: i64,
+        week: i64,
+        end: i64,
+    ) -> StoreResult<(Counters, Counters)> {
+        let cols = ["message_count", "cost_nano_usd", "unpriced_message_count"];
+        let select = cols
+            .iter()
+            .map(|c| {
+                format!(
+                    "CAST(SUM(CASE WHEN bucket >= $1 THEN {c} ELSE 0 END) AS BIGINT) AS today_{c}, \
+                     CAST(SUM({c}) AS BIGINT) AS week_{c}"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let row = sql::query_one(
+            self.conn(),
+            &format!("SELECT {select} FROM platform_buckets WHERE bucket >= $2 AND bucket < $3"),
+            vec![today.into(), week.into(), end.into()],
+        )
+        .await?;
+        let get = |c: &str| -> StoreResult<i64> {
+            Ok(match &row {
+                Some(r) => r.try_get::<Option<i64>>("", c)?.unwrap_or(0),
+                None => 0,
+            })
+        };
+        let of = |p: &str| -> StoreResult<Counters> {
+            Ok(Counters {
+                message_count: get(&format!("{p}_message_count"))?,
+                cost_nano_usd: get(&format!("{p}_cost_nano_usd"))?,
+                unpriced_message_count: get(&format!("{p}_unpriced_message_count"))?,
+                ..Counters::default()
+            })
+        };
+        Ok((of("today")?, of("week")?))
+    }
+
     /// A user's all-time message and conversation counts (kept on `users`
     /// by ingestion, so this does not grow with the user's history).
     pub async fn user_lifetime_totals(&self, user_id: Uuid) -> StoreResult<(i64, i64)> {

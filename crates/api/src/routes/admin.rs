@@ -158,9 +158,14 @@ pub async fn overview(
     let (Some(week_start), Some(today)) = (week_days.first(), week_days.last()) else {
         return Err(ApiError::internal("empty week"));
     };
-    let usage = state.store.platform_usage(&week_days).await?;
-    let today_counters = usage.total_last(1);
-    let week_counters = usage.total_last(7);
+    let (today_counters, week_counters) = state
+        .store
+        .platform_today_and_week(
+            today.first_bucket,
+            week_start.first_bucket,
+            today.end_bucket,
+        )
+        .await?;
     let error_count_today = state
         .store
         .count_errors_since(start_instant(today)?)
