@@ -138,6 +138,19 @@ impl MigrationTrait for Migration {
         }
 
         let db = m.get_connection();
+        if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            // Incremented in place like the other rollups (see
+            // m20261128_000008): room on the page keeps the updates HOT.
+            for table in [
+                "user_buckets",
+                "active_user_buckets",
+                "funnel_cohorts",
+                "platform_totals",
+            ] {
+                db.execute_unprepared(&format!("ALTER TABLE {table} SET (fillfactor = 80)"))
+                    .await?;
+            }
+        }
         let sums = COUNTERS
             .iter()
             .map(|c| format!("SUM({c})"))
