@@ -616,14 +616,14 @@ fn bucket_values(c: &Counters) -> Vec<SimpleExpr> {
     ]
 }
 /// Where each of `users` stands in the funnel (users not found are left
-/// out). On PostgreSQL the rows are locked (`FOR UPDATE`, in id order), so
+/// out). On PostgreSQL the rows are locked (`FOR NO KEY UPDATE`, in id order: compatible with the key-share locks foreign-key checks take), so
 /// the positions stay true until the transaction ends.
 pub(crate) async fn funnel_positions<C: ConnectionTrait>(
     conn: &C,
     users: &std::collections::BTreeSet<Uuid>,
 ) -> StoreResult<BTreeMap<Uuid, FunnelPosition>> {
     let lock = match conn.get_database_backend() {
-        sea_orm::DbBackend::Postgres => " ORDER BY id FOR UPDATE",
+        sea_orm::DbBackend::Postgres => " ORDER BY id FOR NO KEY UPDATE",
         _ => "",
     };
     let ids: Vec<Uuid> = users.iter().copied().collect();

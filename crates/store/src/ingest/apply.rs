@@ -186,11 +186,14 @@ pub(super) async fn apply(
     write_events(txn, &events, &mut out, &mut batch).await?;
     write_errors(txn, &errors, &mut batch).await?;
 
-    // 5. Milestones, then the rollups.
-    record_milestones(txn, &mut batch, &mut out).await?;
-    // Rows other batches write too go last, so their locks are held only
-    // until the commit: sessions, users, then the rollups.
+    // 5. Rows other batches write too go last, so their locks are held only
+    // until the commit: sessions, then the users (locked once, in id order,
+    // before the milestones stamp them and the counters move: two rounds of
+    // row locks in different orders deadlock with a concurrent batch), then
+    // the rollups.
     write_sessions(txn, &mut batch).await?;
+    lock_users(txn, &batch).await?;
+    record_milestones(txn, &mut batch, &mut out).await?;
     update_users(txn, &mut batch).await?;
     batch.rollups.write(txn, now).await?;
     // Month-to-date usage, and the alerts (and their outbox rows) it raises.
@@ -956,6 +959,33 @@ async fn write_sessions(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRe
             batch.rollups.add_session(user, workflow, key.1);
         }
     }
+    Ok(())
+}
+
+/// Locks, in id order, the `users` rows this batch will update (milestone
+/// stamps and counters). `FOR NO KEY UPDATE`, the lock an `UPDATE` of
+/// non-key columns takes: a plain `FOR UPDATE` would also wait for the
+/// key-share locks that concurrent batches' `messages` inserts hold through
+/// the foreign key, and deadlock with them. PostgreSQL only: SQLite runs one
+/// writer at a time.
+async fn lock_users(txn: &DatabaseTransaction, batch: &Batch) -> StoreResult<()> {
+    if txn.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    let mut ids: BTreeSet<Uuid> = batch.milestones.iter().map(|m| m.user_id).collect();
+    ids.extend(batch.rollups.day_rows().map(|(user, _, _, _)| user));
+    ids.extend(batch.last_active.keys().copied());
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = ids.into_iter().collect();
+    let (filter, values) = uuid_in("id", &ids, 1, sea_orm::DbBackend::Postgres);
+    query_all(
+        txn,
+        &format!("SELECT id FROM users WHERE {filter} ORDER BY id FOR NO KEY UPDATE"),
+        values,
+    )
+    .await?;
     Ok(())
 }
 
