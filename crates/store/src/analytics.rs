@@ -97,25 +97,11 @@ const BUCKET_COLUMNS: &str = "message_count, user_message_count, assistant_messa
 
 /// `SUM(...)` of every counter column, cast so both engines return BIGINT.
 fn sums(prefix: &str) -> String {
-    [
-        "message_count",
-        "user_message_count",
-        "assistant_message_count",
-        "conversations_started",
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "reasoning_tokens",
-        "cost_nano_usd",
-        "unpriced_message_count",
-        "unpriced_tokens",
-        "error_count",
-    ]
-    .iter()
-    .map(|c| format!("CAST(SUM({prefix}{c}) AS BIGINT) AS {c}"))
-    .collect::<Vec<_>>()
-    .join(", ")
+    crate::rollup::BUCKET_COUNTER_COLS
+        .iter()
+        .map(|c| format!("CAST(SUM({prefix}{c}) AS BIGINT) AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A time comparison `column >= $n` that is exact on both engines (SQLite
