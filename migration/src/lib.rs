@@ -13,6 +13,7 @@ mod m20261128_000005_budgets_alerts_reports;
 mod m20261128_000006_user_totals;
 mod m20261128_000008_lean_rollup_writes;
 mod m20261128_000009_flat_reads;
+mod m20261129_000010_user_days;
 
 /// Applies the migrations in order.
 #[derive(Debug)]
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000006_user_totals::Migration),
             Box::new(m20261128_000008_lean_rollup_writes::Migration),
             Box::new(m20261128_000009_flat_reads::Migration),
+            Box::new(m20261129_000010_user_days::Migration),
         ]
     }
 }

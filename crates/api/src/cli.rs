@@ -386,7 +386,7 @@ async fn rollups(action: RollupsAction, settings: Settings) -> Result<(), CliErr
         RollupsAction::Rebuild { .. } => {
             let rows = store.rebuild_rollups(range).await?;
             println!(
-                "rebuilt {rows} rollup rows (daily_metrics, usage_buckets, user_buckets, platform_buckets, user_month_usage, and the all-time counters)"
+                "rebuilt {rows} rollup rows (daily_metrics, usage_buckets, user_buckets, user_days, platform_buckets, user_month_usage, and the all-time counters)"
             );
             Ok(())
         }

@@ -391,6 +391,8 @@ pub async fn copy_everything(
     let days: Vec<_> = rollups.day_rows().collect();
     let buckets: Vec<_> = rollups.bucket_rows().collect();
     let platform: Vec<_> = rollups.platform_rows().collect();
+    let user_buckets: Vec<_> = rollups.user_bucket_rows_iter().collect();
+    let user_days: Vec<_> = rollups.user_day_rows_iter().collect();
     let counters = |f: &mut CopyLine<'_>, c: &Counters| {
         for v in [
             c.message_count,
@@ -523,6 +525,25 @@ pub async fn copy_everything(
             })
             .collect(),
     );
+    for (table, key, rows) in [
+        ("user_buckets", "bucket", &user_buckets),
+        ("user_days", "day", &user_days),
+    ] {
+        add(
+            format!("COPY {table} (user_id, {key}, {bucket_counters}) FROM STDIN"),
+            rows.chunks(split(rows.len()))
+                .map(|part| {
+                    chunked(part, |(user, at, c), out| {
+                        let mut f = CopyLine::new(out);
+                        f.uuid(*user);
+                        f.int(Some(*at));
+                        counters(&mut f, c);
+                        f.end();
+                    })
+                })
+                .collect(),
+        );
+    }
     add(
         format!("COPY platform_buckets (bucket, model, {bucket_counters}) FROM STDIN"),
         platform
@@ -1022,6 +1043,7 @@ pub async fn table_counts(store: &Store) -> StoreResult<Vec<(&'static str, i64)>
         "daily_metrics",
         "usage_buckets",
         "user_buckets",
+        "user_days",
         "platform_buckets",
     ] {
         out.push((

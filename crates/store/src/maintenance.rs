@@ -9,8 +9,8 @@
 use crate::{
     Store, StoreResult,
     rollup::{
-        BUCKET_SECONDS, Counters, FUNNEL_COHORT_COLS, FunnelPosition, MessageFacts, Rollups,
-        bucket_of,
+        BUCKET_SECONDS, BUCKETS_PER_DAY, Counters, FUNNEL_COHORT_COLS, FunnelPosition,
+        MessageFacts, Rollups, bucket_of,
     },
     sql,
 };
@@ -107,6 +107,14 @@ impl Bounds {
     fn buckets(&self) -> Vec<sea_orm::Value> {
         vec![self.first_bucket.into(), self.last_bucket.into()]
     }
+
+    /// The range as `user_days.day` numbers (the bounds are whole UTC days).
+    fn days(&self) -> Vec<sea_orm::Value> {
+        vec![
+            self.first_bucket.div_euclid(BUCKETS_PER_DAY).into(),
+            self.last_bucket.div_euclid(BUCKETS_PER_DAY).into(),
+        ]
+    }
 }
 
 impl Store {
@@ -145,6 +153,12 @@ impl Store {
             &txn,
             "DELETE FROM user_buckets WHERE bucket >= $1 AND bucket <= $2",
             b.buckets(),
+        )
+        .await?;
+        sql::execute(
+            &txn,
+            "DELETE FROM user_days WHERE day >= $1 AND day <= $2",
+            b.days(),
         )
         .await?;
         sql::execute(
@@ -280,6 +294,11 @@ fn bucket_text(b: i64) -> String {
         .unwrap_or_else(|_| b.to_string())
 }
 
+/// A `user_days.day` as its UTC date.
+fn day_text(d: i64) -> String {
+    bucket_text(d.saturating_mul(BUCKETS_PER_DAY))
+}
+
 fn user_key(user: Uuid, workflow: Option<Uuid>, at: String) -> String {
     let workflow = workflow.map_or_else(|| "-".to_owned(), |w| w.to_string());
     format!("user {user} workflow {workflow} at {at}")
@@ -296,6 +315,9 @@ fn keyed(r: &Rollups) -> Keyed {
     }
     for (u, b, c) in r.user_bucket_rows_iter() {
         out.insert(("user_buckets", user_key(u, None, bucket_text(b))), c);
+    }
+    for (u, d, c) in r.user_day_rows_iter() {
+        out.insert(("user_days", user_key(u, None, day_text(d))), c);
     }
     for (b, n) in r.active_rows() {
         out.insert(("active_user_buckets", active_key(b)), one_number(n));
@@ -393,6 +415,18 @@ async fn stored_rollups<C: ConnectionTrait>(conn: &C, range: RollupRange) -> Sto
             bucket_text(row.try_get("", "bucket")?),
         );
         out.insert(("user_buckets", key), counters(&row, false)?);
+    }
+    let sql = format!(
+        "SELECT user_id, day, {COUNTER_SELECT}, conversations_started, cost_nano_usd \
+         FROM user_days WHERE day >= $1 AND day <= $2"
+    );
+    for row in sql::query_all(conn, &sql, b.days()).await? {
+        let key = user_key(
+            row.try_get("", "user_id")?,
+            None,
+            day_text(row.try_get("", "day")?),
+        );
+        out.insert(("user_days", key), counters(&row, false)?);
     }
     let sql = format!(
         "SELECT bucket, model, {COUNTER_SELECT}, conversations_started, cost_nano_usd \

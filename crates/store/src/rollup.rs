@@ -8,6 +8,9 @@
 //! - `user_buckets`: the same per user × quarter-hour, without the workflow
 //!   (derived from the `usage_buckets` deltas when written), so a user's days
 //!   read at most 96 rows each;
+//! - `user_days`: the same per user × UTC day (day number since 1970), so a
+//!   user's month reads ~31 day rows plus the partial days at its local
+//!   midnights (see `analytics::Store::user_usage`);
 //! - `platform_buckets`: per quarter-hour × model, all users together.
 //!
 //! Besides those, [`Rollups`] carries the batch's changes of three all-time
@@ -36,6 +39,9 @@ use uuid::Uuid;
 
 /// Seconds in one `usage_buckets` bucket.
 pub const BUCKET_SECONDS: i64 = 900;
+
+/// Buckets in one UTC day: `user_days.day` is `bucket.div_euclid(BUCKETS_PER_DAY)`.
+pub const BUCKETS_PER_DAY: i64 = 86_400 / BUCKET_SECONDS;
 
 /// The bucket index of an instant.
 pub fn bucket_of(at: OffsetDateTime) -> i64 {
@@ -79,6 +85,35 @@ impl Counters {
         self.unpriced_message_count += o.unpriced_message_count;
         self.unpriced_tokens += o.unpriced_tokens;
         self.error_count += o.error_count;
+    }
+
+    /// Subtracts every counter of `o`.
+    pub fn sub(&mut self, o: &Counters) {
+        let mut negated = Counters::default();
+        negated.add(o);
+        for v in negated.fields_mut() {
+            *v = -*v;
+        }
+        self.add(&negated);
+    }
+
+    fn fields_mut(&mut self) -> [&mut i64; 14] {
+        [
+            &mut self.message_count,
+            &mut self.user_message_count,
+            &mut self.assistant_message_count,
+            &mut self.conversations_started,
+            &mut self.unique_sessions,
+            &mut self.input_tokens,
+            &mut self.output_tokens,
+            &mut self.cache_read_tokens,
+            &mut self.cache_write_tokens,
+            &mut self.reasoning_tokens,
+            &mut self.cost_nano_usd,
+            &mut self.unpriced_message_count,
+            &mut self.unpriced_tokens,
+            &mut self.error_count,
+        ]
     }
 
     /// `message_count / unique_sessions`, 0 without sessions.
@@ -266,6 +301,24 @@ impl Rollups {
         out
     }
 
+    /// The `user_days` rows: the `user_buckets` rows summed per UTC day.
+    fn user_day_rows(&self) -> BTreeMap<(Uuid, i64), Counters> {
+        let mut out: BTreeMap<(Uuid, i64), Counters> = BTreeMap::new();
+        for ((user, bucket), c) in self.user_bucket_rows() {
+            out.entry((user, bucket.div_euclid(BUCKETS_PER_DAY)))
+                .or_default()
+                .add(&c);
+        }
+        out
+    }
+
+    /// Every `user_days` row as `(user_id, day, counters)`.
+    pub fn user_day_rows_iter(&self) -> impl Iterator<Item = (Uuid, i64, Counters)> {
+        self.user_day_rows()
+            .into_iter()
+            .map(|((u, d), c)| (u, d, c))
+    }
+
     /// Every `user_buckets` row as `(user_id, bucket, counters)`.
     pub fn user_bucket_rows_iter(&self) -> impl Iterator<Item = (Uuid, i64, Counters)> {
         self.user_bucket_rows()
@@ -436,6 +489,23 @@ impl Rollups {
             .collect();
         let on = increments("user_buckets", &["user_id", "bucket"], BUCKET_COUNTER_COLS);
         insert_many(conn, "user_buckets", &columns, user_buckets, Some(on), &[]).await?;
+
+        let user_days = self
+            .user_day_rows()
+            .into_iter()
+            .map(|((user, day), c)| {
+                let mut row: Vec<SimpleExpr> = vec![user.into(), day.into()];
+                row.extend(bucket_values(&c));
+                row
+            })
+            .collect();
+        let columns: Vec<&str> = ["user_id", "day"]
+            .iter()
+            .chain(BUCKET_COUNTER_COLS)
+            .copied()
+            .collect();
+        let on = increments("user_days", &["user_id", "day"], BUCKET_COUNTER_COLS);
+        insert_many(conn, "user_days", &columns, user_days, Some(on), &[]).await?;
 
         // Platform rows are shared by every writer: they go last, in key
         // order, so their row locks are held only until the commit.
