@@ -335,7 +335,8 @@ pub async fn copy_messages(
 /// `COPY`s everything ingestion stores for `rows`, in the same tables:
 /// the messages, their `ingested_items` ledger rows, the
 /// `conversation_days` they open, and the final rows of `daily_metrics`,
-/// `usage_buckets` and `platform_buckets` (computed in memory with the
+/// `usage_buckets`, `user_buckets`, `user_days` and `platform_buckets`
+/// (computed in memory with the
 /// same [`Rollups`](crate::rollup::Rollups) ingestion uses). All tables are
 /// loaded at once over `streams` connections each (rows split evenly).
 /// Rendering is not timed; the users must exist. Returns the time from the
@@ -559,8 +560,13 @@ pub async fn copy_everything(
             })
             .collect(),
     );
-    let expected =
-        (2 * rows.len() + sessions.len() + days.len() + buckets.len() + platform.len()) as u64;
+    let expected = (2 * rows.len()
+        + sessions.len()
+        + days.len()
+        + buckets.len()
+        + user_buckets.len()
+        + user_days.len()
+        + platform.len()) as u64;
     // At most `streams` COPYs run at once, whatever the table.
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(streams));
     let started = Instant::now();

@@ -512,7 +512,7 @@ async fn run_inner(
     );
     let _ = writeln!(
         out,
-        "| (a') COPY of everything stored | {} ({} rows) | {:.1} s | {} msg/s | the messages, their ledger rows, conversation_days and the final daily_metrics / usage_buckets / platform_buckets rows, {} parallel COPY streams |",
+        "| (a') COPY of everything stored | {} ({} rows) | {:.1} s | {} msg/s | the messages, their ledger rows, conversation_days and the final daily_metrics / usage_buckets / user_buckets / user_days / platform_buckets rows, {} parallel COPY streams |",
         thousands(rows.len() as f64),
         thousands(all_rows as f64),
         all_time.as_secs_f64(),
