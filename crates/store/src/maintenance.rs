@@ -404,29 +404,24 @@ async fn stored_rollups<C: ConnectionTrait>(conn: &C, range: RollupRange) -> Sto
         );
         out.insert(("usage_buckets", key), counters(&row, false)?);
     }
-    let sql = format!(
-        "SELECT user_id, bucket, {COUNTER_SELECT}, conversations_started, cost_nano_usd \
-         FROM user_buckets WHERE bucket >= $1 AND bucket <= $2"
-    );
-    for row in sql::query_all(conn, &sql, b.buckets()).await? {
-        let key = user_key(
-            row.try_get("", "user_id")?,
-            None,
-            bucket_text(row.try_get("", "bucket")?),
+    for (table, key, range, text) in [
+        (
+            "user_buckets",
+            "bucket",
+            b.buckets(),
+            bucket_text as fn(i64) -> String,
+        ),
+        ("user_days", "day", b.days(), day_text),
+    ] {
+        let sql = format!(
+            "SELECT user_id, {key}, {COUNTER_SELECT}, conversations_started, cost_nano_usd \
+             FROM {table} WHERE {key} >= $1 AND {key} <= $2"
         );
-        out.insert(("user_buckets", key), counters(&row, false)?);
-    }
-    let sql = format!(
-        "SELECT user_id, day, {COUNTER_SELECT}, conversations_started, cost_nano_usd \
-         FROM user_days WHERE day >= $1 AND day <= $2"
-    );
-    for row in sql::query_all(conn, &sql, b.days()).await? {
-        let key = user_key(
-            row.try_get("", "user_id")?,
-            None,
-            day_text(row.try_get("", "day")?),
-        );
-        out.insert(("user_days", key), counters(&row, false)?);
+        for row in sql::query_all(conn, &sql, range).await? {
+            let at = text(row.try_get("", key)?);
+            let k = user_key(row.try_get("", "user_id")?, None, at);
+            out.insert((table, k), counters(&row, false)?);
+        }
     }
     let sql = format!(
         "SELECT bucket, model, {COUNTER_SELECT}, conversations_started, cost_nano_usd \

@@ -473,39 +473,8 @@ impl Rollups {
         );
         insert_many(conn, "usage_buckets", &columns, buckets, Some(on), &[]).await?;
 
-        let user_buckets = self
-            .user_bucket_rows()
-            .into_iter()
-            .map(|((user, bucket), c)| {
-                let mut row: Vec<SimpleExpr> = vec![user.into(), bucket.into()];
-                row.extend(bucket_values(&c));
-                row
-            })
-            .collect();
-        let columns: Vec<&str> = ["user_id", "bucket"]
-            .iter()
-            .chain(BUCKET_COUNTER_COLS)
-            .copied()
-            .collect();
-        let on = increments("user_buckets", &["user_id", "bucket"], BUCKET_COUNTER_COLS);
-        insert_many(conn, "user_buckets", &columns, user_buckets, Some(on), &[]).await?;
-
-        let user_days = self
-            .user_day_rows()
-            .into_iter()
-            .map(|((user, day), c)| {
-                let mut row: Vec<SimpleExpr> = vec![user.into(), day.into()];
-                row.extend(bucket_values(&c));
-                row
-            })
-            .collect();
-        let columns: Vec<&str> = ["user_id", "day"]
-            .iter()
-            .chain(BUCKET_COUNTER_COLS)
-            .copied()
-            .collect();
-        let on = increments("user_days", &["user_id", "day"], BUCKET_COUNTER_COLS);
-        insert_many(conn, "user_days", &columns, user_days, Some(on), &[]).await?;
+        write_per_user(conn, "user_buckets", "bucket", self.user_bucket_rows()).await?;
+        write_per_user(conn, "user_days", "day", self.user_day_rows()).await?;
 
         // Platform rows are shared by every writer: they go last, in key
         // order, so their row locks are held only until the commit.
@@ -629,6 +598,32 @@ pub(crate) const DAILY_COUNTER_COLS: &[&str] = &[
     "unpriced_tokens",
     "error_count",
 ];
+
+/// Adds per-user counter rows keyed `(user_id, {key})` to `table`
+/// (`user_buckets`, `user_days`).
+async fn write_per_user<C: ConnectionTrait>(
+    conn: &C,
+    table: &str,
+    key: &str,
+    rows: BTreeMap<(Uuid, i64), Counters>,
+) -> StoreResult<()> {
+    let rows = rows
+        .into_iter()
+        .map(|((user, at), c)| {
+            let mut row: Vec<SimpleExpr> = vec![user.into(), at.into()];
+            row.extend(bucket_values(&c));
+            row
+        })
+        .collect();
+    let columns: Vec<&str> = ["user_id", key]
+        .iter()
+        .chain(BUCKET_COUNTER_COLS)
+        .copied()
+        .collect();
+    let on = increments(table, &["user_id", key], BUCKET_COUNTER_COLS);
+    insert_many(conn, table, &columns, rows, Some(on), &[]).await?;
+    Ok(())
+}
 
 fn daily_values(c: &Counters) -> Vec<SimpleExpr> {
     vec![
