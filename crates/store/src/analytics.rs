@@ -68,8 +68,9 @@ impl Usage {
 /// PostgreSQL gets the day starts as one `bigint[]` for `width_bucket`,
 /// cast from text once per execution by a sub-select: a bare `$n::bigint[]`
 /// is re-parsed for every row under a generic (prepared) plan, which made a
-/// heavy user's month 13 ms instead of 2.5 ms. SQLite, which has no such function, a `CASE` over integer literals (our
-/// own numbers, never input text).
+/// heavy user's month 13 ms instead of 2.5 ms. SQLite, which has no such
+/// function, gets a `CASE` over integer literals (our own numbers, never
+/// input text).
 fn day_number(
     backend: DbBackend,
     column: &str,
@@ -152,18 +153,22 @@ struct Partial {
     tail: bool,
 }
 
+/// The UTC day (`user_days.day`) of a bucket.
+fn utc_day(bucket: i64) -> i64 {
+    bucket.div_euclid(BUCKETS_PER_DAY)
+}
+
 impl DayPlan {
     fn of(days: &[LocalDay]) -> Option<DayPlan> {
         let first = days.first()?;
         let bounds: Vec<i64> = std::iter::once(first.first_bucket)
             .chain(days.iter().map(|d| d.end_bucket))
             .collect();
-        let day_of = |b: i64| b.div_euclid(BUCKETS_PER_DAY);
         let partials = bounds
             .iter()
             .enumerate()
             .filter_map(|(i, &b)| {
-                let start = day_of(b) * BUCKETS_PER_DAY;
+                let start = utc_day(b) * BUCKETS_PER_DAY;
                 match b - start {
                     0 => None,
                     r if r <= BUCKETS_PER_DAY / 2 => Some(Partial {
@@ -182,8 +187,8 @@ impl DayPlan {
             })
             .collect();
         Some(DayPlan {
-            first_day: day_of(bounds[0]),
-            last_day: day_of(*bounds.last()?),
+            first_day: utc_day(bounds[0]),
+            last_day: utc_day(*bounds.last()?),
             bounds,
             partials,
         })
@@ -197,12 +202,11 @@ impl DayPlan {
         totals: &BTreeMap<i64, Counters>,
         partial: &[Counters],
     ) -> Usage {
-        let day_of = |b: i64| b.div_euclid(BUCKETS_PER_DAY);
         let mut prefix = vec![Counters::default(); self.bounds.len()];
         for (p, sum) in self.partials.iter().zip(partial) {
             let slot = &mut prefix[p.bound];
             if p.tail {
-                if let Some(t) = totals.get(&day_of(p.lo)) {
+                if let Some(t) = totals.get(&utc_day(p.lo)) {
                     slot.add(t);
                 }
                 slot.sub(sum);
@@ -214,7 +218,7 @@ impl DayPlan {
         for (i, day) in usage.days.iter_mut().enumerate() {
             let (s, e) = (self.bounds[i], self.bounds[i + 1]);
             let c = &mut day.counters;
-            for (_, t) in totals.range(day_of(s)..day_of(e)) {
+            for (_, t) in totals.range(utc_day(s)..utc_day(e)) {
                 c.add(t);
             }
             c.add(&prefix[i + 1]);
@@ -441,37 +445,21 @@ impl Store {
         Ok(out)
     }
 
-    /// The platform's usage on each of `days`.
+    /// The platform's usage on each of `days`, summed per local day by the
+    /// database.
     pub async fn platform_usage(&self, days: &[LocalDay]) -> StoreResult<Usage> {
-        self.usage_by_day("platform_buckets", "", Vec::new(), days)
-            .await
-    }
-
-    /// The counters of `table` rows matching `filter` (SQL ending in `AND`,
-    /// or empty, using `values` as its parameters), summed per local day.
-    async fn usage_by_day(
-        &self,
-        table: &str,
-        filter: &str,
-        mut values: Vec<Value>,
-        days: &[LocalDay],
-    ) -> StoreResult<Usage> {
         let (Some(first), Some(last)) = (days.first(), days.last()) else {
             return Ok(Usage::default());
         };
-        let n = values.len();
-        let (day, day_values) = day_number(self.backend(), "bucket", days, n + 3);
-        values.extend([first.first_bucket.into(), last.end_bucket.into()]);
+        let (day, day_values) = day_number(self.backend(), "bucket", days, 3);
+        let mut values: Vec<Value> = vec![first.first_bucket.into(), last.end_bucket.into()];
         values.extend(day_values);
         let sql = format!(
-            "SELECT {day} AS day, {} FROM {table} WHERE {filter} bucket >= ${} AND bucket < ${} GROUP BY 1",
-            sums(""),
-            n + 1,
-            n + 2,
+            "SELECT {day} AS day, {} FROM platform_buckets WHERE bucket >= $1 AND bucket < $2 GROUP BY 1",
+            sums("")
         );
-        let rows = sql::query_all(self.conn(), &sql, values).await?;
         let mut usage = Usage::zeroed(days);
-        for row in rows {
+        for row in sql::query_all(self.conn(), &sql, values).await? {
             let day: i64 = row.try_get("", "day")?;
             let slot = usize::try_from(day)
                 .ok()

@@ -395,27 +395,11 @@ pub async fn copy_everything(
     let user_buckets: Vec<_> = rollups.user_bucket_rows_iter().collect();
     let user_days: Vec<_> = rollups.user_day_rows_iter().collect();
     let counters = |f: &mut CopyLine<'_>, c: &Counters| {
-        for v in [
-            c.message_count,
-            c.user_message_count,
-            c.assistant_message_count,
-            c.conversations_started,
-            c.input_tokens,
-            c.output_tokens,
-            c.cache_read_tokens,
-            c.cache_write_tokens,
-            c.reasoning_tokens,
-            c.cost_nano_usd,
-            c.unpriced_message_count,
-            c.unpriced_tokens,
-            c.error_count,
-        ] {
+        for v in c.bucket_fields() {
             f.int(Some(v));
         }
     };
-    let bucket_counters = "message_count, user_message_count, assistant_message_count, \
-        conversations_started, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
-        reasoning_tokens, cost_nano_usd, unpriced_message_count, unpriced_tokens, error_count";
+    let bucket_counters = crate::rollup::BUCKET_COUNTER_COLS.join(", ");
     let mut jobs: Vec<(String, Vec<String>)> = Vec::new();
     let mut add = |statement: String, parts: Vec<Vec<String>>| {
         for chunks in parts {

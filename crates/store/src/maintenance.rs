@@ -10,7 +10,7 @@ use crate::{
     Store, StoreResult,
     rollup::{
         BUCKET_SECONDS, BUCKETS_PER_DAY, Counters, FUNNEL_COHORT_COLS, FunnelPosition,
-        MessageFacts, Rollups, bucket_of,
+        MessageFacts, Rollups,
     },
     sql,
 };
@@ -480,14 +480,7 @@ async fn recount_all_time<C: ConnectionTrait + StreamTrait>(conn: &C) -> StoreRe
             if let Some(b) = row.try_get::<Option<i64>>("", "last_message_bucket")? {
                 all.move_active_user(None, b);
             }
-            let at = |c: &str| row.try_get::<Option<OffsetDateTime>>("", c);
-            let position = FunnelPosition {
-                signup_bucket: at("signed_up_at")?.map(bucket_of),
-                created_component: at("first_component_at")?.is_some(),
-                created_workflow: at("first_workflow_at")?.is_some(),
-                sent_message: at("first_message_at")?.is_some(),
-            };
-            all.move_funnel_position(&FunnelPosition::default(), &position);
+            all.move_funnel_position(&FunnelPosition::default(), &FunnelPosition::of_row(&row)?);
         }
     }
     let workflows = sql::query_one(conn, "SELECT COUNT(*) AS n FROM workflows", vec![])

@@ -71,48 +71,47 @@ pub struct Counters {
 impl Counters {
     /// Adds every counter of `o`.
     pub fn add(&mut self, o: &Counters) {
-        self.message_count += o.message_count;
-        self.user_message_count += o.user_message_count;
-        self.assistant_message_count += o.assistant_message_count;
-        self.conversations_started += o.conversations_started;
-        self.unique_sessions += o.unique_sessions;
-        self.input_tokens += o.input_tokens;
-        self.output_tokens += o.output_tokens;
-        self.cache_read_tokens += o.cache_read_tokens;
-        self.cache_write_tokens += o.cache_write_tokens;
-        self.reasoning_tokens += o.reasoning_tokens;
-        self.cost_nano_usd += o.cost_nano_usd;
-        self.unpriced_message_count += o.unpriced_message_count;
-        self.unpriced_tokens += o.unpriced_tokens;
-        self.error_count += o.error_count;
+        self.add_times(o, 1);
     }
 
     /// Subtracts every counter of `o`.
     pub fn sub(&mut self, o: &Counters) {
-        let mut negated = Counters::default();
-        negated.add(o);
-        for v in negated.fields_mut() {
-            *v = -*v;
-        }
-        self.add(&negated);
+        self.add_times(o, -1);
     }
 
-    fn fields_mut(&mut self) -> [&mut i64; 14] {
+    fn add_times(&mut self, o: &Counters, k: i64) {
+        self.message_count += k * o.message_count;
+        self.user_message_count += k * o.user_message_count;
+        self.assistant_message_count += k * o.assistant_message_count;
+        self.conversations_started += k * o.conversations_started;
+        self.unique_sessions += k * o.unique_sessions;
+        self.input_tokens += k * o.input_tokens;
+        self.output_tokens += k * o.output_tokens;
+        self.cache_read_tokens += k * o.cache_read_tokens;
+        self.cache_write_tokens += k * o.cache_write_tokens;
+        self.reasoning_tokens += k * o.reasoning_tokens;
+        self.cost_nano_usd += k * o.cost_nano_usd;
+        self.unpriced_message_count += k * o.unpriced_message_count;
+        self.unpriced_tokens += k * o.unpriced_tokens;
+        self.error_count += k * o.error_count;
+    }
+
+    /// The counters of the bucket tables, in [`BUCKET_COUNTER_COLS`] order.
+    pub(crate) fn bucket_fields(&self) -> [i64; 13] {
         [
-            &mut self.message_count,
-            &mut self.user_message_count,
-            &mut self.assistant_message_count,
-            &mut self.conversations_started,
-            &mut self.unique_sessions,
-            &mut self.input_tokens,
-            &mut self.output_tokens,
-            &mut self.cache_read_tokens,
-            &mut self.cache_write_tokens,
-            &mut self.reasoning_tokens,
-            &mut self.cost_nano_usd,
-            &mut self.unpriced_message_count,
-            &mut self.unpriced_tokens,
-            &mut self.error_count,
+            self.message_count,
+            self.user_message_count,
+            self.assistant_message_count,
+            self.conversations_started,
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.cost_nano_usd,
+            self.unpriced_message_count,
+            self.unpriced_tokens,
+            self.error_count,
         ]
     }
 
@@ -196,6 +195,20 @@ pub struct CohortDelta {
     pub created_component: i64,
     pub created_workflow: i64,
     pub sent_message: i64,
+}
+
+impl FunnelPosition {
+    /// The position from a `users` row with `signed_up_at`,
+    /// `first_component_at`, `first_workflow_at` and `first_message_at`.
+    pub(crate) fn of_row(row: &sea_orm::QueryResult) -> Result<FunnelPosition, sea_orm::DbErr> {
+        let at = |c: &str| row.try_get::<Option<OffsetDateTime>>("", c);
+        Ok(FunnelPosition {
+            signup_bucket: at("signed_up_at")?.map(bucket_of),
+            created_component: at("first_component_at")?.is_some(),
+            created_workflow: at("first_workflow_at")?.is_some(),
+            sent_message: at("first_message_at")?.is_some(),
+        })
+    }
 }
 
 impl CohortDelta {
@@ -301,20 +314,9 @@ impl Rollups {
         out
     }
 
-    /// The `user_days` rows: the `user_buckets` rows summed per UTC day.
-    fn user_day_rows(&self) -> BTreeMap<(Uuid, i64), Counters> {
-        let mut out: BTreeMap<(Uuid, i64), Counters> = BTreeMap::new();
-        for ((user, bucket), c) in self.user_bucket_rows() {
-            out.entry((user, bucket.div_euclid(BUCKETS_PER_DAY)))
-                .or_default()
-                .add(&c);
-        }
-        out
-    }
-
     /// Every `user_days` row as `(user_id, day, counters)`.
     pub fn user_day_rows_iter(&self) -> impl Iterator<Item = (Uuid, i64, Counters)> {
-        self.user_day_rows()
+        per_utc_day(&self.user_bucket_rows())
             .into_iter()
             .map(|((u, d), c)| (u, d, c))
     }
@@ -473,8 +475,10 @@ impl Rollups {
         );
         insert_many(conn, "usage_buckets", &columns, buckets, Some(on), &[]).await?;
 
-        write_per_user(conn, "user_buckets", "bucket", self.user_bucket_rows()).await?;
-        write_per_user(conn, "user_days", "day", self.user_day_rows()).await?;
+        let user_buckets = self.user_bucket_rows();
+        let user_days = per_utc_day(&user_buckets);
+        write_per_user(conn, "user_buckets", "bucket", user_buckets).await?;
+        write_per_user(conn, "user_days", "day", user_days).await?;
 
         // Platform rows are shared by every writer: they go last, in key
         // order, so their row locks are held only until the commit.
@@ -599,6 +603,17 @@ pub(crate) const DAILY_COUNTER_COLS: &[&str] = &[
     "error_count",
 ];
 
+/// `user_days` rows: `user_buckets` rows summed per UTC day.
+fn per_utc_day(buckets: &BTreeMap<(Uuid, i64), Counters>) -> BTreeMap<(Uuid, i64), Counters> {
+    let mut out: BTreeMap<(Uuid, i64), Counters> = BTreeMap::new();
+    for ((user, bucket), c) in buckets {
+        out.entry((*user, bucket.div_euclid(BUCKETS_PER_DAY)))
+            .or_default()
+            .add(c);
+    }
+    out
+}
+
 /// Adds per-user counter rows keyed `(user_id, {key})` to `table`
 /// (`user_buckets`, `user_days`).
 async fn write_per_user<C: ConnectionTrait>(
@@ -664,24 +679,12 @@ pub(crate) const BUCKET_COUNTER_COLS: &[&str] = &[
 ];
 
 fn bucket_values(c: &Counters) -> Vec<SimpleExpr> {
-    vec![
-        c.message_count.into(),
-        c.user_message_count.into(),
-        c.assistant_message_count.into(),
-        c.conversations_started.into(),
-        c.input_tokens.into(),
-        c.output_tokens.into(),
-        c.cache_read_tokens.into(),
-        c.cache_write_tokens.into(),
-        c.reasoning_tokens.into(),
-        c.cost_nano_usd.into(),
-        c.unpriced_message_count.into(),
-        c.unpriced_tokens.into(),
-        c.error_count.into(),
-    ]
+    c.bucket_fields().into_iter().map(Into::into).collect()
 }
+
 /// Where each of `users` stands in the funnel (users not found are left
-/// out). On PostgreSQL the rows are locked (`FOR NO KEY UPDATE`, in id order: compatible with the key-share locks foreign-key checks take), so
+/// out). On PostgreSQL the rows are locked (`FOR NO KEY UPDATE`, in id
+/// order: compatible with the key-share locks foreign-key checks take), so
 /// the positions stay true until the transaction ends.
 pub(crate) async fn funnel_positions<C: ConnectionTrait>(
     conn: &C,
@@ -701,16 +704,7 @@ pub(crate) async fn funnel_positions<C: ConnectionTrait>(
         );
         let rows = crate::sql::query_all(conn, &sql, values).await?;
         for row in rows {
-            let at = |c: &str| row.try_get::<Option<OffsetDateTime>>("", c);
-            out.insert(
-                row.try_get("", "id")?,
-                FunnelPosition {
-                    signup_bucket: at("signed_up_at")?.map(bucket_of),
-                    created_component: at("first_component_at")?.is_some(),
-                    created_workflow: at("first_workflow_at")?.is_some(),
-                    sent_message: at("first_message_at")?.is_some(),
-                },
-            );
+            out.insert(row.try_get("", "id")?, FunnelPosition::of_row(&row)?);
         }
     }
     Ok(out)
