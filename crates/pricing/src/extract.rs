@@ -134,9 +134,66 @@ struct Record<'n> {
     /// Metrics that repeat a call's usage (Bedrock headers and invocation
     /// metrics); dropped when the same event carries the call's own usage.
     secondary: bool,
+    /// How a later event of the same call is merged into it; see [`Stated`].
+    stated: Option<Stated>,
+    /// `Some(i)`: a sub-call billed apart from the record before it (an
+    /// Anthropic advisor iteration `i`), keyed under that record's call.
+    sub: Option<usize>,
+    /// The model is the one that served the call (an Anthropic fallback) and
+    /// replaces what earlier events of the call named.
+    served: bool,
 }
 
-#[derive(PartialEq, Eq)]
+/// Which parts of the convention a usage object states itself, for usage
+/// objects whose counts are cumulative and authoritative (Anthropic
+/// `message_start`, then `message_delta`; Bedrock): a later event's stated
+/// parts replace the call's, the parts it leaves out are kept. Usages
+/// without it are merged field by field with max.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stated {
+    /// The uncached input (Anthropic's own `input_tokens`).
+    uncached: bool,
+    read: bool,
+    write: bool,
+    write_1h: bool,
+    output: bool,
+    reasoning: bool,
+}
+
+impl Stated {
+    const ALL: Stated = Stated {
+        uncached: true,
+        read: true,
+        write: true,
+        write_1h: true,
+        output: true,
+        reasoning: true,
+    };
+}
+
+/// One converted usage object.
+struct Conv<'n> {
+    usage: TokenUsage,
+    stated: Option<Stated>,
+    /// The model that served the call, when the usage names it (fallback).
+    served_model: Option<&'n str>,
+    /// Calls the usage reports but bills apart (advisor iterations): their
+    /// model, if named, and usage.
+    subs: Vec<(Option<&'n str>, TokenUsage)>,
+}
+
+impl<'n> Conv<'n> {
+    fn merged(usage: TokenUsage) -> Conv<'n> {
+        Conv {
+            usage,
+            stated: None,
+            served_model: None,
+            subs: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum CallKey<'n> {
     Id(&'n str),
     StreamAnon,
@@ -145,6 +202,7 @@ enum CallKey<'n> {
 
 pub(crate) struct Call<'n> {
     key: CallKey<'n>,
+    sub: Option<usize>,
     pub(crate) model: Option<&'n str>,
     pub(crate) usage: TokenUsage,
 }
@@ -201,29 +259,41 @@ fn extract_node<'n>(root: &'n Node<'n>) -> Result<Found<'n>, ExtractError> {
         walker.records.clear();
         walker.walk(event, path, None, None, 1)?;
         let has_primary = walker.records.iter().any(|r| !r.secondary);
+        let mut parent_key = CallKey::StreamAnon;
         for rec in walker.records.drain(..) {
             if rec.secondary && has_primary {
                 continue;
             }
-            let key = match rec.id {
-                Some(id) => {
-                    if is_stream {
-                        current = Some(id);
+            let key = if rec.sub.is_some() {
+                parent_key
+            } else {
+                match rec.id {
+                    Some(id) => {
+                        if is_stream {
+                            current = Some(id);
+                        }
+                        CallKey::Id(id)
                     }
-                    CallKey::Id(id)
-                }
-                None if is_stream => current.map_or(CallKey::StreamAnon, CallKey::Id),
-                None => {
-                    anon += 1;
-                    CallKey::Anon(anon)
+                    None if is_stream => current.map_or(CallKey::StreamAnon, CallKey::Id),
+                    None => {
+                        anon += 1;
+                        CallKey::Anon(anon)
+                    }
                 }
             };
-            if let Some(call) = calls.iter_mut().find(|c| c.key == key) {
-                call.usage = max_merge(&call.usage, &rec.usage);
-                call.model = call.model.or(rec.model);
+            parent_key = key;
+            if let Some(call) = calls.iter_mut().find(|c| c.key == key && c.sub == rec.sub) {
+                call.usage = merge(&call.usage, &rec.usage, rec.stated)
+                    .map_err(|_| ExtractError::Overflow { path: "$".into() })?;
+                call.model = if rec.served {
+                    rec.model.or(call.model)
+                } else {
+                    call.model.or(rec.model)
+                };
             } else {
                 calls.push(Call {
                     key,
+                    sub: rec.sub,
                     model: rec.model,
                     usage: rec.usage,
                 });
@@ -285,6 +355,51 @@ fn event_id<'n>(event: &'n Node<'n>) -> Option<&'n str> {
         .or_else(|| event.get("response").and_then(|m| m.str_of("id")))
 }
 
+/// Merges a later usage of a call into the call's: with max, or, for a usage
+/// that states its parts (see [`Stated`]), its stated parts replace the
+/// call's. `Err` on overflow.
+fn merge(call: &TokenUsage, later: &TokenUsage, stated: Option<Stated>) -> Result<TokenUsage, ()> {
+    let Some(s) = stated else {
+        return Ok(max_merge(call, later));
+    };
+    let uncached = |u: &TokenUsage| {
+        u.input_tokens
+            .saturating_sub(u.cache_read_input_tokens)
+            .saturating_sub(u.cache_creation_input_tokens)
+    };
+    let pick = |stated: bool, later: u64, call: u64| if stated { later } else { call };
+    let read = pick(
+        s.read,
+        later.cache_read_input_tokens,
+        call.cache_read_input_tokens,
+    );
+    let write = pick(
+        s.write,
+        later.cache_creation_input_tokens,
+        call.cache_creation_input_tokens,
+    );
+    let fresh = pick(s.uncached, uncached(later), uncached(call));
+    let output = pick(s.output, later.output_tokens, call.output_tokens);
+    let input = fresh
+        .checked_add(read)
+        .and_then(|v| v.checked_add(write))
+        .ok_or(())?;
+    Ok(TokenUsage {
+        input_tokens: input,
+        output_tokens: output,
+        cache_read_input_tokens: read,
+        cache_creation_input_tokens: write,
+        cache_creation_1h_input_tokens: pick(
+            s.write_1h,
+            later.cache_creation_1h_input_tokens,
+            call.cache_creation_1h_input_tokens,
+        )
+        .min(write),
+        reasoning_tokens: pick(s.reasoning, later.reasoning_tokens, call.reasoning_tokens)
+            .min(output),
+    })
+}
+
 fn max_merge(a: &TokenUsage, b: &TokenUsage) -> TokenUsage {
     TokenUsage {
         input_tokens: a.input_tokens.max(b.input_tokens),
@@ -321,7 +436,10 @@ const LLM_OUTPUT: usize = 7;
 const SOURCE: usize = 8;
 /// `id`, `responseId`, `response_id`, in order of preference.
 const ID_SLOTS: usize = 9;
-const SLOTS: usize = 12;
+/// Langflow keeps a message's `id` in its `data` (the message repeats its
+/// fields there) when the message itself has none.
+const DATA: usize = 12;
+const SLOTS: usize = 13;
 
 fn slot(key: &str) -> Option<usize> {
     Some(match key {
@@ -337,6 +455,7 @@ fn slot(key: &str) -> Option<usize> {
         "id" => ID_SLOTS,
         "responseId" => ID_SLOTS + 1,
         "response_id" => ID_SLOTS + 2,
+        "data" => DATA,
         _ => return None,
     })
 }
@@ -434,7 +553,9 @@ impl<'n> Keys<'n> {
     }
 
     fn id(&self) -> Option<&'n str> {
-        (ID_SLOTS..SLOTS).find_map(|i| self.str_at(i))
+        (ID_SLOTS..DATA)
+            .find_map(|i| self.str_at(i))
+            .or_else(|| self.slots[DATA].and_then(|d| d.str_of("id")))
     }
 }
 
@@ -460,14 +581,28 @@ impl<'n> Walker<'n> {
                 let model = local.or(inherited_model);
                 let own_id = keys.id();
                 if keys.may_hold_usage
-                    && let Some((usage, secondary)) = self.read_call(node, path)?
+                    && let Some((conv, secondary)) = self.read_call(node, path)?
                 {
                     self.records.push(Record {
                         id: own_id.or(parent_id),
-                        model,
-                        usage,
+                        model: conv.served_model.or(model),
+                        usage: conv.usage,
                         secondary,
+                        stated: conv.stated,
+                        sub: None,
+                        served: conv.served_model.is_some(),
                     });
+                    for (i, (sub_model, usage)) in conv.subs.into_iter().enumerate() {
+                        self.records.push(Record {
+                            id: None,
+                            model: sub_model.or(model),
+                            usage,
+                            secondary,
+                            stated: Some(Stated::ALL),
+                            sub: Some(i),
+                            served: false,
+                        });
+                    }
                     return Ok(());
                 }
                 for (key, value) in fields {
@@ -495,7 +630,7 @@ impl<'n> Walker<'n> {
         &mut self,
         obj: &'n Node<'n>,
         path: &Path<'_>,
-    ) -> Result<Option<(TokenUsage, bool)>, ExtractError> {
+    ) -> Result<Option<(Conv<'n>, bool)>, ExtractError> {
         for key in ["usage_metadata", "usageMetadata", "usage", "token_usage"] {
             if let Some(u) = self.container(obj, key, path)? {
                 return Ok(Some((u, false)));
@@ -524,7 +659,7 @@ impl<'n> Walker<'n> {
             return Ok(Some((u, true)));
         }
         if let Some(u) = header_usage(obj, path)? {
-            return Ok(Some((u, true)));
+            return Ok(Some((Conv::merged(u), true)));
         }
         Ok(self.convert(obj, "", path)?.map(|u| (u, false)))
     }
@@ -534,7 +669,7 @@ impl<'n> Walker<'n> {
         obj: &'n Node<'n>,
         key: &str,
         path: &Path<'_>,
-    ) -> Result<Option<TokenUsage>, ExtractError> {
+    ) -> Result<Option<Conv<'n>>, ExtractError> {
         match obj.get(key) {
             Some(inner @ Node::Obj(_)) => self.convert(inner, key, &Path::Key(path, key)),
             _ => Ok(None),
@@ -547,8 +682,11 @@ impl<'n> Walker<'n> {
         u: &'n Node<'n>,
         container: &str,
         path: &Path<'_>,
-    ) -> Result<Option<TokenUsage>, ExtractError> {
+    ) -> Result<Option<Conv<'n>>, ExtractError> {
         let r = Reader { obj: u, path };
+        let mut stated = None;
+        let mut served_model = None;
+        let mut subs = Vec::new();
         let usage = if let Some(billed) = u
             .get("billed_units")
             .filter(|b| b.is_obj())
@@ -598,37 +736,65 @@ impl<'n> Walker<'n> {
         ]) {
             let langchain = container == "usage_metadata"
                 || r.has_any(&["input_token_details", "output_token_details"]);
+            // Anthropic's usage may carry `output_tokens_details` too (with
+            // `thinking_tokens`); the Responses API's always carries
+            // `input_tokens_details` and never Anthropic's cache fields.
+            let anthropic = r.has_any(&[
+                "cache_read_input_tokens",
+                "cache_creation_input_tokens",
+                "cache_creation",
+                "iterations",
+                "server_tool_use",
+            ]) || r.sub("output_tokens_details", "thinking_tokens")?.is_some();
             if langchain {
                 r.langchain()?
-            } else if r.has_any(&["input_tokens_details", "output_tokens_details"]) {
+            } else if !anthropic && r.has_any(&["input_tokens_details", "output_tokens_details"]) {
                 r.responses()?
             } else {
-                r.anthropic_like(
+                let (top, s) = r.anthropic_like(
                     "input_tokens",
                     "output_tokens",
                     "cache_read_input_tokens",
                     "cache_creation_input_tokens",
                     "total_tokens",
-                )?
+                )?;
+                stated = Some(s);
+                match self.iterations(u, path, &top)? {
+                    Some(it) => {
+                        served_model = it.served_model;
+                        subs = it.advisors;
+                        if let Some(billed) = it.billed {
+                            stated = Some(Stated::ALL);
+                            billed
+                        } else {
+                            top
+                        }
+                    }
+                    None => top,
+                }
             }
         } else if r.has_any(&["inputTokens", "outputTokens"]) {
             // Bedrock Converse.
-            r.anthropic_like(
+            let (usage, s) = r.anthropic_like(
                 "inputTokens",
                 "outputTokens",
                 "cacheReadInputTokens",
                 "cacheWriteInputTokens",
                 "totalTokens",
-            )?
+            )?;
+            stated = Some(s);
+            usage
         } else if r.has_any(&["inputTokenCount", "outputTokenCount"]) {
             // Bedrock invocation metrics.
-            r.anthropic_like(
+            let (usage, s) = r.anthropic_like(
                 "inputTokenCount",
                 "outputTokenCount",
                 "cacheReadInputTokenCount",
                 "cacheWriteInputTokenCount",
                 "totalTokenCount",
-            )?
+            )?;
+            stated = Some(s);
+            usage
         } else if r.has_any(&["prompt_eval_count", "eval_count"]) {
             let input = r.count("prompt_eval_count")?;
             let output = r.count("eval_count")?.unwrap_or(0);
@@ -661,8 +827,103 @@ impl<'n> Walker<'n> {
             path: path.to_string(),
             reason: e.to_string(),
         })?;
-        Ok(Some(usage))
+        Ok(Some(Conv {
+            usage,
+            stated,
+            served_model,
+            subs,
+        }))
     }
+
+    /// Anthropic's `usage.iterations[]` (compaction, server-side fallback,
+    /// advisor tool): `None` when absent or empty.
+    ///
+    /// - `compaction` and `message` iterations are billed at the request's
+    ///   model: their sum is the call's usage (the top level leaves the
+    ///   compaction pass out). Thinking is reported only at the top level.
+    /// - A `fallback_message` iteration means a fallback model served the
+    ///   turn: the top level is that answer's usage and stands, and the
+    ///   iteration names the model that served it.
+    /// - `advisor_message` iterations are billed apart at the advisor's
+    ///   model: they become calls of their own.
+    /// - Other types are not billed here and are reported in `warnings`.
+    fn iterations(
+        &mut self,
+        u: &'n Node<'n>,
+        path: &Path<'_>,
+        top: &TokenUsage,
+    ) -> Result<Option<Iterations<'n>>, ExtractError> {
+        let items = match u.get("iterations") {
+            None | Some(Node::Null) => return Ok(None),
+            Some(Node::Arr(items)) if items.is_empty() => return Ok(None),
+            Some(Node::Arr(items)) => items,
+            Some(other) => {
+                return Err(ExtractError::InvalidCount {
+                    path: Path::Key(path, "iterations").to_string(),
+                    reason: format!("expected an array, found {}", kind(other)),
+                });
+            }
+        };
+        let ip = Path::Key(path, "iterations");
+        let mut out = Iterations {
+            billed: None,
+            served_model: None,
+            advisors: Vec::new(),
+        };
+        let mut fallback = false;
+        let mut billed: Option<TokenUsage> = None;
+        for (i, item) in items.iter().enumerate() {
+            let p = Path::Idx(&ip, i);
+            let r = Reader {
+                obj: item,
+                path: &p,
+            };
+            let kind_of = item.str_of("type");
+            let usage = || {
+                r.anthropic_like(
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_read_input_tokens",
+                    "cache_creation_input_tokens",
+                    "total_tokens",
+                )
+                .map(|(usage, _)| usage)
+            };
+            match kind_of {
+                Some("compaction" | "message") => {
+                    let it = usage()?;
+                    billed = Some(match billed {
+                        None => it,
+                        Some(b) => b.checked_add(&it).map_err(|_| ExtractError::Overflow {
+                            path: p.to_string(),
+                        })?,
+                    });
+                }
+                Some("fallback_message") => {
+                    fallback = true;
+                    out.served_model = item.str_of("model");
+                }
+                Some("advisor_message") => out.advisors.push((item.str_of("model"), usage()?)),
+                other => self.warnings.push(format!(
+                    "{p}: usage iteration of type {} is not counted",
+                    other.map_or_else(|| "(none)".to_owned(), |t| format!("{t:?}"))
+                )),
+            }
+        }
+        if !fallback && let Some(mut b) = billed {
+            b.reasoning_tokens = top.reasoning_tokens.min(b.output_tokens);
+            out.billed = Some(b);
+        }
+        Ok(Some(out))
+    }
+}
+
+/// What [`Walker::iterations`] read.
+struct Iterations<'n> {
+    /// The sum of the billed iterations, when it replaces the top level.
+    billed: Option<TokenUsage>,
+    served_model: Option<&'n str>,
+    advisors: Vec<(Option<&'n str>, TokenUsage)>,
 }
 
 /// Bedrock's usage headers (`x-amzn-bedrock-input-token-count`, ...), as an
@@ -898,7 +1159,8 @@ impl Reader<'_, '_> {
     }
 
     /// Anthropic Messages and Bedrock's camelCase usage: the input count
-    /// leaves out cache reads and writes, which are added to it here.
+    /// leaves out cache reads and writes, which are added to it here. Also
+    /// says which parts the object states (see [`Stated`]).
     fn anthropic_like(
         &self,
         input_key: &str,
@@ -906,16 +1168,27 @@ impl Reader<'_, '_> {
         read_key: &str,
         write_key: &str,
         total_key: &str,
-    ) -> Result<TokenUsage, ExtractError> {
-        let raw = self.count(input_key)?.unwrap_or(0);
-        let output = self.count(output_key)?.unwrap_or(0);
-        let read = self.count(read_key)?.unwrap_or(0);
+    ) -> Result<(TokenUsage, Stated), ExtractError> {
+        let raw_in = self.count(input_key)?;
+        let raw = raw_in.unwrap_or(0);
+        let out = self.count(output_key)?;
+        let output = out.unwrap_or(0);
+        let read_in = self.count(read_key)?;
+        let read = read_in.unwrap_or(0);
         let e5 = self.sub("cache_creation", "ephemeral_5m_input_tokens")?;
         let e1 = self.sub("cache_creation", "ephemeral_1h_input_tokens")?;
-        let write = match self.count(write_key)? {
+        // Bedrock: `cacheDetails` splits the writes by TTL ("5m", "1h").
+        let (detail_total, detail_1h) = self.cache_details()?;
+        let write_in = self.count(write_key)?;
+        let write = match write_in {
             Some(w) => w,
-            None => self.add(e5.unwrap_or(0), e1.unwrap_or(0))?,
+            None => match detail_total {
+                Some(t) => t,
+                None => self.add(e5.unwrap_or(0), e1.unwrap_or(0))?,
+            },
         };
+        let write_1h = e1.or(detail_1h);
+        let thinking = self.sub("output_tokens_details", "thinking_tokens")?;
         let cached = self.add(read, write)?;
         // A total equal to input + output says the input already held the
         // cache tokens (some proxies re-shape usage that way).
@@ -928,14 +1201,58 @@ impl Reader<'_, '_> {
         } else {
             self.add(raw, cached)?
         };
-        Ok(TokenUsage {
-            input_tokens: input,
-            output_tokens: output,
-            cache_read_input_tokens: read,
-            cache_creation_input_tokens: write,
-            cache_creation_1h_input_tokens: e1.unwrap_or(0),
-            reasoning_tokens: 0,
-        })
+        let stated = Stated {
+            uncached: raw_in.is_some(),
+            read: read_in.is_some(),
+            write: write_in.is_some() || e5.is_some() || e1.is_some() || detail_total.is_some(),
+            write_1h: write_1h.is_some(),
+            output: out.is_some(),
+            reasoning: thinking.is_some(),
+        };
+        Ok((
+            TokenUsage {
+                input_tokens: input,
+                output_tokens: output,
+                cache_read_input_tokens: read,
+                cache_creation_input_tokens: write,
+                cache_creation_1h_input_tokens: write_1h.unwrap_or(0),
+                reasoning_tokens: thinking.unwrap_or(0),
+            },
+            stated,
+        ))
+    }
+
+    /// Bedrock's `cacheDetails: [{"ttl": "5m" | "1h", "inputTokens": n}]`:
+    /// (all writes, one-hour writes), `None` when absent.
+    fn cache_details(&self) -> Result<(Option<u64>, Option<u64>), ExtractError> {
+        let items = match self.obj.get("cacheDetails") {
+            None | Some(Node::Null) => return Ok((None, None)),
+            Some(Node::Arr(items)) => items,
+            Some(other) => {
+                return Err(ExtractError::InvalidCount {
+                    path: Path::Key(self.path, "cacheDetails").to_string(),
+                    reason: format!("expected an array, found {}", kind(other)),
+                });
+            }
+        };
+        let dp = Path::Key(self.path, "cacheDetails");
+        let (mut total, mut one_hour) = (0u64, 0u64);
+        for (i, item) in items.iter().enumerate() {
+            let p = Path::Idx(&dp, i);
+            let r = Reader {
+                obj: item,
+                path: &p,
+            };
+            let n = r.count("inputTokens")?.unwrap_or(0);
+            total = checked(total, n, &p)?;
+            if item
+                .str_of("ttl")
+                .is_some_and(|t| t.eq_ignore_ascii_case("1h") || t.eq_ignore_ascii_case("T1H"))
+            {
+                one_hour = checked(one_hour, n, &p)?;
+            }
+        }
+        Ok((Some(total), Some(one_hour)))
     }
 }
 

@@ -60,6 +60,19 @@ const CASES: &[(&str, Option<&str>, Counts, usize)] = &[
     ("langflow_run.json", Some("gpt-4o-mini"), (1200, 80, 0, 0, 0, 0), 1),
     ("langflow_run_two_llms.json", Some("gpt-4o-mini"), (1200, 150, 0, 0, 0, 0), 2),
     ("langflow_stream.json", Some("gpt-4o-mini"), (300, 12, 0, 0, 0, 0), 1),
+    ("langflow_run_id_in_data.json", Some("gpt-4o-mini"), (10, 5, 0, 0, 0, 0), 1),
+    // Anthropic, current API (recorded responses kept by the Vercel AI SDK).
+    ("anthropic_code_execution_cache_stream.json", Some("claude-sonnet-5"), (9632, 198, 6289, 3337, 0, 0), 1),
+    ("anthropic_web_search_stream.json", Some("claude-sonnet-4-20250514"), (15665, 795, 0, 0, 0, 0), 1),
+    ("anthropic_message_delta_input_stream.json", Some("claude-opus-4-5-20251101"), (61, 2, 0, 0, 0, 0), 1),
+    ("anthropic_thinking.json", Some("claude-opus-5"), (51, 1699, 0, 0, 0, 139), 1),
+    ("anthropic_compaction.json", Some("claude-opus-4-6"), (61067, 1912, 0, 0, 0, 0), 1),
+    ("anthropic_compaction_stream.json", Some("claude-opus-4-6"), (60997, 3341, 0, 0, 0, 0), 1),
+    ("anthropic_fallback.json", Some("claude-opus-4-8"), (412, 264, 0, 0, 0, 0), 1),
+    ("anthropic_fallback_stream.json", Some("claude-opus-4-8"), (412, 264, 0, 0, 0, 0), 1),
+    ("anthropic_advisor.json", Some("claude-sonnet-4-6"), (5142, 4074, 0, 0, 0, 0), 2),
+    ("anthropic_advisor_stream.json", Some("claude-sonnet-4-6"), (7455, 7271, 0, 0, 0, 0), 2),
+    ("bedrock_converse_cache_ttl.json", None, (3012, 40, 0, 3000, 2000, 0), 1),
 ];
 
 #[test]
@@ -129,6 +142,100 @@ fn newer_anthropic_message_delta_with_cumulative_input_is_not_double_counted() {
     let mut expected = TokenUsage::new(1050, 70);
     expected.cache_read_input_tokens = 1000;
     assert_eq!(found.usage, Some(expected));
+}
+
+#[test]
+fn an_old_style_message_delta_keeps_message_start_input_and_cache() {
+    // Before 2025 `message_delta` carried only `output_tokens`.
+    let stream = br#"[
+      {"type":"message_start","message":{"id":"msg_o","model":"claude-3-5-haiku-20241022","usage":{"input_tokens":40,"cache_read_input_tokens":900,"cache_creation_input_tokens":60,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":60},"output_tokens":1}}},
+      {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":33}}
+    ]"#;
+    let found = extract_slice(stream).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.usage, Some(usage((1000, 33, 900, 60, 60, 0))));
+}
+
+#[test]
+fn a_cumulative_message_delta_replaces_message_start_even_when_smaller() {
+    // The delta's counts are the turn's; message_start's cache write was
+    // re-reported as a read. Max would keep 3068 written and 6289 read.
+    let stream = br#"[
+      {"type":"message_start","message":{"id":"msg_r","model":"claude-sonnet-4-5","usage":{"input_tokens":2,"cache_creation_input_tokens":3068,"cache_read_input_tokens":0,"output_tokens":1}}},
+      {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"input_tokens":6,"cache_creation_input_tokens":0,"cache_read_input_tokens":6289,"output_tokens":198}}
+    ]"#;
+    let found = extract_slice(stream).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.usage, Some(usage((6295, 198, 6289, 0, 0, 0))));
+    // A delta stating only the input keeps message_start's cache parts.
+    let stream = br#"[
+      {"type":"message_start","message":{"id":"msg_s","usage":{"input_tokens":43,"cache_read_input_tokens":1000,"output_tokens":1}}},
+      {"type":"message_delta","usage":{"input_tokens":61,"output_tokens":2}}
+    ]"#;
+    let found = extract_slice(stream).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.usage, Some(usage((1061, 2, 1000, 0, 0, 0))));
+}
+
+#[test]
+fn anthropic_iterations_are_summed_by_type() {
+    let with = |iterations: &str| {
+        let body = format!(
+            r#"{{"model":"claude-opus-4-6","usage":{{"input_tokens":100,"cache_read_input_tokens":50,"output_tokens":20,"output_tokens_details":{{"thinking_tokens":5}},"iterations":[{iterations}]}}}}"#
+        );
+        extract_slice(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"))
+    };
+    // compaction + message: the sum, cache parts included; thinking kept.
+    let found = with(
+        r#"{"type":"compaction","input_tokens":5000,"cache_read_input_tokens":0,"output_tokens":300},{"type":"message","input_tokens":100,"cache_read_input_tokens":50,"output_tokens":20}"#,
+    );
+    assert_eq!(found.usage, Some(usage((5150, 320, 50, 0, 0, 5))));
+    // A fallback served the turn: the top level stands, the served model wins.
+    let found = with(
+        r#"{"type":"message","model":"claude-fable-5","input_tokens":90,"output_tokens":0},{"type":"fallback_message","model":"claude-opus-4-8","input_tokens":100,"cache_read_input_tokens":50,"output_tokens":20}"#,
+    );
+    assert_eq!(found.usage, Some(usage((150, 20, 50, 0, 0, 5))));
+    assert_eq!(found.model.as_deref(), Some("claude-opus-4-8"));
+    // An advisor iteration is a call of its own, at the advisor's model.
+    let found = with(
+        r#"{"type":"message","input_tokens":100,"cache_read_input_tokens":50,"output_tokens":20},{"type":"advisor_message","model":"claude-opus-4-7","input_tokens":700,"output_tokens":80}"#,
+    );
+    let calls: Vec<_> = found
+        .calls
+        .iter()
+        .map(|c| (c.model.as_deref(), c.usage))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (Some("claude-opus-4-6"), usage((150, 20, 50, 0, 0, 5))),
+            (Some("claude-opus-4-7"), usage((700, 80, 0, 0, 0, 0))),
+        ]
+    );
+    // Unknown types only: the top level stands, with a warning.
+    let found = with(r#"{"type":"future_kind","input_tokens":9,"output_tokens":9}"#);
+    assert_eq!(found.usage, Some(usage((150, 20, 50, 0, 0, 5))));
+    assert!(
+        found.warnings.iter().any(|w| w.contains("future_kind")),
+        "{:?}",
+        found.warnings
+    );
+}
+
+#[test]
+fn responses_api_usage_is_not_mistaken_for_anthropic_thinking() {
+    let found = extract_slice(
+        br#"{"model":"o4-mini","usage":{"input_tokens":10,"input_tokens_details":{"cached_tokens":4},"output_tokens":9,"output_tokens_details":{"reasoning_tokens":6},"total_tokens":19}}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.usage, Some(usage((10, 9, 4, 0, 0, 6))));
+}
+
+#[test]
+fn a_langflow_message_takes_its_model_from_the_source() {
+    let found = extract_slice(
+        br#"{"outputs":[{"outputs":[{"results":{"message":{"data":{"id":"m-1"},"properties":{"source":{"id":"LanguageModelComponent-x","display_name":"Language Model","source":"claude-haiku-4-5"},"usage":{"input_tokens":70,"output_tokens":9,"total_tokens":79}}}}}]}]}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.model.as_deref(), Some("claude-haiku-4-5"));
+    assert_eq!(found.calls.len(), 1);
 }
 
 #[test]
