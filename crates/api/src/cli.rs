@@ -171,6 +171,9 @@ enum UsageAction {
         /// Cache-write tokens (a subset of --input).
         #[arg(long, default_value_t = 0)]
         cache_write: u64,
+        /// The part of --cache-write made with a one-hour lifetime.
+        #[arg(long = "cache-write-1h", default_value_t = 0)]
+        cache_write_1h: u64,
         /// Reasoning tokens (a subset of --output).
         #[arg(long, default_value_t = 0)]
         reasoning: u64,
@@ -419,7 +422,10 @@ async fn rollups(action: RollupsAction, settings: Settings) -> Result<(), CliErr
 }
 
 fn usage(action: UsageAction, settings: &Settings) -> Result<(), CliError> {
-    let catalog = crate::pricing::load_catalog(settings)?;
+    let (catalog, summary) = crate::pricing::load_catalog_with_summary(settings)?;
+    if let Some(line) = summary {
+        eprintln!("{line}");
+    }
     let now = time::OffsetDateTime::now_utc();
     match action {
         UsageAction::Extract { at } => {
@@ -439,6 +445,7 @@ fn usage(action: UsageAction, settings: &Settings) -> Result<(), CliError> {
             output,
             cache_read,
             cache_write,
+            cache_write_1h,
             reasoning,
             at,
         } => {
@@ -447,7 +454,7 @@ fn usage(action: UsageAction, settings: &Settings) -> Result<(), CliError> {
                 output_tokens: output,
                 cache_read_input_tokens: cache_read,
                 cache_creation_input_tokens: cache_write,
-                cache_creation_1h_input_tokens: 0,
+                cache_creation_1h_input_tokens: cache_write_1h,
                 reasoning_tokens: reasoning,
             };
             usage.validate().map_err(|e| CliError(e.to_string()))?;

@@ -46,7 +46,10 @@ impl PriceSource {
 pub enum TokenType {
     Input,
     CacheRead,
+    // Named as `as_str` names them (snake_case alone would write `cache_write5m`).
+    #[serde(rename = "cache_write_5m")]
     CacheWrite5m,
+    #[serde(rename = "cache_write_1h")]
     CacheWrite1h,
     Output,
     Reasoning,
@@ -399,6 +402,46 @@ struct Inner {
     aliases: HashMap<String, String>,
 }
 
+/// What a custom price file held, as [`Catalog::load_custom_prices`] read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceFileSummary {
+    /// Prices loaded (entries of a LiteLLM table, `[[prices]]` of ours).
+    pub loaded: usize,
+    /// Aliases loaded (our format only).
+    pub aliases: usize,
+    /// Names of the entries skipped because nothing in them is priced per
+    /// token, sorted.
+    pub skipped: Vec<String>,
+}
+
+/// How many skipped names the one-line summary lists.
+const SKIPPED_NAMED: usize = 5;
+
+impl std::fmt::Display for PriceFileSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} token-priced entries loaded", self.loaded)?;
+        if self.aliases > 0 {
+            write!(f, ", {} aliases", self.aliases)?;
+        }
+        if !self.skipped.is_empty() {
+            let named = self.skipped.iter().take(SKIPPED_NAMED).map(String::as_str);
+            let more = self.skipped.len().saturating_sub(SKIPPED_NAMED);
+            write!(
+                f,
+                "; {} entries without a per-token price skipped ({}{})",
+                self.skipped.len(),
+                named.collect::<Vec<_>>().join(", "),
+                if more > 0 {
+                    format!(", and {more} more")
+                } else {
+                    String::new()
+                }
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Built-in and custom prices with model aliases. Immutable once built and
 /// cheap to clone and share between threads.
 ///
@@ -478,8 +521,37 @@ impl Catalog {
     /// assert_eq!(cost.total_usd.map(|u| u.to_string()).as_deref(), Some("0.01"));
     /// # Ok::<(), charlie_pricing::PricingError>(())
     /// ```
-    pub fn with_custom_prices(mut self, text: &str) -> Result<Catalog, PricingError> {
+    pub fn with_custom_prices(self, text: &str) -> Result<Catalog, PricingError> {
+        self.load_custom_prices(text).map(|(catalog, _)| catalog)
+    }
+
+    /// [`Catalog::with_custom_prices`], also telling what was loaded and
+    /// what was skipped (a LiteLLM table's entries priced per query, image,
+    /// second, ..., which carry no per-token price).
+    ///
+    /// ```
+    /// use charlie_pricing::Catalog;
+    ///
+    /// let (_, summary) = Catalog::empty().load_custom_prices(r#"{
+    ///     "gpt-4o": {"input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05},
+    ///     "exa_ai/search": {"mode": "search", "tiered_pricing":
+    ///         [{"input_cost_per_query": 0.005, "max_results_range": [0, 25]}]}
+    /// }"#)?;
+    /// assert_eq!((summary.loaded, summary.skipped.len()), (1, 1));
+    /// assert_eq!(summary.to_string(),
+    ///     "1 token-priced entries loaded; 1 entries without a per-token price skipped (exa_ai/search)");
+    /// # Ok::<(), charlie_pricing::PricingError>(())
+    /// ```
+    pub fn load_custom_prices(
+        mut self,
+        text: &str,
+    ) -> Result<(Catalog, PriceFileSummary), PricingError> {
         let parsed = crate::custom::parse(text)?;
+        let summary = PriceFileSummary {
+            loaded: parsed.prices.len(),
+            aliases: parsed.aliases.len(),
+            skipped: parsed.skipped,
+        };
         self.resolved = Arc::default();
         let inner = Arc::make_mut(&mut self.inner);
         for price in parsed.prices {
@@ -490,7 +562,7 @@ impl Catalog {
                 .aliases
                 .insert(alias.trim().to_ascii_lowercase(), model);
         }
-        Ok(self)
+        Ok((self, summary))
     }
 
     /// Maps a name (an Azure deployment, say) to a model id.

@@ -1,5 +1,6 @@
 //! Custom price files: our TOML and JSON format, and LiteLLM's
-//! `model_prices_and_context_window.json`, told apart by their content.
+//! `model_prices_and_context_window.json` (read in [`crate::litellm`]), told
+//! apart by their content.
 //!
 //! Our format (TOML shown; JSON has the same shape), rates in USD per
 //! million tokens, as decimal strings (exact) or numbers:
@@ -35,6 +36,9 @@ use time::Date;
 pub(crate) struct Parsed {
     pub prices: Vec<ModelPrice>,
     pub aliases: Vec<(String, String)>,
+    /// Entries of a LiteLLM table with no per-token price (search, image,
+    /// audio, per-second, ...), sorted by name.
+    pub skipped: Vec<String>,
 }
 
 /// A rate as written: a decimal string, an integer or a float. Floats are
@@ -68,13 +72,13 @@ impl<'de> Deserialize<'de> for RateText {
     }
 }
 
-fn float_text(n: f64) -> String {
+pub(crate) fn float_text(n: f64) -> String {
     // Rust's Display for f64 prints the shortest round-trip digits, never
     // in exponent form.
     format!("{n}")
 }
 
-fn decimal(model: &str, field: &str, text: &str) -> Result<Decimal, PricingError> {
+pub(crate) fn decimal(model: &str, field: &str, text: &str) -> Result<Decimal, PricingError> {
     let err = |reason: String| PricingError::InvalidPrice {
         model: model.to_owned(),
         field: field.to_owned(),
@@ -152,7 +156,7 @@ impl OurRates {
     }
 }
 
-const EPOCH: Date = time::macros::date!(1970 - 01 - 01);
+pub(crate) const EPOCH: Date = time::macros::date!(1970 - 01 - 01);
 
 fn our_prices(file: OurFile) -> Result<Parsed, PricingError> {
     let mut prices = Vec::with_capacity(file.prices.len());
@@ -196,6 +200,7 @@ fn our_prices(file: OurFile) -> Result<Parsed, PricingError> {
     Ok(Parsed {
         prices,
         aliases: file.aliases.into_iter().collect(),
+        skipped: Vec::new(),
     })
 }
 
@@ -212,159 +217,13 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, PricingError> {
                 serde_json::from_value(value).map_err(|e| PricingError::Json(e.to_string()))?;
             our_prices(file)
         } else {
-            litellm(&value)
+            crate::litellm::parse(&value)
         }
     } else {
         let file: OurFile =
             toml::from_str(trimmed).map_err(|e| PricingError::Toml(e.to_string()))?;
         our_prices(file)
     }
-}
-
-/// LiteLLM's per-token field names and the token type each prices.
-const LITELLM_FIELDS: [(&str, TokenType); 6] = [
-    ("input_cost_per_token", TokenType::Input),
-    ("output_cost_per_token", TokenType::Output),
-    ("cache_read_input_token_cost", TokenType::CacheRead),
-    ("cache_creation_input_token_cost", TokenType::CacheWrite5m),
-    (
-        "cache_creation_input_token_cost_above_1hr",
-        TokenType::CacheWrite1h,
-    ),
-    ("output_cost_per_reasoning_token", TokenType::Reasoning),
-];
-
-fn litellm_number(
-    model: &str,
-    field: &str,
-    v: &serde_json::Value,
-) -> Result<Option<Decimal>, PricingError> {
-    let text = match v {
-        serde_json::Value::Null => return Ok(None),
-        serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
-            (Some(u), _, _) => u.to_string(),
-            (None, Some(i), _) => i.to_string(),
-            (None, None, Some(f)) => float_text(f),
-            _ => n.to_string(),
-        },
-        serde_json::Value::String(s) => s.trim().to_owned(),
-        other => {
-            return Err(PricingError::InvalidPrice {
-                model: model.to_owned(),
-                field: field.to_owned(),
-                reason: format!("expected a number, found {other}"),
-            });
-        }
-    };
-    decimal(model, field, &text).map(Some)
-}
-
-/// `input_cost_per_token_above_200k_tokens` -> (`input_cost_per_token`, 200000).
-fn above_k(field: &str) -> Option<(&str, u64)> {
-    let rest = field.strip_suffix("k_tokens")?;
-    let (base, n) = rest.rsplit_once("_above_")?;
-    let n: u64 = n.parse().ok()?;
-    Some((base, n.checked_mul(1000)?))
-}
-
-fn litellm(value: &serde_json::Value) -> Result<Parsed, PricingError> {
-    let Some(entries) = value.as_object() else {
-        return Err(PricingError::UnknownFormat(
-            "expected an object of models (LiteLLM) or a `prices` list".into(),
-        ));
-    };
-    let mut prices = Vec::new();
-    for (model, entry) in entries {
-        if model == "sample_spec" {
-            continue;
-        }
-        let Some(fields) = entry.as_object() else {
-            continue;
-        };
-        let mut rates = Rates::default();
-        let mut tiers: BTreeMap<u64, Rates> = BTreeMap::new();
-        for (field, v) in fields {
-            if let Some((_, t)) = LITELLM_FIELDS.iter().find(|(name, _)| name == field) {
-                rates.set(*t, litellm_number(model, field, v)?);
-            } else if let Some((base, above)) = above_k(field)
-                && let Some((_, t)) = LITELLM_FIELDS.iter().find(|(name, _)| *name == base)
-            {
-                tiers
-                    .entry(above)
-                    .or_default()
-                    .set(*t, litellm_number(model, field, v)?);
-            }
-        }
-        if let Some(bands) = fields.get("tiered_pricing").and_then(|b| b.as_array()) {
-            for band in bands {
-                let low = band
-                    .get("range")
-                    .and_then(|r| r.get(0))
-                    .and_then(|n| n.as_f64())
-                    .filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n < 1e15)
-                    .ok_or_else(|| PricingError::InvalidPrice {
-                        model: model.clone(),
-                        field: "tiered_pricing.range".into(),
-                        reason: "expected [low, high] token counts".into(),
-                    })?;
-                let mut band_rates = Rates::default();
-                for (name, t) in LITELLM_FIELDS {
-                    if let Some(v) = band.get(name) {
-                        band_rates.set(t, litellm_number(model, name, v)?);
-                    }
-                }
-                // `low` is a whole number below 1e15, so the cast is exact.
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let low = low as u64;
-                if low == 0 {
-                    for t in TokenType::ALL {
-                        if rates.get(t).is_none() {
-                            rates.set(t, band_rates.get(t));
-                        }
-                    }
-                } else {
-                    let tier = tiers.entry(low).or_default();
-                    for t in TokenType::ALL {
-                        if tier.get(t).is_none() {
-                            tier.set(t, band_rates.get(t));
-                        }
-                    }
-                }
-            }
-        }
-        if rates.is_empty() && tiers.is_empty() {
-            // Image, audio or search-priced entries: nothing per token.
-            continue;
-        }
-        let provider = fields
-            .get("litellm_provider")
-            .and_then(|p| p.as_str())
-            .unwrap_or("custom")
-            .to_owned();
-        prices.push(ModelPrice {
-            model: model.clone(),
-            provider,
-            valid_from: EPOCH,
-            source: PriceSource::Custom,
-            rates,
-            tiers: tiers
-                .into_iter()
-                .map(|(above, rates)| Tier {
-                    above_input_tokens: above,
-                    rates,
-                })
-                .collect(),
-        });
-    }
-    if prices.is_empty() && !entries.is_empty() {
-        return Err(PricingError::UnknownFormat(
-            "no entry has per-token prices (`input_cost_per_token`, ...) nor is there a `prices` list".into(),
-        ));
-    }
-    Ok(Parsed {
-        prices,
-        aliases: Vec::new(),
-    })
 }
 
 /// Parses `alias=model` pairs separated by commas (or newlines), as in

@@ -29,12 +29,13 @@ mod catalog;
 mod custom;
 mod error;
 mod extract;
+mod litellm;
 mod matching;
 mod node;
 
 pub use catalog::{
-    Catalog, Cost, CostLine, ModelPrice, ModelPriceInfo, PriceSource, PricingStatus, Rates,
-    RatesPerMtok, Tier, TierInfo, TokenType,
+    Catalog, Cost, CostLine, ModelPrice, ModelPriceInfo, PriceFileSummary, PriceSource,
+    PricingStatus, Rates, RatesPerMtok, Tier, TierInfo, TokenType,
 };
 pub use custom::parse_aliases;
 pub use error::{ExtractError, PricingError};

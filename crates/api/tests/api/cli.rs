@@ -72,3 +72,75 @@ fn migrate_status_lists_every_migration() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn litellm_s_whole_table_prices_through_the_cli_as_it_says() {
+    let table = crate::helpers::litellm_table_file();
+    #[rustfmt::skip]
+    let cases: &[(&[&str], &str)] = &[
+        // claude-sonnet-4-5: input 3e-06, read 3e-07, 5m write 3.75e-06, 1h write 6e-06, output 1.5e-05.
+        (&["--model", "claude-sonnet-4-5", "--input", "100000", "--output", "10000",
+           "--cache-read", "50000", "--cache-write", "20000", "--cache-write-1h", "10000"], "0.3525"),
+        // gemini-2.5-pro above 200k: input 2.5e-06, read 2.5e-07, output 1.5e-05.
+        (&["--model", "gemini-2.5-pro", "--input", "300000", "--output", "10000",
+           "--cache-read", "100000", "--reasoning", "4000"], "0.675"),
+        // Dashscope's (256k, 1M] band: input 1.2e-06, output 3.6e-06, reasoning 1.2e-05.
+        (&["--model", "dashscope/qwen-plus-2025-07-28", "--input", "300000", "--output", "10000",
+           "--reasoning", "5000"], "0.438"),
+        // gpt-4o: input 2.5e-06, read 1.25e-06, output 1e-05.
+        (&["--model", "gpt-4o", "--input", "1000000", "--output", "100000", "--cache-read", "400000"], "3"),
+    ];
+    for (args, want) in cases {
+        let out = charlie_stats()
+            .env("PRICING_FILE", &table)
+            .args(["usage", "price"])
+            .args(*args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        // One summary line about the file, naming what was skipped.
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(
+                "3994 token-priced entries loaded; 883 entries without a per-token price skipped"
+            ),
+            "{stderr}"
+        );
+        let cost: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(cost["status"], "priced", "{args:?}: {cost}");
+        assert_eq!(cost["total_usd"].as_str(), Some(*want), "{args:?}: {cost}");
+        assert!(
+            cost["price_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("custom:")),
+            "{cost}"
+        );
+    }
+    let _ = std::fs::remove_file(table);
+}
+
+#[test]
+fn a_broken_price_file_stops_start_up_naming_the_entry() {
+    let path = std::env::temp_dir().join(format!(
+        "charlie-bad-prices-{}.json",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(
+        &path,
+        r#"{"gpt-4o": {"input_cost_per_token": 2.5e-06}, "broken-model": {"output_cost_per_token": -1}}"#,
+    )
+    .unwrap();
+    let out = charlie_stats()
+        .env("PRICING_FILE", &path)
+        .args(["usage", "models"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PRICING_FILE") && stderr.contains("broken-model"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(path);
+}

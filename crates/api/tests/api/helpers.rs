@@ -87,3 +87,24 @@ pub async fn json(resp: reqwest::Response) -> serde_json::Value {
     let text = resp.text().await.expect("body");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
+
+/// LiteLLM's whole published price table (release 1.110.2, the pricing
+/// crate's fixture), unpacked to a fresh temporary file.
+pub fn litellm_table_file() -> std::path::PathBuf {
+    use std::io::Read;
+    let packed = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../pricing/tests/fixtures/litellm/model_prices_and_context_window-1.110.2.json.gz"
+    );
+    let bytes = std::fs::read(packed).expect("the LiteLLM fixture");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(bytes.as_slice())
+        .read_to_string(&mut text)
+        .expect("a gzipped JSON file");
+    let path = std::env::temp_dir().join(format!(
+        "charlie-litellm-{}.json",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&path, text).expect("a temporary file");
+    path
+}

@@ -826,3 +826,44 @@ async fn a_user_who_signed_in_before_the_platform_sent_them_keeps_one_record() {
     .await;
     assert_eq!(thief["results"][0]["error"]["code"], "conflict");
 }
+
+#[tokio::test]
+async fn the_server_starts_with_litellm_s_whole_table_and_prices_by_it() {
+    let table = crate::helpers::litellm_table_file();
+    let app = spawn_app_with(Vars::from([("PRICING_FILE", table.display().to_string())])).await;
+    let key = app.api_key().await;
+    let (u, c) = (Uuid::now_v7(), Uuid::now_v7());
+    // An Anthropic response: 30k uncached input, 50k cache reads, 20k cache
+    // writes (half of them with a one-hour lifetime), 10k output.
+    let llm_response = json!({
+        "type": "message", "model": "claude-sonnet-4-5",
+        "usage": {"input_tokens": 30000, "cache_read_input_tokens": 50000,
+                  "cache_creation_input_tokens": 20000,
+                  "cache_creation": {"ephemeral_5m_input_tokens": 10000, "ephemeral_1h_input_tokens": 10000},
+                  "output_tokens": 10000}
+    });
+    let body = post(
+        &app,
+        &key,
+        &[
+            user(u, "litellm-user", "09:00:00"),
+            conversation(c, u, None, "09:00:01"),
+            item(
+                Uuid::now_v7(),
+                "message.create",
+                "09:00:02",
+                json!({"conversation_id": c, "role": "assistant", "llm_response": llm_response}),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(outcomes(&body), vec!["created"; 3], "{body:#}");
+    let day = app.store.daily_rows_for_tests(u).await.unwrap();
+    assert_eq!(day.len(), 1, "{day:?}");
+    // LiteLLM 1.110.2's claude-sonnet-4-5: input 3e-06, cache read 3e-07,
+    // cache write 3.75e-06 (5 minutes) and 6e-06 (1 hour), output 1.5e-05:
+    // 30k × 3e-6 + 50k × 3e-7 + 10k × 3.75e-6 + 10k × 6e-6 + 10k × 1.5e-5 = $0.3525.
+    assert_eq!(day[0].estimated_cost_nano_usd, 352_500_000);
+    assert_eq!(day[0].input_tokens, 100_000);
+    let _ = std::fs::remove_file(table);
+}
