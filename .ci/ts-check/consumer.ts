@@ -1,8 +1,18 @@
-// The frontend's interfaces, exactly as the reporting plan writes them
-// (src/frontend/src/lib/api.ts, AdminDashboardPage.tsx, ErrorList.tsx). The
-// generated client types must be assignable to them: a renamed or removed
-// field, or a changed type, fails this check.
-import type { components } from "./generated/api";
+// The frontend's view of the API, checked against the TypeScript generated
+// from openapi/openapi.json the way the frontend uses it: each type is taken
+// from `paths[path][method].responses[status].content["application/json"]`,
+// so an endpoint whose JSON response leaves the generated `paths` (or changes
+// shape) fails to compile. `covered` must list every JSON endpoint of the
+// spec (checked here at compile time and by coverage.mjs against the JSON
+// file itself).
+import type { paths } from "./generated/api";
+
+// ---------------------------------------------------------------------------
+// The reporting plan's interfaces, verbatim (src/frontend/src/lib/api.ts,
+// AdminDashboardPage.tsx, FunnelChart.tsx, ErrorList.tsx). The service
+// answers more fields than the plan reads, so these are checked one way:
+// the response must be usable where the plan expects its interface.
+// ---------------------------------------------------------------------------
 
 export interface DailyBreakdown {
   date: string;
@@ -24,6 +34,13 @@ export interface UserStats {
   most_active_workflow: MostActiveWorkflow | null;
   avg_messages_per_conversation: number;
   period_days: number;
+}
+
+interface FunnelData {
+  signed_up: number;
+  created_component: number;
+  created_workflow: number;
+  sent_message: number;
 }
 
 interface AdminOverview {
@@ -55,10 +72,309 @@ interface ErrorItem {
   sentry_url: string | null;
 }
 
-type Schemas = components["schemas"];
+// ---------------------------------------------------------------------------
+// The full responses, as the README and the OpenAPI descriptions document
+// them (the plan does not spell these out). Checked both ways: each is an
+// exact record of its response, so adding, removing, renaming or retyping a
+// field fails here until this file (and so the frontend) is updated.
+// ---------------------------------------------------------------------------
 
-// Each generated response must be usable where the frontend expects its type.
-export const userStats = (s: Schemas["UserStatsResponse"]): UserStats => s;
-export const adminOverview = (o: Schemas["AdminOverviewResponse"]): AdminOverview => o;
-export const recentErrors = (r: Schemas["RecentErrorsResponse"]): { errors: ErrorItem[]; total: number } => r;
-export const me = (m: Schemas["MeResponse"]): { user_id: string; email: string | null; is_admin: boolean } => m;
+interface ApiErrorBody {
+  code: string;
+  message: string;
+}
+
+interface Health {
+  status: string;
+}
+
+interface Me {
+  user_id: string;
+  email: string | null;
+  is_admin: boolean;
+}
+
+interface DailyBreakdownFull extends DailyBreakdown {
+  conversations: number;
+  total_tokens: number;
+  estimated_cost_usd: number;
+}
+
+interface UserStatsFull extends UserStats {
+  daily_breakdown: DailyBreakdownFull[];
+  timezone: string;
+  period_messages: number;
+  period_conversations: number;
+  period_input_tokens: number;
+  period_output_tokens: number;
+  period_total_tokens: number;
+  period_estimated_cost_usd: number;
+  period_unpriced_messages: number;
+  period_unpriced_tokens: number;
+}
+
+interface AdminOverviewFull extends AdminOverview {
+  funnel: FunnelData;
+  period_days: number;
+  timezone: string;
+  estimated_cost_week_usd: number;
+  unpriced_messages_today: number;
+}
+
+interface ErrorItemFull extends ErrorItem {
+  request_id: string | null;
+  user_id: string | null;
+  workflow_id: string | null;
+}
+
+interface RecentErrors {
+  errors: ErrorItemFull[];
+  total: number;
+  total_matching: number;
+}
+
+interface CostGroup {
+  key: string;
+  messages: number;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+  reasoning_tokens: number;
+  total_tokens: number;
+  estimated_cost_usd: number;
+  unpriced_messages: number;
+  unpriced_tokens: number;
+}
+
+interface Costs {
+  from: string;
+  to: string;
+  timezone: string;
+  group_by: string;
+  groups: CostGroup[];
+  totals: CostGroup;
+}
+
+interface FunnelStep {
+  step: string;
+  users: number;
+  conversion_from_previous: number | null;
+  conversion_from_signup: number | null;
+}
+
+interface Funnel {
+  period_days: number;
+  timezone: string;
+  counts: FunnelData;
+  steps: FunnelStep[];
+}
+
+interface AdminUserStats {
+  user: {
+    id: string;
+    external_id: string | null;
+    email: string | null;
+    timezone: string | null;
+    created_at: string;
+  };
+  stats: UserStatsFull;
+  recent_conversations: {
+    id: string;
+    workflow_id: string | null;
+    langflow_session_id: string | null;
+    langsmith_url: string | null;
+    created_at: string;
+  }[];
+}
+
+interface Alert {
+  id: string;
+  user_id: string;
+  month: string;
+  threshold_percent: number;
+  level: string;
+  cost_usd: number;
+  budget_usd: number;
+  created_at: string;
+  webhook_status: string | null;
+  webhook_attempts: number;
+}
+
+interface Alerts {
+  alerts: Alert[];
+}
+
+interface MyUsage {
+  month: string;
+  month_start: string;
+  month_end: string;
+  timezone: string;
+  message_count: number;
+  input_tokens: number;
+  output_tokens: number;
+  total_tokens: number;
+  cost_usd: number;
+  budget_usd: number | null;
+  budget_source: string | null;
+  percent_used: number | null;
+  projected_month_end_cost_usd: number;
+  alerts: Alert[];
+}
+
+interface Preferences {
+  weekly_report_opt_out: boolean;
+}
+
+interface BudgetRequest {
+  monthly_budget_usd: string | null;
+}
+
+interface Budget {
+  user_id: string;
+  monthly_budget_usd: number | null;
+  effective_budget_usd: number | null;
+}
+
+interface IngestItem {
+  id: string;
+  type: string;
+  timestamp: string;
+  body: Record<string, unknown>;
+}
+
+interface IngestResult {
+  id: string | null;
+  status: number;
+  outcome: string;
+  error: ApiErrorBody | null;
+  warnings: string[];
+}
+
+interface IngestResponse {
+  results: IngestResult[];
+  created: number;
+  updated: number;
+  duplicates: number;
+  errors: number;
+}
+
+// ---------------------------------------------------------------------------
+// The generated types, from `paths`, as the frontend's client reads them.
+// ---------------------------------------------------------------------------
+
+type P = paths;
+type HealthJson = P["/health"]["get"]["responses"][200]["content"]["application/json"];
+type ReadyJson = P["/ready"]["get"]["responses"][200]["content"]["application/json"];
+type IngestJson = P["/api/v1/ingest"]["post"]["responses"][207]["content"]["application/json"];
+type IngestBody = P["/api/v1/ingest"]["post"]["requestBody"]["content"]["application/json"];
+type MeJson = P["/api/v1/analytics/me"]["get"]["responses"][200]["content"]["application/json"];
+type PreferencesJson =
+  P["/api/v1/analytics/me/preferences"]["put"]["responses"][200]["content"]["application/json"];
+type PreferencesBody =
+  P["/api/v1/analytics/me/preferences"]["put"]["requestBody"]["content"]["application/json"];
+type MyStatsJson =
+  P["/api/v1/analytics/my-stats"]["get"]["responses"][200]["content"]["application/json"];
+type MyUsageJson =
+  P["/api/v1/analytics/my-usage"]["get"]["responses"][200]["content"]["application/json"];
+type OverviewJson =
+  P["/api/v1/analytics/admin/overview"]["get"]["responses"][200]["content"]["application/json"];
+type ErrorsJson =
+  P["/api/v1/analytics/admin/errors"]["get"]["responses"][200]["content"]["application/json"];
+type CostsJson =
+  P["/api/v1/analytics/admin/costs"]["get"]["responses"][200]["content"]["application/json"];
+type FunnelJson =
+  P["/api/v1/analytics/admin/funnel"]["get"]["responses"][200]["content"]["application/json"];
+type UserStatsJson =
+  P["/api/v1/analytics/admin/users/{id}/stats"]["get"]["responses"][200]["content"]["application/json"];
+type BudgetJson =
+  P["/api/v1/analytics/admin/users/{id}/budget"]["put"]["responses"][200]["content"]["application/json"];
+type BudgetBody =
+  P["/api/v1/analytics/admin/users/{id}/budget"]["put"]["requestBody"]["content"]["application/json"];
+type AlertsJson =
+  P["/api/v1/analytics/admin/alerts"]["get"]["responses"][200]["content"]["application/json"];
+
+// ---------------------------------------------------------------------------
+// The checks. Each is a compile-time assertion (and `true` at run time).
+// ---------------------------------------------------------------------------
+
+/** `Spec` is assignable to `Frontend`: the response can be used as the interface. */
+const fits =
+  <Spec, Frontend>() =>
+  (_: (s: Spec) => Frontend): true =>
+    true;
+/** Assignable both ways: `Frontend` is an exact record of `Spec`. */
+const same =
+  <Spec, Frontend>() =>
+  (_to: (s: Spec) => Frontend, _from: (f: Frontend) => Spec): true =>
+    true;
+const id = <T>(x: T): T => x;
+
+type Method = "get" | "put" | "post" | "delete" | "patch";
+type Statuses<Op> = Op extends { responses: infer R } ? keyof R & number : never;
+/** The 2xx statuses of an operation that have an `application/json` body. */
+type JsonSuccess<Op> = Op extends { responses: infer R }
+  ? {
+      [S in Statuses<Op>]: `${S}` extends `2${string}`
+        ? S extends keyof R
+          ? R[S] extends { content: { "application/json": unknown } }
+            ? S
+            : never
+          : never
+        : never;
+    }[Statuses<Op>]
+  : never;
+/** Every JSON success response of the spec, as `"METHOD path status"`. */
+type JsonEndpoint = {
+  [Path in keyof P]: {
+    [M in Method]: `${Uppercase<M>} ${Path & string} ${JsonSuccess<P[Path][M]>}`;
+  }[Method];
+}[keyof P];
+
+/** Every JSON body of a non-2xx answer in the spec (they must all be the error body). */
+type JsonFailure = {
+  [Path in keyof P]: {
+    [M in Method]: P[Path][M] extends { responses: infer R }
+      ? {
+          [S in keyof R & number]: `${S}` extends `2${string}`
+            ? never
+            : R[S] extends { content: { "application/json": infer T } }
+              ? T
+              : never;
+        }[keyof R & number]
+      : never;
+  }[Method];
+}[keyof P];
+
+// One entry per JSON endpoint: a missing or extra entry is a compile error.
+export const covered: { [K in JsonEndpoint]: true } = {
+  "GET /health 200": same<HealthJson, Health>()(id, id),
+  "GET /ready 200": same<ReadyJson, Health>()(id, id),
+  "POST /api/v1/ingest 207": same<IngestJson, IngestResponse>()(id, id),
+  "GET /api/v1/analytics/me 200": same<MeJson, Me>()(id, id),
+  "PUT /api/v1/analytics/me/preferences 200": same<PreferencesJson, Preferences>()(id, id),
+  "GET /api/v1/analytics/my-stats 200":
+    fits<MyStatsJson, UserStats>()(id) && same<MyStatsJson, UserStatsFull>()(id, id),
+  "GET /api/v1/analytics/my-usage 200": same<MyUsageJson, MyUsage>()(id, id),
+  "GET /api/v1/analytics/admin/overview 200":
+    fits<OverviewJson, AdminOverview>()(id) && same<OverviewJson, AdminOverviewFull>()(id, id),
+  "GET /api/v1/analytics/admin/errors 200":
+    fits<ErrorsJson, { errors: ErrorItem[] }>()(id) && same<ErrorsJson, RecentErrors>()(id, id),
+  "GET /api/v1/analytics/admin/costs 200": same<CostsJson, Costs>()(id, id),
+  "GET /api/v1/analytics/admin/funnel 200":
+    fits<FunnelJson["counts"], FunnelData>()(id) && same<FunnelJson, Funnel>()(id, id),
+  "GET /api/v1/analytics/admin/users/{id}/stats 200":
+    fits<UserStatsJson["stats"], UserStats>()(id) && same<UserStatsJson, AdminUserStats>()(id, id),
+  "PUT /api/v1/analytics/admin/users/{id}/budget 200": same<BudgetJson, Budget>()(id, id),
+  "GET /api/v1/analytics/admin/alerts 200": same<AlertsJson, Alerts>()(id, id),
+};
+
+// What the frontend (or the platform) sends must be accepted as the request body.
+export const requestBodies = {
+  ingest: fits<{ batch: IngestItem[] }, IngestBody>()(id),
+  preferences: fits<Preferences, PreferencesBody>()(id),
+  budget: fits<BudgetRequest, BudgetBody>()(id),
+};
+
+// Every JSON error answer is `{"code", "message"}`.
+export const errorBody = same<JsonFailure, ApiErrorBody>()(id, id);

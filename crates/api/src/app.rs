@@ -132,6 +132,9 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .configure(routes::configure)
+                // Swagger UI lives under `/docs/`; `/docs` (what the README
+                // links) is sent there with a permanent redirect.
+                .service(web::redirect("/docs", "/docs/").permanent())
                 .service(
                     SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", ApiDoc::openapi()),
                 )

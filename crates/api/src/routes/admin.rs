@@ -263,8 +263,10 @@ fn rfc3339(t: OffsetDateTime) -> String {
     params(ErrorsQuery),
     security(("user_jwt" = [])),
     responses(
-        (status = 200, description = "Errors, newest first", body = RecentErrorsResponse, content_type = "application/json"),
-        (status = 200, description = "The same as CSV (`format=csv`)", body = String, content_type = "text/csv"),
+        (status = 200, description = "Errors, newest first: JSON, or the same rows as CSV with `format=csv`", content(
+            (RecentErrorsResponse = "application/json"),
+            (String = "text/csv"),
+        )),
         (status = 400, description = "`limit` outside 1–200 or unknown `format`", body = ErrorBody),
         (status = 401, description = "Missing or invalid session token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
@@ -437,8 +439,10 @@ pub struct CostsQuery {
     params(CostsQuery),
     security(("user_jwt" = [])),
     responses(
-        (status = 200, description = "The cost report", body = CostsResponse, content_type = "application/json"),
-        (status = 200, description = "The groups as CSV (`format=csv`)", body = String, content_type = "text/csv"),
+        (status = 200, description = "The cost report: JSON, or its groups as CSV with `format=csv`", content(
+            (CostsResponse = "application/json"),
+            (String = "text/csv"),
+        )),
         (status = 400, description = "Bad dates, `from` after `to`, a range over 366 days, unknown `group_by`, `tz` or `format`", body = ErrorBody),
         (status = 401, description = "Missing or invalid session token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),

@@ -31,8 +31,21 @@ pub struct IngestItem {
     /// When it happened (RFC 3339). At most a day in the future.
     pub timestamp: String,
     /// The type's fields; see the description of this operation.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = item_body_schema)]
     pub body: serde_json::Value,
+}
+
+/// `body` is a JSON object whose fields depend on `type`: declared free-form
+/// (`additionalProperties: true`) so that generated clients accept any fields.
+fn item_body_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+        .description(Some(
+            "The type's fields; see the description of this operation.",
+        ))
+        .build()
 }
 
 /// A batch of items.

@@ -39,7 +39,10 @@ pub struct PreviewQuery {
     params(PreviewQuery),
     security(("user_jwt" = [])),
     responses(
-        (status = 200, description = "The report's HTML (or plain text with `format=text`)", content_type = "text/html", body = String),
+        (status = 200, description = "The report's HTML, or its plain-text part with `format=text`", content(
+            (String = "text/html"),
+            (String = "text/plain"),
+        )),
         (status = 400, description = "Missing `user_id`, bad `week` or `format`", body = ErrorBody),
         (status = 401, description = "Missing or invalid session token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),

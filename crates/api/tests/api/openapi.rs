@@ -29,3 +29,59 @@ async fn the_served_spec_is_the_generated_one_and_swagger_ui_is_served() {
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.unwrap().contains("swagger"));
 }
+
+#[tokio::test]
+async fn get_docs_redirects_to_swagger_ui() {
+    let app = spawn_app().await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = no_redirects.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(resp.status(), 308, "GET /docs must redirect permanently");
+    assert_eq!(resp.headers()["location"], "/docs/");
+    // Followed, as a browser does, it lands on Swagger UI.
+    let ui = app.get("/docs").await;
+    assert_eq!(ui.status(), 200);
+    assert_eq!(ui.url().path(), "/docs/");
+    assert!(ui.text().await.unwrap().contains("swagger"));
+}
+
+/// The 200 response's content map of `GET path` in the generated spec.
+fn ok_content(spec: &serde_json::Value, path: &str) -> serde_json::Map<String, serde_json::Value> {
+    spec["paths"][path]["get"]["responses"]["200"]["content"]
+        .as_object()
+        .unwrap_or_else(|| panic!("GET {path} declares no 200 content"))
+        .clone()
+}
+
+#[test]
+fn csv_endpoints_declare_their_json_schema_and_csv() {
+    let spec: serde_json::Value = serde_json::from_str(&charlie_api::openapi::spec_json()).unwrap();
+    for (path, schema) in [
+        ("/api/v1/analytics/admin/errors", "RecentErrorsResponse"),
+        ("/api/v1/analytics/admin/costs", "CostsResponse"),
+    ] {
+        let content = ok_content(&spec, path);
+        let mut types: Vec<&str> = content.keys().map(String::as_str).collect();
+        types.sort_unstable();
+        assert_eq!(types, ["application/json", "text/csv"], "GET {path}");
+        assert_eq!(
+            content["application/json"]["schema"]["$ref"],
+            format!("#/components/schemas/{schema}"),
+            "GET {path}: the JSON 200 must reference its schema"
+        );
+        assert_eq!(
+            content["text/csv"]["schema"]["type"], "string",
+            "GET {path}"
+        );
+        assert!(
+            spec["components"]["schemas"][schema].is_object(),
+            "{schema} is missing from components"
+        );
+    }
+    let preview = ok_content(&spec, "/api/v1/analytics/admin/reports/preview");
+    let mut types: Vec<&str> = preview.keys().map(String::as_str).collect();
+    types.sort_unstable();
+    assert_eq!(types, ["text/html", "text/plain"]);
+}
