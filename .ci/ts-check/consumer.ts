@@ -135,6 +135,10 @@ interface RecentErrors {
 
 interface CostGroup {
   key: string;
+  // With group_by=component only: the component's name and its workflow.
+  label?: string | null;
+  workflow_id?: string | null;
+  workflow_name?: string | null;
   messages: number;
   input_tokens: number;
   output_tokens: number;
@@ -145,6 +149,35 @@ interface CostGroup {
   estimated_cost_usd: number;
   unpriced_messages: number;
   unpriced_tokens: number;
+}
+
+// Cost and tokens per Langflow component (my-stats/components and the
+// admin's users/{id}/components).
+interface UsageFigures {
+  messages: number;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+  reasoning_tokens: number;
+  total_tokens: number;
+  estimated_cost_usd: number;
+  unpriced_messages: number;
+  unpriced_tokens: number;
+}
+
+interface UserComponents {
+  period_days: number;
+  timezone: string;
+  from: string;
+  to: string;
+  workflows: {
+    workflow_id: string | null;
+    workflow_name: string | null;
+    usage: UsageFigures;
+    components: { component_id: string; name: string; usage: UsageFigures }[];
+  }[];
+  totals: UsageFigures;
 }
 
 interface Costs {
@@ -251,6 +284,17 @@ interface IngestResult {
   warnings: string[];
 }
 
+// What Langfuse's Python SDK (3.x, as Langflow pins it) reads from
+// `GET /api/public/projects` before it sends traces.
+interface LangfuseProjects {
+  data: {
+    id: string;
+    name: string;
+    organization: { id: string; name: string };
+    metadata: { [key: string]: unknown };
+  }[];
+}
+
 interface IngestResponse {
   results: IngestResult[];
   created: number;
@@ -275,6 +319,10 @@ type PreferencesBody =
   P["/api/v1/analytics/me/preferences"]["put"]["requestBody"]["content"]["application/json"];
 type MyStatsJson =
   P["/api/v1/analytics/my-stats"]["get"]["responses"][200]["content"]["application/json"];
+type MyComponentsJson =
+  P["/api/v1/analytics/my-stats/components"]["get"]["responses"][200]["content"]["application/json"];
+type UserComponentsJson =
+  P["/api/v1/analytics/admin/users/{id}/components"]["get"]["responses"][200]["content"]["application/json"];
 type MyUsageJson =
   P["/api/v1/analytics/my-usage"]["get"]["responses"][200]["content"]["application/json"];
 type OverviewJson =
@@ -293,6 +341,8 @@ type BudgetBody =
   P["/api/v1/analytics/admin/users/{id}/budget"]["put"]["requestBody"]["content"]["application/json"];
 type AlertsJson =
   P["/api/v1/analytics/admin/alerts"]["get"]["responses"][200]["content"]["application/json"];
+type LangfuseProjectsJson =
+  P["/api/public/projects"]["get"]["responses"][200]["content"]["application/json"];
 
 // ---------------------------------------------------------------------------
 // The checks. Each is a compile-time assertion (and `true` at run time).
@@ -355,6 +405,7 @@ export const covered: { [K in JsonEndpoint]: true } = {
   "PUT /api/v1/analytics/me/preferences 200": same<PreferencesJson, Preferences>()(id, id),
   "GET /api/v1/analytics/my-stats 200":
     fits<MyStatsJson, UserStats>()(id) && same<MyStatsJson, UserStatsFull>()(id, id),
+  "GET /api/v1/analytics/my-stats/components 200": same<MyComponentsJson, UserComponents>()(id, id),
   "GET /api/v1/analytics/my-usage 200": same<MyUsageJson, MyUsage>()(id, id),
   "GET /api/v1/analytics/admin/overview 200":
     fits<OverviewJson, AdminOverview>()(id) && same<OverviewJson, AdminOverviewFull>()(id, id),
@@ -365,8 +416,11 @@ export const covered: { [K in JsonEndpoint]: true } = {
     fits<FunnelJson["counts"], FunnelData>()(id) && same<FunnelJson, Funnel>()(id, id),
   "GET /api/v1/analytics/admin/users/{id}/stats 200":
     fits<UserStatsJson["stats"], UserStats>()(id) && same<UserStatsJson, AdminUserStats>()(id, id),
+  "GET /api/v1/analytics/admin/users/{id}/components 200":
+    same<UserComponentsJson, UserComponents>()(id, id),
   "PUT /api/v1/analytics/admin/users/{id}/budget 200": same<BudgetJson, Budget>()(id, id),
   "GET /api/v1/analytics/admin/alerts 200": same<AlertsJson, Alerts>()(id, id),
+  "GET /api/public/projects 200": fits<LangfuseProjectsJson, LangfuseProjects>()(id),
 };
 
 // What the frontend (or the platform) sends must be accepted as the request body.

@@ -14,6 +14,8 @@ mod m20261128_000006_user_totals;
 mod m20261128_000008_lean_rollup_writes;
 mod m20261128_000009_flat_reads;
 mod m20261129_000010_user_days;
+mod m20261203_000011_component_costs;
+mod m20261203_000012_otel_spans;
 
 /// Applies the migrations in order.
 #[derive(Debug)]
@@ -31,6 +33,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000008_lean_rollup_writes::Migration),
             Box::new(m20261128_000009_flat_reads::Migration),
             Box::new(m20261129_000010_user_days::Migration),
+            Box::new(m20261203_000011_component_costs::Migration),
+            Box::new(m20261203_000012_otel_spans::Migration),
         ]
     }
 }

@@ -87,9 +87,15 @@ enum KeysAction {
     Create {
         #[arg(long)]
         name: String,
-        /// Print `{"id", "key"}` instead of text.
+        /// Print `{"id", "key"}` instead of text (with `--langfuse`, also
+        /// `langfuse_public_key` and `langfuse_secret_key`).
         #[arg(long)]
         json: bool,
+        /// Also print the key as the Langfuse public/secret key pair that
+        /// Langflow's Langfuse tracer sends (`LANGFUSE_PUBLIC_KEY`,
+        /// `LANGFUSE_SECRET_KEY`).
+        #[arg(long)]
+        langfuse: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -329,19 +335,33 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
 
 async fn keys(action: KeysAction, settings: Settings) -> Result<(), CliError> {
     match action {
-        KeysAction::Create { name, json, db } => {
+        KeysAction::Create {
+            name,
+            json,
+            langfuse,
+            db,
+        } => {
             let store = open_store(&settings.with_database_url(db.database_url)?).await?;
             store.migrate_up().await?;
             let key = store.create_api_key(&name).await?;
+            let public = crate::auth::langfuse_public_key(key.id);
             if json {
-                print_json(&serde_json::json!({"id": key.id, "key": key.key}))
-            } else {
-                println!(
-                    "id:  {}\nkey: {}\n\nThe key is shown only now; store it as a secret.",
-                    key.id, key.key
-                );
-                Ok(())
+                let mut out = serde_json::json!({"id": key.id, "key": key.key});
+                if langfuse {
+                    out["langfuse_public_key"] = public.into();
+                    out["langfuse_secret_key"] = key.key.clone().into();
+                }
+                return print_json(&out);
             }
+            println!("id:  {}\nkey: {}", key.id, key.key);
+            if langfuse {
+                println!(
+                    "\nFor Langflow's Langfuse tracer:\n  LANGFUSE_PUBLIC_KEY={public}\n  LANGFUSE_SECRET_KEY={}\n  LANGFUSE_BASE_URL=<this service's URL>",
+                    key.key
+                );
+            }
+            println!("\nThe key is shown only now; store it as a secret.");
+            Ok(())
         }
         KeysAction::List { json, db } => {
             let store = open_store(&settings.with_database_url(db.database_url)?).await?;
@@ -389,7 +409,7 @@ async fn rollups(action: RollupsAction, settings: Settings) -> Result<(), CliErr
         RollupsAction::Rebuild { .. } => {
             let rows = store.rebuild_rollups(range).await?;
             println!(
-                "rebuilt {rows} rollup rows (daily_metrics, usage_buckets, user_buckets, user_days, platform_buckets, user_month_usage, and the all-time counters)"
+                "rebuilt {rows} rollup rows (daily_metrics, usage_buckets, component_buckets, user_buckets, user_days, platform_buckets, user_month_usage, and the all-time counters)"
             );
             Ok(())
         }

@@ -162,6 +162,9 @@ pub struct Settings {
     pub model_aliases: Option<String>,
     pub ingest_max_items: usize,
     pub ingest_max_bytes: usize,
+    /// `OTEL_TRACE_WAIT_SECONDS`: how long an LLM span whose trace has not
+    /// told its user and flow yet waits for the rest of its trace.
+    pub otel_trace_wait: time::Duration,
     /// `METRICS_TOKEN`: when set, `GET /metrics` wants it as a bearer token.
     pub metrics_token: Option<Secret>,
     pub auth: AuthSettings,
@@ -378,6 +381,13 @@ impl Settings {
         if ingest_max_items == 0 {
             return Err(ConfigError::new("INGEST_MAX_ITEMS", "must be at least 1"));
         }
+        let otel_wait: f64 = parse_var(env, "OTEL_TRACE_WAIT_SECONDS", 30.0)?;
+        if !(0.0..=86_400.0).contains(&otel_wait) {
+            return Err(ConfigError::new(
+                "OTEL_TRACE_WAIT_SECONDS",
+                "must be between 0 and 86400",
+            ));
+        }
         let settings = Settings {
             app_env,
             bind_addr,
@@ -390,6 +400,7 @@ impl Settings {
             model_aliases: env.get("MODEL_ALIASES"),
             ingest_max_items,
             ingest_max_bytes,
+            otel_trace_wait: time::Duration::seconds_f64(otel_wait),
             metrics_token: env.get("METRICS_TOKEN").map(|v| Secret::new(v.trim())),
             auth: auth_settings(env, app_env)?,
             cors_allowed_origins: cors_origins(env)?,

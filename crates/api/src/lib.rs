@@ -15,6 +15,7 @@ pub mod error;
 pub mod jobs;
 pub mod observability;
 pub mod openapi;
+pub mod otlp;
 pub mod pricing;
 pub mod routes;
 pub mod samples;

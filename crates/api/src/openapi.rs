@@ -14,10 +14,11 @@ use utoipa::{
         description = "Reporting and analytics for the Teach Charlie agent platform: ingestion, Charlie Stats for users, and the admin dashboard API.",
     ),
     paths(routes::health::health, routes::health::ready, routes::ingest::ingest, routes::me::me, routes::metrics::metrics,
-        routes::analytics::my_stats, routes::admin::overview, routes::admin::errors, routes::admin::costs,
-        routes::admin::funnel, routes::admin::user_stats_route,
+        routes::analytics::my_stats, routes::analytics::my_components, routes::admin::overview, routes::admin::errors, routes::admin::costs,
+        routes::admin::funnel, routes::admin::user_stats_route, routes::admin::user_components_route,
         routes::usage::my_usage, routes::usage::my_preferences, routes::usage::set_budget, routes::usage::list_alerts,
-        routes::reports::preview),
+        routes::reports::preview,
+        routes::otlp::traces, routes::otlp::metrics, routes::otlp::langfuse_traces, routes::otlp::langfuse_projects),
     components(schemas(
         ErrorBody,
         routes::health::HealthBody,
@@ -29,6 +30,10 @@ use utoipa::{
         routes::analytics::UserStatsResponse,
         routes::analytics::DailyBreakdown,
         routes::analytics::MostActiveWorkflow,
+        routes::analytics::UserComponentsResponse,
+        routes::analytics::WorkflowBreakdown,
+        routes::analytics::ComponentBreakdown,
+        routes::analytics::UsageFigures,
         routes::admin::AdminOverviewResponse,
         routes::admin::FunnelData,
         routes::admin::RecentErrorsResponse,
@@ -46,6 +51,9 @@ use utoipa::{
         routes::usage::BudgetRequest,
         routes::usage::BudgetResponse,
         routes::usage::AlertsResponse,
+        routes::otlp::LangfuseProjects,
+        routes::otlp::LangfuseProject,
+        routes::otlp::LangfuseOrganization,
     )),
     modifiers(&SecuritySchemes),
     tags(
@@ -54,6 +62,7 @@ use utoipa::{
         (name = "Observability", description = "Prometheus metrics"),
         (name = "Analytics", description = "Charlie Stats for the signed-in user"),
         (name = "Admin", description = "The admin dashboard: overview, errors, costs, funnel, any user's stats"),
+        (name = "OpenTelemetry", description = "OTLP/HTTP trace receiver (Langflow's tracers, OpenLLMetry, OpenInference, Langfuse's SDK): LLM spans become messages with exact cost"),
     ),
 )]
 pub struct ApiDoc;
@@ -85,6 +94,17 @@ impl Modify for SecuritySchemes {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some("A Clerk-compatible RS256 session token (also accepted from the `__session` cookie)."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "langfuse_basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "Langfuse's SDK credentials: the `pk-lf-…` public key as user name and the service key as password (`charlie-stats keys create --langfuse`).",
+                    ))
                     .build(),
             ),
         );

@@ -32,6 +32,7 @@ mod extract;
 mod litellm;
 mod matching;
 mod node;
+pub mod otel;
 
 pub use catalog::{
     Catalog, Cost, CostLine, ModelPrice, ModelPriceInfo, PriceFileSummary, PriceSource,

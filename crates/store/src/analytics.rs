@@ -1,6 +1,6 @@
 //! Read queries of the analytics API. Every figure comes from the rollups
 //! (`user_days`, `user_buckets`, `usage_buckets`, `platform_buckets`,
-//! `daily_metrics`),
+//! `component_buckets`, `daily_metrics`),
 //! the all-time counters kept with them (`active_user_buckets`,
 //! `funnel_cohorts`, `platform_totals`, per-user totals on `users`) or small
 //! indexed ranges of raw tables (errors), never from a scan of `messages`
@@ -10,7 +10,7 @@
 use crate::{
     Store, StoreResult,
     calendar::LocalDay,
-    rollup::{BUCKET_SECONDS, BUCKETS_PER_DAY, Counters},
+    rollup::{BUCKET_SECONDS, BUCKETS_PER_DAY, COMPONENT_COUNTER_COLS, Counters},
     sql::{self, placeholders},
 };
 use sea_orm::{DbBackend, QueryResult, Value};
@@ -121,6 +121,33 @@ fn bucket_counters(row: &QueryResult) -> StoreResult<Counters> {
         unpriced_tokens: get("unpriced_tokens")?,
         error_count: get("error_count")?,
     })
+}
+
+/// The counters of a `component_buckets` sum (the others are zero).
+fn component_counters(row: &QueryResult) -> StoreResult<Counters> {
+    let get = |c: &str| -> StoreResult<i64> { Ok(row.try_get::<Option<i64>>("", c)?.unwrap_or(0)) };
+    Ok(Counters {
+        message_count: get("message_count")?,
+        input_tokens: get("input_tokens")?,
+        output_tokens: get("output_tokens")?,
+        cache_read_tokens: get("cache_read_tokens")?,
+        cache_write_tokens: get("cache_write_tokens")?,
+        reasoning_tokens: get("reasoning_tokens")?,
+        cost_nano_usd: get("cost_nano_usd")?,
+        unpriced_message_count: get("unpriced_message_count")?,
+        unpriced_tokens: get("unpriced_tokens")?,
+        ..Counters::default()
+    })
+}
+
+/// `SUM(...)` of every `component_buckets` counter, cast so both engines
+/// return BIGINT.
+fn component_sums() -> String {
+    COMPONENT_COUNTER_COLS
+        .iter()
+        .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How a list of consecutive local days is read from per-UTC-day totals
@@ -293,8 +320,22 @@ pub struct ConversationSummary {
 /// A group of the cost report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostGroup {
-    /// The day (`YYYY-MM-DD`), model, user id or workflow id; empty for none.
+    /// The day (`YYYY-MM-DD`), model, user id, workflow id or component id;
+    /// empty for none.
     pub key: String,
+    /// By component: the workflow all of the component's messages of the
+    /// period belong to; `None` when they belong to none or to several.
+    pub workflow_id: Option<Uuid>,
+    pub counters: Counters,
+}
+
+/// A user's usage of one component under one workflow (`None`: messages in
+/// conversations without a workflow).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentUsage {
+    pub workflow_id: Option<Uuid>,
+    pub component_id: Uuid,
+    /// Only the counters `component_buckets` keeps.
     pub counters: Counters,
 }
 
@@ -305,6 +346,7 @@ pub enum CostGrouping {
     Model,
     User,
     Workflow,
+    Component,
 }
 
 impl Store {
@@ -533,12 +575,58 @@ impl Store {
         }
     }
 
+    /// A user's usage per workflow and component over `days` (consecutive
+    /// local days): one range of `component_buckets`' key, summed by the
+    /// database; exact in any zone since a local day is a range of buckets.
+    /// Messages without a component are not in it.
+    pub async fn user_component_usage(
+        &self,
+        user_id: Uuid,
+        days: &[LocalDay],
+    ) -> StoreResult<Vec<ComponentUsage>> {
+        let (Some(first), Some(last)) = (days.first(), days.last()) else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT workflow_id, component_id, {} FROM component_buckets \
+             WHERE user_id = $1 AND bucket >= $2 AND bucket < $3 GROUP BY workflow_id, component_id",
+            component_sums()
+        );
+        let values = vec![
+            user_id.into(),
+            first.first_bucket.into(),
+            last.end_bucket.into(),
+        ];
+        sql::query_all(self.conn(), &sql, values)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ComponentUsage {
+                    workflow_id: r.try_get("", "workflow_id")?,
+                    component_id: r.try_get("", "component_id")?,
+                    counters: component_counters(r)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Names of components by id (unknown ids are left out; a placeholder's
+    /// name is empty until its own upsert arrives).
+    pub async fn component_names(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, String>> {
+        self.names("agent_components", ids).await
+    }
+
     /// Names of workflows by id (unknown ids are left out).
     pub async fn workflow_names(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, String>> {
+        self.names("workflows", ids).await
+    }
+
+    /// `table` is one of ours (`workflows`, `agent_components`), never input.
+    async fn names(&self, table: &str, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, String>> {
         let mut out = HashMap::new();
         for chunk in ids.chunks(500) {
             let sql = format!(
-                "SELECT id, name FROM workflows WHERE id IN ({})",
+                "SELECT id, name FROM {table} WHERE id IN ({})",
                 placeholders(1, chunk.len())
             );
             for row in sql::query_all(
@@ -723,8 +811,8 @@ impl Store {
         })
     }
 
-    /// Cost and tokens over `days`, grouped. Groups by user or workflow are
-    /// the `limit` largest by cost, then by messages.
+    /// Cost and tokens over `days`, grouped. Groups by user, workflow or
+    /// component are the `limit` largest by cost, then by messages.
     pub async fn cost_report(
         &self,
         days: &[LocalDay],
@@ -743,6 +831,7 @@ impl Store {
                     .into_iter()
                     .map(|d| CostGroup {
                         key: d.date.to_string(),
+                        workflow_id: None,
                         counters: d.counters,
                     })
                     .collect())
@@ -775,7 +864,55 @@ impl Store {
                 })
                 .await
             }
+            CostGrouping::Component => self.component_costs(range, limit).await,
         }
+    }
+
+    /// Cost per component over buckets `range`, with the workflow when all
+    /// of a component's messages are in one. Summed per component and
+    /// workflow by the database (nearly always one workflow per component:
+    /// a Langflow component lives in one flow), folded per component here.
+    async fn component_costs(&self, range: Vec<Value>, limit: u32) -> StoreResult<Vec<CostGroup>> {
+        let sql = format!(
+            "SELECT component_id, workflow_id, {} FROM component_buckets \
+             WHERE bucket >= $1 AND bucket < $2 GROUP BY component_id, workflow_id",
+            component_sums()
+        );
+        // Per component: counters and its workflows (`None` = no workflow).
+        let mut by_component: BTreeMap<Uuid, (Counters, Vec<Option<Uuid>>)> = BTreeMap::new();
+        for r in sql::query_all(self.conn(), &sql, range).await? {
+            let slot = by_component
+                .entry(r.try_get("", "component_id")?)
+                .or_default();
+            slot.0.add(&component_counters(&r)?);
+            slot.1.push(r.try_get("", "workflow_id")?);
+        }
+        let mut groups: Vec<(Uuid, CostGroup)> = by_component
+            .into_iter()
+            .map(|(id, (counters, workflows))| {
+                let workflow_id = match workflows.as_slice() {
+                    [one] => *one,
+                    _ => None,
+                };
+                (
+                    id,
+                    CostGroup {
+                        key: id.to_string(),
+                        workflow_id,
+                        counters,
+                    },
+                )
+            })
+            .collect();
+        groups.sort_by(|(a, x), (b, y)| {
+            y.counters
+                .cost_nano_usd
+                .cmp(&x.counters.cost_nano_usd)
+                .then(y.counters.message_count.cmp(&x.counters.message_count))
+                .then(a.cmp(b))
+        });
+        groups.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(groups.into_iter().map(|(_, g)| g).collect())
     }
 
     async fn cost_groups(
@@ -789,6 +926,7 @@ impl Store {
             .map(|r| {
                 Ok(CostGroup {
                     key: key(r)?,
+                    workflow_id: None,
                     counters: bucket_counters(r)?,
                 })
             })

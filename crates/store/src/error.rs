@@ -13,6 +13,10 @@ pub enum StoreError {
     /// A value cannot be stored as given (range, format).
     #[error("invalid value: {0}")]
     Invalid(String),
+    /// A stored value cannot be read back (a bug or a hand edit): an
+    /// internal fault, never the caller's.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
     /// The database URL is not one this service can use.
     #[error("unsupported database URL `{0}`: expected postgres://, postgresql:// or sqlite:")]
     UnsupportedUrl(String),

@@ -17,6 +17,7 @@ pub mod errors;
 pub mod ingest;
 mod keys;
 pub mod maintenance;
+pub mod otel;
 pub mod outbox;
 pub mod reports;
 pub mod rollup;

@@ -9,8 +9,8 @@
 use crate::{
     Store, StoreResult,
     rollup::{
-        BUCKET_SECONDS, BUCKETS_PER_DAY, Counters, FUNNEL_COHORT_COLS, FunnelPosition,
-        MessageFacts, Rollups,
+        BUCKET_SECONDS, BUCKETS_PER_DAY, COMPONENT_COUNTER_COLS, Counters, FUNNEL_COHORT_COLS,
+        FunnelPosition, MessageFacts, Rollups,
     },
     sql,
 };
@@ -52,7 +52,7 @@ impl RollupRange {
 /// One rollup row that differs between storage and a recount.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RollupDifference {
-    /// `daily_metrics`, `usage_buckets` or `platform_buckets`.
+    /// `daily_metrics`, `usage_buckets`, `component_buckets`, `platform_buckets`…
     pub table: &'static str,
     /// The row's key, readable: user, workflow or model, and day or bucket start.
     pub key: String,
@@ -146,6 +146,12 @@ impl Store {
         sql::execute(
             &txn,
             "DELETE FROM usage_buckets WHERE bucket >= $1 AND bucket <= $2",
+            b.buckets(),
+        )
+        .await?;
+        sql::execute(
+            &txn,
+            "DELETE FROM component_buckets WHERE bucket >= $1 AND bucket <= $2",
             b.buckets(),
         )
         .await?;
@@ -313,6 +319,9 @@ fn keyed(r: &Rollups) -> Keyed {
     for (u, w, b, c) in r.bucket_rows() {
         out.insert(("usage_buckets", user_key(u, w, bucket_text(b))), *c);
     }
+    for (u, w, component, b, c) in r.component_rows() {
+        out.insert(("component_buckets", component_key(u, w, component, b)), *c);
+    }
     for (u, b, c) in r.user_bucket_rows_iter() {
         out.insert(("user_buckets", user_key(u, None, bucket_text(b))), c);
     }
@@ -348,6 +357,14 @@ fn keyed(r: &Rollups) -> Keyed {
         );
     }
     out
+}
+
+fn component_key(user: Uuid, workflow: Option<Uuid>, component: Uuid, bucket: i64) -> String {
+    let workflow = workflow.map_or_else(|| "-".to_owned(), |w| w.to_string());
+    format!(
+        "user {user} workflow {workflow} component {component} at {}",
+        bucket_text(bucket)
+    )
 }
 
 fn counters(row: &sea_orm::QueryResult, with_sessions: bool) -> StoreResult<Counters> {
@@ -403,6 +420,33 @@ async fn stored_rollups<C: ConnectionTrait>(conn: &C, range: RollupRange) -> Sto
             bucket_text(row.try_get("", "bucket")?),
         );
         out.insert(("usage_buckets", key), counters(&row, false)?);
+    }
+    let sql = format!(
+        "SELECT user_id, workflow_id, component_id, bucket, {} FROM component_buckets \
+         WHERE bucket >= $1 AND bucket <= $2",
+        COMPONENT_COUNTER_COLS.join(", ")
+    );
+    for row in sql::query_all(conn, &sql, b.buckets()).await? {
+        let key = component_key(
+            row.try_get("", "user_id")?,
+            row.try_get("", "workflow_id")?,
+            row.try_get("", "component_id")?,
+            row.try_get("", "bucket")?,
+        );
+        let get = |c: &str| -> StoreResult<i64> { Ok(row.try_get("", c)?) };
+        let stored = Counters {
+            message_count: get("message_count")?,
+            input_tokens: get("input_tokens")?,
+            output_tokens: get("output_tokens")?,
+            cache_read_tokens: get("cache_read_tokens")?,
+            cache_write_tokens: get("cache_write_tokens")?,
+            reasoning_tokens: get("reasoning_tokens")?,
+            cost_nano_usd: get("cost_nano_usd")?,
+            unpriced_message_count: get("unpriced_message_count")?,
+            unpriced_tokens: get("unpriced_tokens")?,
+            ..Counters::default()
+        };
+        out.insert(("component_buckets", key), stored);
     }
     for (table, key, range, text) in [
         (
@@ -573,8 +617,8 @@ async fn recount<C: ConnectionTrait + StreamTrait>(
     let stmt = Statement::from_sql_and_values(
         backend,
         "SELECT user_id, workflow_id, conversation_id, created_at, role, has_usage, input_tokens, output_tokens, \
-         cache_read_tokens, cache_write_tokens, cache_write1h_tokens, reasoning_tokens, cost_nano_usd, pricing_status, model \
-         FROM messages WHERE created_at >= $1 AND created_at < $2",
+         cache_read_tokens, cache_write_tokens, cache_write1h_tokens, reasoning_tokens, cost_nano_usd, pricing_status, model, \
+         component_id FROM messages WHERE created_at >= $1 AND created_at < $2",
         [lo.into(), hi.into()],
     );
     let mut sessions = Sessions::new();
@@ -612,13 +656,11 @@ async fn recount<C: ConnectionTrait + StreamTrait>(
                 pricing_status: &status,
             };
             let model: Option<String> = row.try_get("", "model")?;
-            rollups.add(
-                user,
-                workflow,
-                model.as_deref(),
-                at,
-                &Counters::for_message(&facts),
-            );
+            let counters = Counters::for_message(&facts);
+            rollups.add(user, workflow, model.as_deref(), at, &counters);
+            if let Some(component) = row.try_get::<Option<Uuid>>("", "component_id")? {
+                rollups.add_component(user, workflow, component, at, &counters);
+            }
             sessions
                 .entry((row.try_get("", "conversation_id")?, at.date()))
                 .or_insert((user, workflow));

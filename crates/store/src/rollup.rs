@@ -11,7 +11,10 @@
 //! - `user_days`: the same per user × UTC day (day number since 1970), so a
 //!   user's month reads ~31 day rows plus the partial days at its local
 //!   midnights (see `analytics::Store::user_usage`);
-//! - `platform_buckets`: per quarter-hour × model, all users together.
+//! - `platform_buckets`: per quarter-hour × model, all users together;
+//! - `component_buckets`: per user × workflow-or-none × component ×
+//!   quarter-hour, the message, token and cost counters of the messages that
+//!   name a component (others have no row).
 //!
 //! Besides those, [`Rollups`] carries the batch's changes of three all-time
 //! counters that follow from `users` and `workflows` rather than from
@@ -115,6 +118,37 @@ impl Counters {
         ]
     }
 
+    /// The counters of `component_buckets`, in [`COMPONENT_COUNTER_COLS`] order.
+    pub(crate) fn component_fields(&self) -> [i64; 9] {
+        [
+            self.message_count,
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.cost_nano_usd,
+            self.unpriced_message_count,
+            self.unpriced_tokens,
+        ]
+    }
+
+    /// Only the counters `component_buckets` keeps; the others are zero.
+    pub fn component_part(&self) -> Counters {
+        Counters {
+            message_count: self.message_count,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cache_read_tokens: self.cache_read_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+            reasoning_tokens: self.reasoning_tokens,
+            cost_nano_usd: self.cost_nano_usd,
+            unpriced_message_count: self.unpriced_message_count,
+            unpriced_tokens: self.unpriced_tokens,
+            ..Counters::default()
+        }
+    }
+
     /// `message_count / unique_sessions`, 0 without sessions.
     pub fn avg_messages_per_session(&self) -> f64 {
         if self.unique_sessions > 0 {
@@ -178,6 +212,15 @@ struct BucketKey {
     workflow_key: Uuid,
 }
 
+/// A `component_buckets` key, in the order of its primary key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct ComponentKey {
+    user_id: Uuid,
+    bucket: i64,
+    workflow_key: Uuid,
+    component_id: Uuid,
+}
+
 /// Where a user stands in the funnel: the quarter-hour of their sign-up
 /// (`None`: not signed up, in no cohort) and which steps they reached.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -230,6 +273,8 @@ impl CohortDelta {
 pub struct Rollups {
     days: BTreeMap<DayKey, Counters>,
     buckets: BTreeMap<BucketKey, Counters>,
+    /// `component_buckets`: only the [`COMPONENT_COUNTER_COLS`] counters.
+    components: BTreeMap<ComponentKey, Counters>,
     /// `(bucket, model or "")`.
     platform: BTreeMap<(i64, String), Counters>,
     /// `active_user_buckets`: bucket → change of the users counted there.
@@ -252,6 +297,7 @@ impl Rollups {
     pub fn is_empty(&self) -> bool {
         self.days.is_empty()
             && self.buckets.is_empty()
+            && self.components.is_empty()
             && self.platform.is_empty()
             && self.active.is_empty()
             && self.cohorts.is_empty()
@@ -370,6 +416,29 @@ impl Rollups {
             .add(&bucket_delta);
     }
 
+    /// Adds a message's `delta` at instant `at` to `component_buckets`
+    /// (call it besides [`Rollups::add`] for messages that name a
+    /// component). Only the counters that table keeps are kept, so a recount
+    /// compares equal to the stored rows.
+    pub fn add_component(
+        &mut self,
+        user_id: Uuid,
+        workflow_id: Option<Uuid>,
+        component_id: Uuid,
+        at: OffsetDateTime,
+        delta: &Counters,
+    ) {
+        self.components
+            .entry(ComponentKey {
+                user_id,
+                bucket: bucket_of(at),
+                workflow_key: key_of(workflow_id),
+                component_id,
+            })
+            .or_default()
+            .add(&delta.component_part());
+    }
+
     /// Adds one session (a conversation's first message of a UTC day).
     pub fn add_session(&mut self, user_id: Uuid, workflow_id: Option<Uuid>, date: Date) {
         self.days
@@ -399,6 +468,21 @@ impl Rollups {
         self.buckets
             .iter()
             .map(|(k, c)| (k.user_id, workflow_of(k.workflow_key), k.bucket, c))
+    }
+
+    /// Every component row as `(user_id, workflow_id, component_id, bucket, counters)`.
+    pub fn component_rows(
+        &self,
+    ) -> impl Iterator<Item = (Uuid, Option<Uuid>, Uuid, i64, &Counters)> {
+        self.components.iter().map(|(k, c)| {
+            (
+                k.user_id,
+                workflow_of(k.workflow_key),
+                k.component_id,
+                k.bucket,
+                c,
+            )
+        })
     }
 
     /// Adds these deltas to the stored rollups (insert or increment).
@@ -474,6 +558,41 @@ impl Rollups {
             BUCKET_COUNTER_COLS,
         );
         insert_many(conn, "usage_buckets", &columns, buckets, Some(on), &[]).await?;
+
+        let components = self
+            .components
+            .iter()
+            .map(|(k, c)| {
+                let mut row: Vec<SimpleExpr> = vec![
+                    k.user_id.into(),
+                    k.bucket.into(),
+                    k.workflow_key.into(),
+                    k.component_id.into(),
+                    workflow_of(k.workflow_key).into(),
+                ];
+                row.extend(c.component_fields().into_iter().map(SimpleExpr::from));
+                row
+            })
+            .collect();
+        let columns: Vec<&str> = COMPONENT_KEY_COLS
+            .iter()
+            .chain(COMPONENT_COUNTER_COLS)
+            .copied()
+            .collect();
+        let on = increments(
+            "component_buckets",
+            &COMPONENT_KEY_COLS[..4],
+            COMPONENT_COUNTER_COLS,
+        );
+        insert_many(
+            conn,
+            "component_buckets",
+            &columns,
+            components,
+            Some(on),
+            &[],
+        )
+        .await?;
 
         let user_buckets = self.user_bucket_rows();
         let user_days = per_utc_day(&user_buckets);
@@ -676,6 +795,27 @@ pub(crate) const BUCKET_COUNTER_COLS: &[&str] = &[
     "unpriced_message_count",
     "unpriced_tokens",
     "error_count",
+];
+
+const COMPONENT_KEY_COLS: &[&str] = &[
+    "user_id",
+    "bucket",
+    "workflow_key",
+    "component_id",
+    "workflow_id",
+];
+/// The counters of `component_buckets`, in [`Counters::component_fields`]
+/// order: those of the bucket tables that describe LLM calls.
+pub(crate) const COMPONENT_COUNTER_COLS: &[&str] = &[
+    "message_count",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_nano_usd",
+    "unpriced_message_count",
+    "unpriced_tokens",
 ];
 
 fn bucket_values(c: &Counters) -> Vec<SimpleExpr> {

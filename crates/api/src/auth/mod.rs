@@ -48,3 +48,54 @@ impl FromRequest for ServiceKey {
         })
     }
 }
+
+/// The public key that goes with a service key for Langfuse's SDK.
+pub fn langfuse_public_key(key_id: uuid::Uuid) -> String {
+    format!("pk-lf-{}", key_id.simple())
+}
+
+/// A request made as Langfuse's SDK authenticates: HTTP Basic with the
+/// public key (`pk-lf-…`, from `keys create --langfuse`) as user name and
+/// the service key as password. Both must belong to the same active key.
+#[derive(Debug, Clone)]
+pub struct LangfuseKey(pub ApiKeyInfo);
+
+fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
+    use base64::Engine;
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+impl FromRequest for LangfuseKey {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let credentials = basic_credentials(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
+            let (public, secret) = credentials.ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "missing Langfuse keys: send HTTP Basic auth with the public key and secret key"
+                        .into(),
+                )
+            })?;
+            match state.store.verify_api_key(&secret).await? {
+                Some(info) if langfuse_public_key(info.id) == public => Ok(LangfuseKey(info)),
+                _ => Err(ApiError::Unauthorized(
+                    "unknown or revoked Langfuse keys".into(),
+                )),
+            }
+        })
+    }
+}

@@ -15,6 +15,7 @@ pub fn start(state: &AppState) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    runtime.spawn(crate::otlp::resolve::sweeper(state.clone()));
     if let Some(webhook) = &state.settings.notify.webhook {
         runtime.spawn(webhook::run(state.store.clone(), webhook.clone()));
     }

@@ -56,6 +56,8 @@ pub struct Metrics {
     ingested: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     usages: Mutex<BTreeMap<(String, String), u64>>,
     models_seen: Mutex<BTreeSet<String>>,
+    /// OpenTelemetry spans by what became of them.
+    otel_spans: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// Locks a mutex; a panic while it was held leaves only counters behind,
@@ -146,6 +148,29 @@ impl Metrics {
     }
 
     /// The text exposition format.
+    /// Counts the spans of an OTLP export: received, staged (LLM calls and
+    /// component spans) and rejected.
+    pub fn observe_otel_received(&self, staged: &crate::otlp::spans::Staged) {
+        let llm = staged
+            .spans
+            .iter()
+            .filter(|s| s.kind == charlie_store::otel::StagedKind::Llm)
+            .count();
+        let mut spans = lock(&self.otel_spans);
+        *spans.entry("received").or_default() += staged.total as u64;
+        *spans.entry("staged_llm").or_default() += llm as u64;
+        *spans.entry("staged_component").or_default() += (staged.spans.len() - llm) as u64;
+        *spans.entry("rejected").or_default() += staged.rejected.len() as u64;
+    }
+
+    /// Counts what a resolution pass did with waiting LLM spans.
+    pub fn observe_otel_resolved(&self, r: crate::otlp::resolve::Resolved) {
+        let mut spans = lock(&self.otel_spans);
+        *spans.entry("counted").or_default() += r.messages as u64;
+        *spans.entry("duplicate").or_default() += r.duplicates as u64;
+        *spans.entry("refused").or_default() += r.refused as u64;
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
@@ -229,6 +254,14 @@ impl Metrics {
                 escape(model),
                 escape(status)
             )?;
+        }
+        writeln!(
+            out,
+            "# HELP charlie_otel_spans_total OpenTelemetry spans by what became of them: received, staged_llm, staged_component, rejected (unreadable), counted (stored as a message), duplicate (re-exported), refused (by the ingestion checks)."
+        )?;
+        writeln!(out, "# TYPE charlie_otel_spans_total counter")?;
+        for (outcome, n) in lock(&self.otel_spans).iter() {
+            writeln!(out, "charlie_otel_spans_total{{outcome=\"{outcome}\"}} {n}")?;
         }
         Ok(())
     }

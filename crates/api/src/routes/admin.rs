@@ -6,7 +6,7 @@ use crate::{
     auth::AdminUser,
     observability::{langsmith_url, sentry_url},
     routes::{
-        analytics::{UserStatsResponse, user_stats},
+        analytics::{UserComponentsResponse, UserStatsResponse, user_components, user_stats},
         money::UsdNumber,
         params::{self, csv_field},
     },
@@ -27,7 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(errors)
         .service(costs)
         .service(funnel)
-        .service(user_stats_route);
+        .service(user_stats_route)
+        .service(user_components_route);
 }
 
 /// Users who reached each step, among those who signed up in the period.
@@ -354,9 +355,20 @@ fn csv_response(name: &str, body: String) -> HttpResponse {
 /// One group of the cost report.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CostGroupItem {
-    /// The local day, model, user id or workflow id; empty string for "none"
-    /// (no model, no workflow).
+    /// The local day, model, user id, workflow id or component id; empty
+    /// string for "none" (no model, no workflow).
     pub key: String,
+    /// By component: the component's name (empty while only its id is
+    /// known). Absent for the other groupings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// By component: the workflow every message of the component in the
+    /// period belongs to; absent when they belong to none or to several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<String>,
+    /// By component: that workflow's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_name: Option<String>,
     /// Messages in the group.
     pub messages: i64,
     pub input_tokens: i64,
@@ -379,6 +391,9 @@ impl CostGroupItem {
     fn new(key: String, c: &Counters) -> Self {
         CostGroupItem {
             key,
+            label: None,
+            workflow_id: None,
+            workflow_name: None,
             messages: c.message_count,
             input_tokens: c.input_tokens,
             output_tokens: c.output_tokens,
@@ -401,12 +416,14 @@ pub struct CostsResponse {
     /// Last local day (inclusive).
     pub to: String,
     pub timezone: String,
-    /// `day`, `model`, `user` or `workflow`.
+    /// `day`, `model`, `user`, `workflow` or `component`.
     pub group_by: String,
     /// By day: every day of the range, oldest first. By model: every model,
-    /// largest cost first. By user or workflow: the `limit` largest by cost.
+    /// largest cost first. By user, workflow or component: the `limit`
+    /// largest by cost. By component, only messages that named a component
+    /// are in a group.
     pub groups: Vec<CostGroupItem>,
-    /// The whole period (all groups, including any beyond `limit`).
+    /// The whole period (every message, including groups beyond `limit`).
     pub totals: CostGroupItem,
 }
 
@@ -418,11 +435,11 @@ pub struct CostsQuery {
     pub from: Option<String>,
     /// Last local day, YYYY-MM-DD (default: today). At most 366 days after `from`.
     pub to: Option<String>,
-    /// `day` (default), `model`, `user` or `workflow`.
+    /// `day` (default), `model`, `user`, `workflow` or `component`.
     pub group_by: Option<String>,
     /// IANA time zone of day boundaries (default: the admin's stored zone, else UTC).
     pub tz: Option<String>,
-    /// For `user` and `workflow`: how many groups, 1–200 (default 100).
+    /// For `user`, `workflow` and `component`: how many groups, 1–200 (default 100).
     pub limit: Option<i64>,
     /// `json` (default) or `csv`.
     pub format: Option<String>,
@@ -462,10 +479,11 @@ pub async fn costs(
         "model" => CostGrouping::Model,
         "user" => CostGrouping::User,
         "workflow" => CostGrouping::Workflow,
+        "component" => CostGrouping::Component,
         other => {
             return Err(ApiError::bad_request(
                 "invalid_parameter",
-                format!("group_by must be day, model, user or workflow, got `{other}`"),
+                format!("group_by must be day, model, user, workflow or component, got `{other}`"),
             ));
         }
     };
@@ -502,24 +520,41 @@ pub async fn costs(
     let groups = state.store.cost_report(&days, grouping, limit).await?;
     let totals_usage = state.store.platform_usage(&days).await?;
     let totals = CostGroupItem::new("total".into(), &totals_usage.total_last(days.len()));
-    let items: Vec<CostGroupItem> = groups
+    let mut items: Vec<CostGroupItem> = groups
         .iter()
         .map(|g| CostGroupItem::new(g.key.clone(), &g.counters))
         .collect();
+    if grouping == CostGrouping::Component {
+        label_components(&state, &groups, &mut items).await?;
+    }
     let group_by = match grouping {
         CostGrouping::Day => "day",
         CostGrouping::Model => "model",
         CostGrouping::User => "user",
         CostGrouping::Workflow => "workflow",
+        CostGrouping::Component => "component",
     };
     if csv {
+        // By component the key is followed by its name and workflow.
+        let labels = if grouping == CostGrouping::Component {
+            ",component_name,workflow_id,workflow_name"
+        } else {
+            ""
+        };
         let mut out = format!(
-            "{group_by},messages,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,reasoning_tokens,total_tokens,estimated_cost_usd,unpriced_messages,unpriced_tokens\n"
+            "{group_by}{labels},messages,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,reasoning_tokens,total_tokens,estimated_cost_usd,unpriced_messages,unpriced_tokens\n"
         );
         for g in &items {
+            let mut key = csv_field(&g.key);
+            if grouping == CostGrouping::Component {
+                for f in [&g.label, &g.workflow_id, &g.workflow_name] {
+                    key.push(',');
+                    key.push_str(&csv_field(f.as_deref().unwrap_or("")));
+                }
+            }
             out.push_str(&format!(
                 "{},{},{},{},{},{},{},{},{},{},{}\n",
-                csv_field(&g.key),
+                key,
                 g.messages,
                 g.input_tokens,
                 g.output_tokens,
@@ -542,6 +577,31 @@ pub async fn costs(
         groups: items,
         totals,
     }))
+}
+
+/// Fills the name and workflow of component groups (two lookups by id for
+/// the groups shown, at most `limit` of each).
+async fn label_components(
+    state: &AppState,
+    groups: &[charlie_store::analytics::CostGroup],
+    items: &mut [CostGroupItem],
+) -> Result<(), ApiError> {
+    let ids: Vec<Uuid> = groups.iter().filter_map(|g| g.key.parse().ok()).collect();
+    let workflow_ids: Vec<Uuid> = groups.iter().filter_map(|g| g.workflow_id).collect();
+    let names = state.store.component_names(&ids).await?;
+    let workflow_names = state.store.workflow_names(&workflow_ids).await?;
+    for (g, item) in groups.iter().zip(items.iter_mut()) {
+        let id: Option<Uuid> = g.key.parse().ok();
+        item.label = Some(
+            id.and_then(|id| names.get(&id).cloned())
+                .unwrap_or_default(),
+        );
+        item.workflow_id = g.workflow_id.map(|w| w.to_string());
+        item.workflow_name = g
+            .workflow_id
+            .map(|w| workflow_names.get(&w).cloned().unwrap_or_default());
+    }
+    Ok(())
 }
 
 /// One step of the funnel.
@@ -725,4 +785,40 @@ pub async fn user_stats_route(
         stats,
         recent_conversations,
     }))
+}
+
+/// Any user's cost per component.
+///
+/// Exactly what the user sees in `my-stats/components`, with the period's
+/// days in `tz` (default: the user's stored zone, else UTC).
+#[utoipa::path(
+    tag = "Admin",
+    summary = "A user's stats per component",
+    params(("id" = Uuid, Path, description = "The user's id (`users.id`)"), PeriodQuery),
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "The user's usage per workflow and component", body = UserComponentsResponse),
+        (status = 400, description = "Bad id, `days` or `tz`", body = ErrorBody),
+        (status = 401, description = "Missing or invalid session token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/analytics/admin/users/{id}/components")]
+pub async fn user_components_route(
+    _admin: AdminUser,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    query: web::Query<PeriodQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let user = state
+        .store
+        .user_summary(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("user {id} not found")))?;
+    let days = params::days(query.days)?;
+    let zone = params::zone(query.tz.as_deref(), user.timezone.as_deref())?;
+    let breakdown = user_components(&state, id, days, &zone, OffsetDateTime::now_utc()).await?;
+    Ok(HttpResponse::Ok().json(breakdown))
 }

@@ -1,5 +1,7 @@
-//! Charlie Stats for the signed-in user: `GET /api/v1/analytics/my-stats`.
-//! `user_stats` builds the same response for the admin view of any user.
+//! Charlie Stats for the signed-in user: `GET /api/v1/analytics/my-stats`
+//! and its per-component breakdown `GET /api/v1/analytics/my-stats/components`.
+//! `user_stats` and `user_components` build the same responses for the admin
+//! view of any user.
 
 use crate::{
     ApiError, AppState, ErrorBody,
@@ -7,14 +9,14 @@ use crate::{
     routes::{money::UsdNumber, params},
 };
 use actix_web::{HttpResponse, get, web};
-use charlie_store::calendar::Zone;
+use charlie_store::{calendar::Zone, rollup::Counters};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(my_stats);
+    cfg.service(my_stats).service(my_components);
 }
 
 /// One day of `daily_breakdown`.
@@ -195,4 +197,208 @@ pub async fn my_stats(
     let zone = params::zone(query.tz.as_deref(), user.timezone.as_deref())?;
     let stats = user_stats(&state, user.user_id, days, &zone, OffsetDateTime::now_utc()).await?;
     Ok(HttpResponse::Ok().json(stats))
+}
+
+/// Messages, tokens and exact cost of a set of LLM calls.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageFigures {
+    /// Messages that named the component(s).
+    pub messages: i64,
+    /// Prompt tokens, cache reads and writes included.
+    pub input_tokens: i64,
+    /// Generated tokens, reasoning included.
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub reasoning_tokens: i64,
+    /// `input_tokens + output_tokens`.
+    pub total_tokens: i64,
+    /// Estimated cost of the priced messages in USD (exact decimal).
+    #[schema(value_type = f64)]
+    pub estimated_cost_usd: UsdNumber,
+    /// Messages whose model has no price: never counted as $0, reported here.
+    pub unpriced_messages: i64,
+    /// Input + output tokens of those messages.
+    pub unpriced_tokens: i64,
+}
+
+impl UsageFigures {
+    fn of(c: &Counters) -> Self {
+        UsageFigures {
+            messages: c.message_count,
+            input_tokens: c.input_tokens,
+            output_tokens: c.output_tokens,
+            cache_read_tokens: c.cache_read_tokens,
+            cache_write_tokens: c.cache_write_tokens,
+            reasoning_tokens: c.reasoning_tokens,
+            total_tokens: c.input_tokens + c.output_tokens,
+            estimated_cost_usd: UsdNumber::from_nanos(c.cost_nano_usd),
+            unpriced_messages: c.unpriced_message_count,
+            unpriced_tokens: c.unpriced_tokens,
+        }
+    }
+}
+
+/// One component of a workflow in the breakdown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComponentBreakdown {
+    pub component_id: String,
+    /// The component's name; empty while only its id is known (its
+    /// `component.upsert` has not arrived yet).
+    pub name: String,
+    pub usage: UsageFigures,
+}
+
+/// One workflow of the breakdown and its components.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowBreakdown {
+    /// Null for conversations without a workflow.
+    #[schema(required = true)]
+    pub workflow_id: Option<String>,
+    /// Null without a workflow; empty while only its id is known.
+    #[schema(required = true)]
+    pub workflow_name: Option<String>,
+    /// The sum of its components.
+    pub usage: UsageFigures,
+    /// Largest cost first, then most messages.
+    pub components: Vec<ComponentBreakdown>,
+}
+
+/// Cost and tokens per Langflow component, per workflow.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserComponentsResponse {
+    /// The number of days of the period (the `days` parameter).
+    pub period_days: u16,
+    /// The IANA time zone of the period's day boundaries.
+    pub timezone: String,
+    /// First local day (inclusive).
+    pub from: String,
+    /// Last local day (inclusive, today).
+    pub to: String,
+    /// Workflows with at least one message that named a component, largest
+    /// cost first; messages without a component are not in this breakdown.
+    pub workflows: Vec<WorkflowBreakdown>,
+    /// The sum of every workflow.
+    pub totals: UsageFigures,
+}
+
+/// A workflow's components and their sum, while the breakdown is built.
+#[derive(Default)]
+struct WorkflowSums {
+    total: Counters,
+    components: Vec<(Uuid, Counters)>,
+}
+
+/// Largest cost first, then most messages, then the smaller id.
+fn by_cost<K: Ord>(a: &(K, Counters), b: &(K, Counters)) -> std::cmp::Ordering {
+    b.1.cost_nano_usd
+        .cmp(&a.1.cost_nano_usd)
+        .then(b.1.message_count.cmp(&a.1.message_count))
+        .then(a.0.cmp(&b.0))
+}
+
+/// Builds the per-component breakdown of `user_id` over `days` local days
+/// in `zone`, from `component_buckets` (exact in any zone).
+pub async fn user_components(
+    state: &AppState,
+    user_id: Uuid,
+    days: u16,
+    zone: &Zone,
+    now: OffsetDateTime,
+) -> Result<UserComponentsResponse, ApiError> {
+    let local_days = zone.days_ending(now, days).ok_or_else(|| {
+        ApiError::bad_request("invalid_parameter", "the period is outside the calendar")
+    })?;
+    let (Some(first), Some(last)) = (local_days.first(), local_days.last()) else {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "the period has no days",
+        ));
+    };
+    let (from, to) = (first.date.to_string(), last.date.to_string());
+    let rows = state
+        .store
+        .user_component_usage(user_id, &local_days)
+        .await?;
+    let mut workflows: std::collections::BTreeMap<Option<Uuid>, WorkflowSums> =
+        std::collections::BTreeMap::new();
+    let mut totals = Counters::default();
+    for r in &rows {
+        let slot = workflows.entry(r.workflow_id).or_default();
+        slot.total.add(&r.counters);
+        slot.components.push((r.component_id, r.counters));
+        totals.add(&r.counters);
+    }
+    let workflow_ids: Vec<Uuid> = workflows.keys().filter_map(|w| *w).collect();
+    let component_ids: Vec<Uuid> = rows.iter().map(|r| r.component_id).collect();
+    let workflow_names = state.store.workflow_names(&workflow_ids).await?;
+    let component_names = state.store.component_names(&component_ids).await?;
+    let mut ordered: Vec<(Option<Uuid>, WorkflowSums)> = workflows.into_iter().collect();
+    // `None` (no workflow) sorts before any id on a tie, like the smaller id.
+    ordered.sort_by(|a, b| by_cost(&(a.0, a.1.total), &(b.0, b.1.total)));
+    let workflows = ordered
+        .into_iter()
+        .map(
+            |(
+                w,
+                WorkflowSums {
+                    total,
+                    mut components,
+                },
+            )| {
+                components.sort_by(by_cost);
+                WorkflowBreakdown {
+                    workflow_id: w.map(|w| w.to_string()),
+                    workflow_name: w.map(|w| workflow_names.get(&w).cloned().unwrap_or_default()),
+                    usage: UsageFigures::of(&total),
+                    components: components
+                        .iter()
+                        .map(|(id, c)| ComponentBreakdown {
+                            component_id: id.to_string(),
+                            name: component_names.get(id).cloned().unwrap_or_default(),
+                            usage: UsageFigures::of(c),
+                        })
+                        .collect(),
+                }
+            },
+        )
+        .collect();
+    Ok(UserComponentsResponse {
+        period_days: days,
+        timezone: zone.name().to_owned(),
+        from,
+        to,
+        workflows,
+        totals: UsageFigures::of(&totals),
+    })
+}
+
+/// My cost per component.
+///
+/// For each workflow, the Langflow components that made LLM calls in the
+/// last `days` local days (from local midnight `days - 1` days ago until
+/// now), with their messages, tokens and exact cost. Only messages that
+/// named a component (`message.create` `body.component_id`) are counted.
+#[utoipa::path(
+    tag = "Analytics",
+    summary = "My stats per component",
+    params(StatsQuery),
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "The user's usage per workflow and component", body = UserComponentsResponse),
+        (status = 400, description = "`days` outside 1–365 or unknown `tz`", body = ErrorBody),
+        (status = 401, description = "Missing or invalid session token", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/analytics/my-stats/components")]
+pub async fn my_components(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    query: web::Query<StatsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let days = params::days(query.days)?;
+    let zone = params::zone(query.tz.as_deref(), user.timezone.as_deref())?;
+    let breakdown =
+        user_components(&state, user.user_id, days, &zone, OffsetDateTime::now_utc()).await?;
+    Ok(HttpResponse::Ok().json(breakdown))
 }

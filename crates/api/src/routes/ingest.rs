@@ -119,7 +119,7 @@ fn item_result(r: ItemResult) -> IngestItemResult {
 /// Every item is checked on its own: one bad item never rejects the others,
 /// and a refused item writes nothing. Accepted items are written, with their
 /// rollups, in one transaction. Items may reference entities that have not
-/// arrived yet: an unknown user or workflow gets a placeholder that its own
+/// arrived yet: an unknown user, workflow or component gets a placeholder that its own
 /// upsert fills later; a message whose conversation is unknown is kept and
 /// counted when the conversation arrives.
 ///
@@ -130,8 +130,12 @@ fn item_result(r: ItemResult) -> IngestItemResult {
 /// - `conversation.upsert`: `user_id`, optional `workflow_id`, `langflow_session_id`.
 /// - `message.create`: `conversation_id`, `role` (user, assistant, system, tool),
 ///   optional `model`, `usage` (normalized token fields), `llm_response` (any raw
-///   provider, LangChain or Langflow response). Explicit `usage`/`model` win over
-///   what is extracted. Cost is computed at the message's timestamp.
+///   provider, LangChain or Langflow response), `component_id` (the platform
+///   component that made the LLM call: its cost and tokens are also counted
+///   per component). Explicit `usage`/`model` win over what is extracted. Cost
+///   is computed at the message's timestamp. An unknown `component_id` gets a
+///   placeholder owned by the conversation's user; a component of another
+///   user refuses the message with `conflict`.
 /// - `event.track`: `user_id`, `event_type`, `event_category`, optional
 ///   `workflow_id`, `component_id`, `conversation_id`, `metadata`.
 /// - `error.log`: `service`, `error_type`, `error_message` (truncated to 5,000

@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod me;
 pub mod metrics;
 pub mod money;
+pub mod otlp;
 pub mod params;
 pub mod reports;
 pub mod usage;
@@ -23,4 +24,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     metrics::configure(cfg);
     usage::configure(cfg);
     reports::configure(cfg);
+    otlp::configure(cfg);
 }

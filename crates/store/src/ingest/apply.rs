@@ -72,6 +72,9 @@ struct Milestone {
 /// A message ready for `messages`.
 #[derive(Debug, Clone)]
 struct MessageRow {
+    /// Its index in this batch; `None` for a message that waited in
+    /// `pending_messages` (its item was answered by an earlier batch).
+    index: Option<usize>,
     id: Uuid,
     at: OffsetDateTime,
     user_id: Uuid,
@@ -161,6 +164,7 @@ pub(super) async fn apply(
         .collect();
     place_messages(txn, &new_messages, &mut out, &mut batch, now).await?;
     drain_pending(txn, &mut batch).await?;
+    check_components(txn, &mut batch, &mut out).await?;
     write_messages(txn, &mut batch).await?;
 
     // 4. Events and errors.
@@ -742,6 +746,7 @@ async fn place_messages(
     for (i, item, m) in new {
         match known.get(&m.conversation_id) {
             Some(&(user_id, workflow_id)) => batch.messages.push(MessageRow {
+                index: Some(*i),
                 id: item.id,
                 at: item.at,
                 user_id,
@@ -812,6 +817,7 @@ async fn drain_pending(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRes
                 continue;
             };
             batch.messages.push(MessageRow {
+                index: None,
                 id: row.try_get("", "id")?,
                 at: row.try_get("", "created_at")?,
                 user_id,
@@ -829,6 +835,123 @@ async fn drain_pending(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRes
     Ok(())
 }
 
+/// Makes sure the components the batch's messages name exist, and that each
+/// belongs to the user of the message's conversation.
+///
+/// An unknown component gets a placeholder owned by that user (its own
+/// `component.upsert` fills it later), as an unknown workflow does. A
+/// component of another user refuses the message with `conflict`, as a
+/// conversation upsert naming another user's conversation is refused: the
+/// user's breakdown must never show another user's component. The refused
+/// message's ledger row goes too, so a corrected re-send is not taken for a
+/// retry. A message that waited in `pending_messages` was already answered,
+/// so it cannot be refused any more: it is counted without the component.
+async fn check_components(
+    txn: &DatabaseTransaction,
+    batch: &mut Batch,
+    out: &mut [Applied],
+) -> StoreResult<()> {
+    // The earliest message decides a placeholder's owner and time, as for users.
+    let mut wanted: BTreeMap<Uuid, (OffsetDateTime, Uuid)> = BTreeMap::new();
+    for r in &batch.messages {
+        if let Some(c) = r.m.component_id {
+            wanted
+                .entry(c)
+                .and_modify(|x| {
+                    if r.at < x.0 {
+                        *x = (r.at, r.user_id)
+                    }
+                })
+                .or_insert((r.at, r.user_id));
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let rows = wanted
+        .iter()
+        .map(|(id, (at, user))| {
+            vec![
+                (*id).into(),
+                (*user).into(),
+                "".into(),
+                true.into(),
+                (*at).into(),
+                (*at).into(),
+            ]
+        })
+        .collect();
+    insert_many(
+        txn,
+        "agent_components",
+        &[
+            "id",
+            "user_id",
+            "name",
+            "is_placeholder",
+            "created_at",
+            "updated_at",
+        ],
+        rows,
+        Some(ignore_conflicts(&["id"])),
+        &[],
+    )
+    .await?;
+    let ids: Vec<Uuid> = wanted.keys().copied().collect();
+    let mut owners: HashMap<Uuid, Uuid> = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let (filter, values) = uuid_in("id", chunk, 1, txn.get_database_backend());
+        let sql = format!("SELECT id, user_id FROM agent_components WHERE {filter}");
+        for row in query_all(txn, &sql, values).await? {
+            owners.insert(row.try_get("", "id")?, row.try_get("", "user_id")?);
+        }
+    }
+    let mut refused: Vec<Uuid> = Vec::new();
+    batch.messages.retain_mut(|r| {
+        let Some(component) = r.m.component_id else {
+            return true;
+        };
+        let Some(&owner) = owners.get(&component).filter(|o| **o != r.user_id) else {
+            return true;
+        };
+        match r.index {
+            Some(i) => {
+                out[i] = Applied::error(
+                    "conflict",
+                    format!(
+                        "component {component} belongs to user {owner}, not {} (the user of conversation {})",
+                        r.user_id, r.m.conversation_id
+                    ),
+                );
+                refused.push(r.id);
+                false
+            }
+            None => {
+                tracing::warn!(
+                    message_id = %r.id,
+                    %component,
+                    %owner,
+                    user = %r.user_id,
+                    "a waiting message names another user's component; counted without it"
+                );
+                r.m.component_id = None;
+                true
+            }
+        }
+    });
+    refused.sort_unstable();
+    for chunk in refused.chunks(500) {
+        let (filter, values) = uuid_in("id", chunk, 1, txn.get_database_backend());
+        execute(
+            txn,
+            &format!("DELETE FROM ingested_items WHERE {filter}"),
+            values,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// The columns of a `messages` row, in the order `write_messages` fills them.
 const MESSAGE_COLUMNS: &[&str] = &[
     "id",
@@ -836,6 +959,7 @@ const MESSAGE_COLUMNS: &[&str] = &[
     "user_id",
     "conversation_id",
     "workflow_id",
+    "component_id",
     "role",
     "model",
     "has_usage",
@@ -867,6 +991,7 @@ async fn write_messages(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRe
                 r.user_id.into(),
                 r.m.conversation_id.into(),
                 r.workflow_id.into(),
+                r.m.component_id.into(),
                 r.m.role.as_str().into(),
                 r.m.model.clone().into(),
                 r.m.usage.is_some().into(),
@@ -895,13 +1020,19 @@ async fn write_messages(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRe
             cost_nano_usd: r.m.cost_nano_usd,
             pricing_status: &r.m.pricing_status,
         };
+        let counters = Counters::for_message(&facts);
         batch.rollups.add(
             r.user_id,
             r.workflow_id,
             r.m.model.as_deref(),
             r.at,
-            &Counters::for_message(&facts),
+            &counters,
         );
+        if let Some(component) = r.m.component_id {
+            batch
+                .rollups
+                .add_component(r.user_id, r.workflow_id, component, r.at, &counters);
+        }
         days.entry((r.m.conversation_id, r.at.date()))
             .or_insert((r.user_id, r.workflow_id));
         if r.m.role == MessageRole::User {

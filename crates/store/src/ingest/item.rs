@@ -100,6 +100,11 @@ pub struct ConversationUpsert {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MessageCreate {
     pub conversation_id: Uuid,
+    /// The platform component (`agent_components`) that made the LLM call.
+    /// Defaults to none so that messages parked in `pending_messages` before
+    /// this field existed still read.
+    #[serde(default)]
+    pub component_id: Option<Uuid>,
     pub role: MessageRole,
     pub model: Option<String>,
     /// `None` when neither the item nor its `llm_response` carried usage.
@@ -282,7 +287,14 @@ pub fn parse_item(
         ItemType::Message => {
             unknown_keys(
                 body,
-                &["conversation_id", "role", "model", "usage", "llm_response"],
+                &[
+                    "conversation_id",
+                    "component_id",
+                    "role",
+                    "model",
+                    "usage",
+                    "llm_response",
+                ],
                 "body.",
                 &mut warnings,
             );
@@ -392,6 +404,7 @@ fn parse_message(
     warnings: &mut Vec<String>,
 ) -> Result<MessageCreate, ItemError> {
     let conversation_id = fields.req_uuid("conversation_id")?;
+    let component_id = fields.opt_uuid("component_id")?;
     let role_text = fields.req_str("role", 16)?;
     let role: MessageRole = role_text
         .parse()
@@ -466,6 +479,7 @@ fn parse_message(
     };
     Ok(MessageCreate {
         conversation_id,
+        component_id,
         role,
         model,
         usage,

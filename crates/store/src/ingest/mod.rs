@@ -6,8 +6,8 @@
 //! - Re-sending an item writes nothing twice: messages, events and errors are
 //!   recorded once per id in `ingested_items`; upserts are idempotent and an
 //!   upsert older than the stored version is ignored.
-//! - References may arrive out of order: an unknown user or workflow gets a
-//!   placeholder row that its own upsert later fills; a message whose
+//! - References may arrive out of order: an unknown user, workflow or
+//!   component gets a placeholder row that its own upsert later fills; a message whose
 //!   conversation is unknown waits in `pending_messages` and is counted when
 //!   the conversation arrives.
 //! - Rollups change in the same transaction as the raw rows; concurrent
