@@ -104,40 +104,12 @@ fn day_number(
 }
 
 fn bucket_counters(row: &QueryResult) -> StoreResult<Counters> {
-    let get = |c: &str| -> StoreResult<i64> { Ok(row.try_get::<Option<i64>>("", c)?.unwrap_or(0)) };
-    Ok(Counters {
-        message_count: get("message_count")?,
-        user_message_count: get("user_message_count")?,
-        assistant_message_count: get("assistant_message_count")?,
-        conversations_started: get("conversations_started")?,
-        unique_sessions: 0,
-        input_tokens: get("input_tokens")?,
-        output_tokens: get("output_tokens")?,
-        cache_read_tokens: get("cache_read_tokens")?,
-        cache_write_tokens: get("cache_write_tokens")?,
-        reasoning_tokens: get("reasoning_tokens")?,
-        cost_nano_usd: get("cost_nano_usd")?,
-        unpriced_message_count: get("unpriced_message_count")?,
-        unpriced_tokens: get("unpriced_tokens")?,
-        error_count: get("error_count")?,
-    })
+    Counters::from_row(row, crate::rollup::BUCKET_COUNTER_COLS)
 }
 
 /// The counters of a `component_buckets` sum (the others are zero).
 fn component_counters(row: &QueryResult) -> StoreResult<Counters> {
-    let get = |c: &str| -> StoreResult<i64> { Ok(row.try_get::<Option<i64>>("", c)?.unwrap_or(0)) };
-    Ok(Counters {
-        message_count: get("message_count")?,
-        input_tokens: get("input_tokens")?,
-        output_tokens: get("output_tokens")?,
-        cache_read_tokens: get("cache_read_tokens")?,
-        cache_write_tokens: get("cache_write_tokens")?,
-        reasoning_tokens: get("reasoning_tokens")?,
-        cost_nano_usd: get("cost_nano_usd")?,
-        unpriced_message_count: get("unpriced_message_count")?,
-        unpriced_tokens: get("unpriced_tokens")?,
-        ..Counters::default()
-    })
+    Counters::from_row(row, COMPONENT_COUNTER_COLS)
 }
 
 /// `SUM(...)` of every `component_buckets` counter, cast so both engines

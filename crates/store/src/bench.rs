@@ -395,7 +395,7 @@ pub async fn copy_everything(
     let user_buckets: Vec<_> = rollups.user_bucket_rows_iter().collect();
     let user_days: Vec<_> = rollups.user_day_rows_iter().collect();
     let counters = |f: &mut CopyLine<'_>, c: &Counters| {
-        for v in c.bucket_fields() {
+        for v in c.fields(crate::rollup::BUCKET_COUNTER_COLS) {
             f.int(Some(v));
         }
     };

@@ -9,8 +9,8 @@
 use crate::{
     Store, StoreResult,
     rollup::{
-        BUCKET_SECONDS, BUCKETS_PER_DAY, COMPONENT_COUNTER_COLS, Counters, FUNNEL_COHORT_COLS,
-        FunnelPosition, MessageFacts, Rollups,
+        BUCKET_COUNTER_COLS, BUCKET_SECONDS, BUCKETS_PER_DAY, COMPONENT_COUNTER_COLS, Counters,
+        FUNNEL_COHORT_COLS, FunnelPosition, MessageFacts, Rollups,
     },
     sql,
 };
@@ -368,26 +368,11 @@ fn component_key(user: Uuid, workflow: Option<Uuid>, component: Uuid, bucket: i6
 }
 
 fn counters(row: &sea_orm::QueryResult, with_sessions: bool) -> StoreResult<Counters> {
-    Ok(Counters {
-        message_count: row.try_get("", "message_count")?,
-        user_message_count: row.try_get("", "user_message_count")?,
-        assistant_message_count: row.try_get("", "assistant_message_count")?,
-        conversations_started: row.try_get("", "conversations_started")?,
-        unique_sessions: if with_sessions {
-            row.try_get("", "unique_sessions")?
-        } else {
-            0
-        },
-        input_tokens: row.try_get("", "input_tokens")?,
-        output_tokens: row.try_get("", "output_tokens")?,
-        cache_read_tokens: row.try_get("", "cache_read_tokens")?,
-        cache_write_tokens: row.try_get("", "cache_write_tokens")?,
-        reasoning_tokens: row.try_get("", "reasoning_tokens")?,
-        cost_nano_usd: row.try_get("", "cost_nano_usd")?,
-        unpriced_message_count: row.try_get("", "unpriced_message_count")?,
-        unpriced_tokens: row.try_get("", "unpriced_tokens")?,
-        error_count: row.try_get("", "error_count")?,
-    })
+    let mut c = Counters::from_row(row, BUCKET_COUNTER_COLS)?;
+    if with_sessions {
+        c.unique_sessions = row.try_get("", "unique_sessions")?;
+    }
+    Ok(c)
 }
 
 const COUNTER_SELECT: &str = "message_count, user_message_count, assistant_message_count, input_tokens, output_tokens, \
@@ -433,19 +418,7 @@ async fn stored_rollups<C: ConnectionTrait>(conn: &C, range: RollupRange) -> Sto
             row.try_get("", "component_id")?,
             row.try_get("", "bucket")?,
         );
-        let get = |c: &str| -> StoreResult<i64> { Ok(row.try_get("", c)?) };
-        let stored = Counters {
-            message_count: get("message_count")?,
-            input_tokens: get("input_tokens")?,
-            output_tokens: get("output_tokens")?,
-            cache_read_tokens: get("cache_read_tokens")?,
-            cache_write_tokens: get("cache_write_tokens")?,
-            reasoning_tokens: get("reasoning_tokens")?,
-            cost_nano_usd: get("cost_nano_usd")?,
-            unpriced_message_count: get("unpriced_message_count")?,
-            unpriced_tokens: get("unpriced_tokens")?,
-            ..Counters::default()
-        };
+        let stored = Counters::from_row(&row, COMPONENT_COUNTER_COLS)?;
         out.insert(("component_buckets", key), stored);
     }
     for (table, key, range, text) in [

@@ -99,38 +99,49 @@ impl Counters {
         self.error_count += k * o.error_count;
     }
 
-    /// The counters of the bucket tables, in [`BUCKET_COUNTER_COLS`] order.
-    pub(crate) fn bucket_fields(&self) -> [i64; 13] {
-        [
-            self.message_count,
-            self.user_message_count,
-            self.assistant_message_count,
-            self.conversations_started,
-            self.input_tokens,
-            self.output_tokens,
-            self.cache_read_tokens,
-            self.cache_write_tokens,
-            self.reasoning_tokens,
-            self.cost_nano_usd,
-            self.unpriced_message_count,
-            self.unpriced_tokens,
-            self.error_count,
-        ]
+    /// The counter a rollup column holds (`unique_sessions` included), or
+    /// `None` for a column that is not a counter.
+    fn slot(&mut self, column: &str) -> Option<&mut i64> {
+        Some(match column {
+            "message_count" => &mut self.message_count,
+            "user_message_count" => &mut self.user_message_count,
+            "assistant_message_count" => &mut self.assistant_message_count,
+            "conversations_started" => &mut self.conversations_started,
+            "unique_sessions" => &mut self.unique_sessions,
+            "input_tokens" => &mut self.input_tokens,
+            "output_tokens" => &mut self.output_tokens,
+            "cache_read_tokens" => &mut self.cache_read_tokens,
+            "cache_write_tokens" => &mut self.cache_write_tokens,
+            "reasoning_tokens" => &mut self.reasoning_tokens,
+            "cost_nano_usd" => &mut self.cost_nano_usd,
+            "unpriced_message_count" => &mut self.unpriced_message_count,
+            "unpriced_tokens" => &mut self.unpriced_tokens,
+            "error_count" => &mut self.error_count,
+            _ => return None,
+        })
     }
 
-    /// The counters of `component_buckets`, in [`COMPONENT_COUNTER_COLS`] order.
-    pub(crate) fn component_fields(&self) -> [i64; 9] {
-        [
-            self.message_count,
-            self.input_tokens,
-            self.output_tokens,
-            self.cache_read_tokens,
-            self.cache_write_tokens,
-            self.reasoning_tokens,
-            self.cost_nano_usd,
-            self.unpriced_message_count,
-            self.unpriced_tokens,
-        ]
+    /// The values of `columns` (a `*_COUNTER_COLS` list), in that order.
+    pub(crate) fn fields(&self, columns: &[&str]) -> Vec<i64> {
+        let mut copy = *self;
+        columns
+            .iter()
+            .map(|c| copy.slot(c).map_or(0, |v| *v))
+            .collect()
+    }
+
+    /// The counters `columns` name, read from a row by those names (each a
+    /// `BIGINT`; NULL, as an empty `SUM` gives, is 0); the others are 0.
+    pub(crate) fn from_row(row: &sea_orm::QueryResult, columns: &[&str]) -> StoreResult<Counters> {
+        let mut c = Counters::default();
+        for column in columns {
+            let value = row.try_get::<Option<i64>>("", column)?.unwrap_or(0);
+            let slot = c.slot(column).ok_or_else(|| {
+                crate::StoreError::Invalid(format!("`{column}` is not a rollup counter"))
+            })?;
+            *slot = value;
+        }
+        Ok(c)
     }
 
     /// Only the counters `component_buckets` keeps; the others are zero.
@@ -570,7 +581,11 @@ impl Rollups {
                     k.component_id.into(),
                     workflow_of(k.workflow_key).into(),
                 ];
-                row.extend(c.component_fields().into_iter().map(SimpleExpr::from));
+                row.extend(
+                    c.fields(COMPONENT_COUNTER_COLS)
+                        .into_iter()
+                        .map(SimpleExpr::from),
+                );
                 row
             })
             .collect();
@@ -804,8 +819,7 @@ const COMPONENT_KEY_COLS: &[&str] = &[
     "component_id",
     "workflow_id",
 ];
-/// The counters of `component_buckets`, in [`Counters::component_fields`]
-/// order: those of the bucket tables that describe LLM calls.
+/// The counters of `component_buckets`: those of the bucket tables that describe LLM calls.
 pub(crate) const COMPONENT_COUNTER_COLS: &[&str] = &[
     "message_count",
     "input_tokens",
@@ -819,7 +833,10 @@ pub(crate) const COMPONENT_COUNTER_COLS: &[&str] = &[
 ];
 
 fn bucket_values(c: &Counters) -> Vec<SimpleExpr> {
-    c.bucket_fields().into_iter().map(Into::into).collect()
+    c.fields(BUCKET_COUNTER_COLS)
+        .into_iter()
+        .map(Into::into)
+        .collect()
 }
 
 /// Where each of `users` stands in the funnel (users not found are left

@@ -6,7 +6,9 @@ use crate::{
     auth::AdminUser,
     observability::{langsmith_url, sentry_url},
     routes::{
-        analytics::{UserComponentsResponse, UserStatsResponse, user_components, user_stats},
+        analytics::{
+            UsageFigures, UserComponentsResponse, UserStatsResponse, user_components, user_stats,
+        },
         money::UsdNumber,
         params::{self, csv_field},
     },
@@ -369,22 +371,9 @@ pub struct CostGroupItem {
     /// By component: that workflow's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_name: Option<String>,
-    /// Messages in the group.
-    pub messages: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cache_read_tokens: i64,
-    pub cache_write_tokens: i64,
-    pub reasoning_tokens: i64,
-    /// `input_tokens + output_tokens`.
-    pub total_tokens: i64,
-    /// Estimated cost of the group's priced messages in USD (exact decimal).
-    #[schema(value_type = f64)]
-    pub estimated_cost_usd: UsdNumber,
-    /// Messages whose model has no price: never counted as $0, reported here.
-    pub unpriced_messages: i64,
-    /// Input + output tokens of those messages.
-    pub unpriced_tokens: i64,
+    /// The group's messages, tokens and cost.
+    #[serde(flatten)]
+    pub usage: UsageFigures,
 }
 
 impl CostGroupItem {
@@ -394,16 +383,7 @@ impl CostGroupItem {
             label: None,
             workflow_id: None,
             workflow_name: None,
-            messages: c.message_count,
-            input_tokens: c.input_tokens,
-            output_tokens: c.output_tokens,
-            cache_read_tokens: c.cache_read_tokens,
-            cache_write_tokens: c.cache_write_tokens,
-            reasoning_tokens: c.reasoning_tokens,
-            total_tokens: c.input_tokens + c.output_tokens,
-            estimated_cost_usd: UsdNumber::from_nanos(c.cost_nano_usd),
-            unpriced_messages: c.unpriced_message_count,
-            unpriced_tokens: c.unpriced_tokens,
+            usage: UsageFigures::of(c),
         }
     }
 }
@@ -541,9 +521,7 @@ pub async fn costs(
         } else {
             ""
         };
-        let mut out = format!(
-            "{group_by}{labels},messages,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,reasoning_tokens,total_tokens,estimated_cost_usd,unpriced_messages,unpriced_tokens\n"
-        );
+        let mut out = format!("{group_by}{labels},{}\n", UsageFigures::CSV_COLUMNS);
         for g in &items {
             let mut key = csv_field(&g.key);
             if grouping == CostGrouping::Component {
@@ -552,20 +530,7 @@ pub async fn costs(
                     key.push_str(&csv_field(f.as_deref().unwrap_or("")));
                 }
             }
-            out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{}\n",
-                key,
-                g.messages,
-                g.input_tokens,
-                g.output_tokens,
-                g.cache_read_tokens,
-                g.cache_write_tokens,
-                g.reasoning_tokens,
-                g.total_tokens,
-                g.estimated_cost_usd.0,
-                g.unpriced_messages,
-                g.unpriced_tokens
-            ));
+            out.push_str(&format!("{key},{}\n", g.usage.csv_row()));
         }
         return Ok(csv_response(&format!("costs-by-{group_by}.csv"), out));
     }
@@ -718,6 +683,24 @@ pub struct AdminConversation {
     pub langsmith_url: Option<String>,
 }
 
+/// The user an admin route is about, with the period's length and zone
+/// (`tz`, else the user's stored zone, else UTC); 404 for an unknown user.
+async fn target_user(
+    state: &AppState,
+    path: web::Path<Uuid>,
+    query: &PeriodQuery,
+) -> Result<(Uuid, charlie_store::analytics::UserSummary, u16, Zone), ApiError> {
+    let id = path.into_inner();
+    let user = state
+        .store
+        .user_summary(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("user {id} not found")))?;
+    let days = params::days(query.days)?;
+    let zone = params::zone(query.tz.as_deref(), user.timezone.as_deref())?;
+    Ok((id, user, days, zone))
+}
+
 /// Charlie Stats of any user, for admins.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AdminUserStatsResponse {
@@ -749,14 +732,7 @@ pub async fn user_stats_route(
     path: web::Path<Uuid>,
     query: web::Query<PeriodQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let user = state
-        .store
-        .user_summary(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("user {id} not found")))?;
-    let days = params::days(query.days)?;
-    let zone = params::zone(query.tz.as_deref(), user.timezone.as_deref())?;
+    let (id, user, days, zone) = target_user(&state, path, &query).await?;
     let stats = user_stats(&state, id, days, &zone, OffsetDateTime::now_utc()).await?;
     let recent_conversations = state
         .store
@@ -811,14 +787,7 @@ pub async fn user_components_route(
     path: web::Path<Uuid>,
     query: web::Query<PeriodQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let user = state
-        .store
-        .user_summary(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("user {id} not found")))?;
-    let days = params::days(query.days)?;
-    let zone = params::zone(query.tz.as_deref(), user.timezone.as_deref())?;
+    let (id, _, days, zone) = target_user(&state, path, &query).await?;
     let breakdown = user_components(&state, id, days, &zone, OffsetDateTime::now_utc()).await?;
     Ok(HttpResponse::Ok().json(breakdown))
 }

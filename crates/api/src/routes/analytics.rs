@@ -199,10 +199,11 @@ pub async fn my_stats(
     Ok(HttpResponse::Ok().json(stats))
 }
 
-/// Messages, tokens and exact cost of a set of LLM calls.
+/// Messages, tokens and exact cost of a set of messages (a component's, a
+/// cost group's).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UsageFigures {
-    /// Messages that named the component(s).
+    /// Messages counted.
     pub messages: i64,
     /// Prompt tokens, cache reads and writes included.
     pub input_tokens: i64,
@@ -223,7 +224,27 @@ pub struct UsageFigures {
 }
 
 impl UsageFigures {
-    fn of(c: &Counters) -> Self {
+    /// The CSV columns of the figures, in [`UsageFigures::csv_row`] order.
+    pub(crate) const CSV_COLUMNS: &'static str = "messages,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,reasoning_tokens,total_tokens,estimated_cost_usd,unpriced_messages,unpriced_tokens";
+
+    /// The figures as CSV fields (numbers only: nothing to quote).
+    pub(crate) fn csv_row(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{},{},{}",
+            self.messages,
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.total_tokens,
+            self.estimated_cost_usd.0,
+            self.unpriced_messages,
+            self.unpriced_tokens
+        )
+    }
+
+    pub(crate) fn of(c: &Counters) -> Self {
         UsageFigures {
             messages: c.message_count,
             input_tokens: c.input_tokens,

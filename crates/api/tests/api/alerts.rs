@@ -3,7 +3,7 @@
 //! SIGKILL between the alert's commit and its delivery, and concurrent
 //! ingestion crossing the thresholds.
 
-use crate::helpers::{TestApp, Vars, json, spawn_app_with};
+use crate::helpers::{TestApp, Vars, json, spawn_app_with, token};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -21,15 +21,6 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use uuid::Uuid;
 
 pub const SECRET: &str = "whsec_test_0123456789";
-
-pub fn token(sub: &str, admin: bool) -> String {
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    let mut claims = json!({"sub": sub, "email": format!("{sub}@example.com"), "iat": now, "nbf": now - 5, "exp": now + 3600});
-    if admin {
-        claims["role"] = json!("admin");
-    }
-    charlie_api::auth::jwt::sign_demo_token(&claims).unwrap()
-}
 
 fn rfc(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap()

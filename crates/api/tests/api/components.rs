@@ -4,22 +4,12 @@
 //! against expectations computed here from what was sent, in zones with
 //! 45-minute offsets and with DST.
 
-use crate::helpers::{TestApp, json, spawn_app};
+use crate::helpers::{TestApp, assert_rollups_clean, json, spawn_app, token};
 use charlie_store::{calendar::Zone, maintenance::RollupRange};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use time::{Duration, OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339};
 use uuid::Uuid;
-
-fn token(sub: &str, admin: bool) -> String {
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    let mut claims = json!({"sub": sub, "email": format!("{sub}@example.com"), "iat": now,
-        "nbf": now - 5, "exp": now + 3600});
-    if admin {
-        claims["role"] = json!("admin");
-    }
-    charlie_api::auth::jwt::sign_demo_token(&claims).unwrap()
-}
 
 fn rfc(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap()
@@ -213,14 +203,7 @@ impl World {
     }
 
     async fn assert_rollups_verify(&self) {
-        let report = self
-            .app
-            .store
-            .verify_rollups(RollupRange::default())
-            .await
-            .unwrap();
-        assert!(report.differences.is_empty(), "{:#?}", report.differences);
-        assert!(report.stuck_pending.is_empty());
+        assert_rollups_clean(&self.app).await;
     }
 }
 

@@ -1,7 +1,7 @@
 //! `spawn_app()` and typed request helpers shared by every test module.
 
 use charlie_api::{Application, Settings, config::Env};
-use charlie_store::{Store, testing::TestDatabase};
+use charlie_store::{Store, maintenance::RollupRange, testing::TestDatabase};
 use std::{collections::HashMap, net::TcpListener};
 
 /// A running application and its database.
@@ -107,4 +107,32 @@ pub fn litellm_table_file() -> std::path::PathBuf {
     ));
     std::fs::write(&path, text).expect("a temporary file");
     path
+}
+
+/// A development session token for `sub` (e-mail `<sub>@example.com`),
+/// valid for an hour, with the admin role when `admin`.
+pub fn token(sub: &str, admin: bool) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut claims = serde_json::json!({"sub": sub, "email": format!("{sub}@example.com"),
+        "iat": now, "nbf": now - 5, "exp": now + 3600});
+    if admin {
+        claims["role"] = serde_json::json!("admin");
+    }
+    charlie_api::auth::jwt::sign_demo_token(&claims).expect("a development token")
+}
+
+/// Fails the test when a rollup differs from a recount of the raw rows, or
+/// a message waits for a conversation that exists.
+pub async fn assert_rollups_clean(app: &TestApp) {
+    let report = app
+        .store
+        .verify_rollups(RollupRange::default())
+        .await
+        .expect("rollups verify");
+    assert!(report.differences.is_empty(), "{:#?}", report.differences);
+    assert!(
+        report.stuck_pending.is_empty(),
+        "{:?}",
+        report.stuck_pending
+    );
 }

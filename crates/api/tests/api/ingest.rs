@@ -57,13 +57,7 @@ fn outcomes(body: &Value) -> Vec<String> {
 }
 
 async fn assert_rollups_match_raw_rows(app: &TestApp) {
-    let report = app
-        .store
-        .verify_rollups(RollupRange::default())
-        .await
-        .unwrap();
-    assert!(report.differences.is_empty(), "{:#?}", report.differences);
-    assert!(report.stuck_pending.is_empty());
+    crate::helpers::assert_rollups_clean(app).await;
 }
 
 async fn scalar(app: &TestApp, sql: &str) -> i64 {

@@ -3,8 +3,7 @@
 //! traces with no user, bad input, the Langfuse-compatible endpoints, and
 //! (when the Python SDKs are installed, always in CI) real exporters.
 
-use crate::helpers::{TestApp, Vars, json, spawn_app, spawn_app_with};
-use charlie_store::maintenance::RollupRange;
+use crate::helpers::{TestApp, Vars, assert_rollups_clean, json, spawn_app, spawn_app_with, token};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse},
     common::v1::{AnyValue, KeyValue, any_value::Value as Av},
@@ -94,20 +93,11 @@ async fn accepted(resp: reqwest::Response) -> ExportTraceServiceResponse {
     ExportTraceServiceResponse::decode(bytes.as_ref()).unwrap()
 }
 
-fn admin_token() -> String {
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    charlie_api::auth::jwt::sign_demo_token(&json!({
-        "sub": "otel-admin", "email": "admin@example.com", "role": "admin",
-        "iat": now, "nbf": now - 5, "exp": now + 3600,
-    }))
-    .unwrap()
-}
-
 async fn admin_get(app: &TestApp, path: &str) -> Value {
     let resp = app
         .client
         .get(app.url(path))
-        .bearer_auth(admin_token())
+        .bearer_auth(token("otel-admin", true))
         .send()
         .await
         .unwrap();
@@ -117,15 +107,6 @@ async fn admin_get(app: &TestApp, path: &str) -> Value {
 
 async fn scalar(app: &TestApp, sql: &str) -> i64 {
     app.store.scalar_for_tests(sql).await.unwrap()
-}
-
-async fn assert_rollups_clean(app: &TestApp) {
-    let report = app
-        .store
-        .verify_rollups(RollupRange::default())
-        .await
-        .unwrap();
-    assert!(report.differences.is_empty(), "{:#?}", report.differences);
 }
 
 /// A Langflow run as its tracers shape it: the run span (root, with the
@@ -154,92 +135,64 @@ impl LangflowRun {
     /// In the order a one-span-per-request exporter sends them (as they end).
     fn spans(&self) -> Vec<Span> {
         let (t, t0) = (self.trace, self.t0);
+        let openai = vec![
+            kv("gen_ai.request.model", s("gpt-4o-mini")),
+            kv("gen_ai.response.model", s("gpt-4o-mini-2024-07-18")),
+            kv("gen_ai.usage.input_tokens", i(1200)),
+            kv("gen_ai.usage.output_tokens", i(300)),
+            kv("gen_ai.usage.cache_read.input_tokens", i(1000)),
+        ];
+        let anthropic = vec![
+            kv("gen_ai.request.model", s("claude-haiku-4-5")),
+            kv("gen_ai.usage.prompt_tokens", i(800)),
+            kv("gen_ai.usage.completion_tokens", i(100)),
+            kv("llm.usage.total_tokens", i(900)),
+        ];
+        let root = vec![
+            kv("langflow.user_id", s(&self.user.to_string())),
+            kv("langflow.session_id", s("session-42")),
+            kv("langflow.project_name", s("Langflow")),
+            kv("flow_id", s(&self.flow.to_string())),
+            kv("flow_name", s("Support bot")),
+        ];
+        let run_name = format!("Support bot - {}", self.flow);
         vec![
-            span(
-                t,
-                2,
-                Some(1),
-                "Chat Input (ChatInput-x1)",
-                t0,
-                (0, 1),
-                vec![
-                    kv("trace_id", s("ChatInput-x1")),
-                    kv("trace_type", s("chain")),
-                    kv("vertex_id", s("ChatInput-x1")),
-                ],
-            ),
-            span(
-                t,
-                4,
-                Some(3),
-                "openai.chat",
-                t0,
-                (2, 5),
-                vec![
-                    kv("gen_ai.request.model", s("gpt-4o-mini")),
-                    kv("gen_ai.response.model", s("gpt-4o-mini-2024-07-18")),
-                    kv("gen_ai.usage.input_tokens", i(1200)),
-                    kv("gen_ai.usage.output_tokens", i(300)),
-                    kv("gen_ai.usage.cache_read.input_tokens", i(1000)),
-                ],
-            ),
-            span(
-                t,
-                3,
-                Some(1),
-                "OpenAI (OpenAIModel-AbC12)",
-                t0,
-                (1, 6),
-                vec![
-                    kv("trace_id", s("OpenAIModel-AbC12")),
-                    kv("trace_type", s("llm")),
-                    kv("vertex_id", s("OpenAIModel-AbC12")),
-                ],
-            ),
-            span(
-                t,
-                6,
-                Some(9),
-                "anthropic.chat",
-                t0,
-                (7, 9),
-                vec![
-                    kv("gen_ai.request.model", s("claude-haiku-4-5")),
-                    kv("gen_ai.usage.prompt_tokens", i(800)),
-                    kv("gen_ai.usage.completion_tokens", i(100)),
-                    kv("llm.usage.total_tokens", i(900)),
-                ],
-            ),
-            span(
-                t,
-                5,
-                Some(1),
-                "Anthropic (AnthropicModel-Zz9)",
-                t0,
-                (6, 10),
-                vec![
-                    kv("trace_id", s("AnthropicModel-Zz9")),
-                    kv("trace_type", s("llm")),
-                    kv("vertex_id", s("AnthropicModel-Zz9")),
-                ],
-            ),
-            span(
-                t,
-                1,
-                None,
-                &format!("Support bot - {}", self.flow),
-                t0,
-                (0, 11),
-                vec![
-                    kv("langflow.user_id", s(&self.user.to_string())),
-                    kv("langflow.session_id", s("session-42")),
-                    kv("langflow.project_name", s("Langflow")),
-                    kv("flow_id", s(&self.flow.to_string())),
-                    kv("flow_name", s("Support bot")),
-                ],
-            ),
+            component(t, 2, "Chat Input", "ChatInput-x1", t0, (0, 1)),
+            span(t, 4, Some(3), "openai.chat", t0, (2, 5), openai),
+            component(t, 3, "OpenAI", "OpenAIModel-AbC12", t0, (1, 6)),
+            // Parented to a span that is never exported.
+            span(t, 6, Some(9), "anthropic.chat", t0, (7, 9), anthropic),
+            component(t, 5, "Anthropic", "AnthropicModel-Zz9", t0, (6, 10)),
+            span(t, 1, None, &run_name, t0, (0, 11), root),
         ]
     }
+}
+
+/// A Langflow component's span under the run span (id 1), as Langflow's
+/// tracers write it: `"<name> (<component id>)"` with the id in `trace_id`
+/// and `vertex_id`.
+fn component(
+    trace: [u8; 16],
+    id: u8,
+    name: &str,
+    key: &str,
+    t0: OffsetDateTime,
+    range: (i64, i64),
+) -> Span {
+    let attributes = vec![
+        kv("trace_id", s(key)),
+        kv("trace_type", s("llm")),
+        kv("vertex_id", s(key)),
+    ];
+    span(
+        trace,
+        id,
+        Some(1),
+        &format!("{name} ({key})"),
+        t0,
+        range,
+        attributes,
+    )
 }
 
 /// gpt-4o-mini: 200 uncached × $0.15/M + 1000 cached × $0.075/M + 300 × $0.6/M;

@@ -3,10 +3,7 @@
 //! the in-server scheduler, `charlie-stats reports send` resuming a
 //! half-done week, and the admin preview.
 
-use crate::{
-    alerts::token,
-    helpers::{TestApp, Vars, json, spawn_app_with},
-};
+use crate::helpers::{TestApp, Vars, json, spawn_app_with, token};
 use charlie_api::{Application, Settings};
 use serde_json::{Value, json};
 use std::{
