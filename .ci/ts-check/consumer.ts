@@ -253,6 +253,81 @@ interface MyUsage {
   percent_used: number | null;
   projected_month_end_cost_usd: number;
   alerts: Alert[];
+  hard_limit_usd: number | null;
+  reserved_usd: number;
+  open_reservations: Reservation[];
+}
+
+interface Reservation {
+  reservation_id: string;
+  user_id: string;
+  workflow_id: string | null;
+  idempotency_key: string;
+  state: string;
+  held_usd: number;
+  estimated_usd: number;
+  actual_usd: number | null;
+  message_id: string | null;
+  model: string | null;
+  month: string;
+  created_at: string;
+  expires_at: string;
+}
+
+interface LimitStanding {
+  budget: string;
+  limit_usd: number;
+  spent_usd: number;
+  reserved_usd: number;
+  remaining_usd: number;
+}
+
+interface ReserveAnswer {
+  decision: string;
+  reservation_id: string | null;
+  replayed: boolean;
+  amount_usd: number;
+  expires_at: string | null;
+  remaining_usd: number | null;
+  reason: string | null;
+  budget: string | null;
+  limit_usd: number | null;
+  spent_usd: number | null;
+  reserved_usd: number | null;
+  limits: LimitStanding[];
+  soft_limit_reached: string[];
+}
+
+interface ReserveRequest {
+  user_id: string;
+  workflow_id?: string | null;
+  estimated_cost_usd?: string | null;
+  model?: string | null;
+  input_tokens?: number;
+  output_tokens?: number;
+  idempotency_key: string;
+  ttl_seconds?: number | null;
+}
+
+interface WorkflowBudget {
+  workflow_id: string;
+  monthly_budget_usd: number | null;
+  monthly_hard_limit_usd: number | null;
+}
+
+interface RepriceRun {
+  id: string;
+  actor: string;
+  created_at: string;
+  from_date: string;
+  to_date: string;
+  model: string | null;
+  dry_run: boolean;
+  messages_scanned: number;
+  messages_changed: number;
+  old_total_usd: number;
+  new_total_usd: number;
+  difference_usd: number;
 }
 
 interface Preferences {
@@ -260,13 +335,16 @@ interface Preferences {
 }
 
 interface BudgetRequest {
-  monthly_budget_usd: string | null;
+  monthly_budget_usd?: string | null;
+  monthly_hard_limit_usd?: string | null;
 }
 
 interface Budget {
   user_id: string;
   monthly_budget_usd: number | null;
   effective_budget_usd: number | null;
+  monthly_hard_limit_usd: number | null;
+  effective_hard_limit_usd: number | null;
 }
 
 interface IngestItem {
@@ -339,6 +417,18 @@ type BudgetJson =
   P["/api/v1/analytics/admin/users/{id}/budget"]["put"]["responses"][200]["content"]["application/json"];
 type BudgetBody =
   P["/api/v1/analytics/admin/users/{id}/budget"]["put"]["requestBody"]["content"]["application/json"];
+type ReserveJson =
+  P["/api/v1/budget/reserve"]["post"]["responses"][200]["content"]["application/json"];
+type ReserveBody =
+  P["/api/v1/budget/reserve"]["post"]["requestBody"]["content"]["application/json"];
+type CommitJson =
+  P["/api/v1/budget/commit"]["post"]["responses"][200]["content"]["application/json"];
+type ReleaseJson =
+  P["/api/v1/budget/release"]["post"]["responses"][200]["content"]["application/json"];
+type WorkflowBudgetJson =
+  P["/api/v1/analytics/admin/workflows/{id}/budget"]["put"]["responses"][200]["content"]["application/json"];
+type RepriceRunsJson =
+  P["/api/v1/analytics/admin/reprice-runs"]["get"]["responses"][200]["content"]["application/json"];
 type AlertsJson =
   P["/api/v1/analytics/admin/alerts"]["get"]["responses"][200]["content"]["application/json"];
 type LangfuseProjectsJson =
@@ -420,6 +510,11 @@ export const covered: { [K in JsonEndpoint]: true } = {
     same<UserComponentsJson, UserComponents>()(id, id),
   "PUT /api/v1/analytics/admin/users/{id}/budget 200": same<BudgetJson, Budget>()(id, id),
   "GET /api/v1/analytics/admin/alerts 200": same<AlertsJson, Alerts>()(id, id),
+  "POST /api/v1/budget/reserve 200": same<ReserveJson, ReserveAnswer>()(id, id),
+  "POST /api/v1/budget/commit 200": same<CommitJson, Reservation>()(id, id),
+  "POST /api/v1/budget/release 200": same<ReleaseJson, Reservation>()(id, id),
+  "PUT /api/v1/analytics/admin/workflows/{id}/budget 200": same<WorkflowBudgetJson, WorkflowBudget>()(id, id),
+  "GET /api/v1/analytics/admin/reprice-runs 200": same<RepriceRunsJson, { runs: RepriceRun[] }>()(id, id),
   "GET /api/public/projects 200": fits<LangfuseProjectsJson, LangfuseProjects>()(id),
 };
 
@@ -428,6 +523,7 @@ export const requestBodies = {
   ingest: fits<{ batch: IngestItem[] }, IngestBody>()(id),
   preferences: fits<Preferences, PreferencesBody>()(id),
   budget: fits<BudgetRequest, BudgetBody>()(id),
+  reserve: fits<ReserveRequest, ReserveBody>()(id),
 };
 
 // Every JSON error answer is `{"code", "message"}`.

@@ -16,6 +16,8 @@ mod m20261128_000009_flat_reads;
 mod m20261129_000010_user_days;
 mod m20261203_000011_component_costs;
 mod m20261203_000012_otel_spans;
+mod m20261203_000013_posthog_outbox;
+mod m20261203_000014_budget_reservations;
 
 /// Applies the migrations in order.
 #[derive(Debug)]
@@ -35,6 +37,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000010_user_days::Migration),
             Box::new(m20261203_000011_component_costs::Migration),
             Box::new(m20261203_000012_otel_spans::Migration),
+            Box::new(m20261203_000013_posthog_outbox::Migration),
+            Box::new(m20261203_000014_budget_reservations::Migration),
         ]
     }
 }

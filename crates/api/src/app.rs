@@ -103,7 +103,9 @@ impl Application {
             crate::pricing::load_catalog(&settings).map_err(|e| StartupError(e.to_string()))?;
         let auth = crate::auth::Authenticator::new(&settings).map_err(StartupError)?;
         let sentry_hub = crate::observability::reporting::app_hub(&settings);
-        let store = store.with_budget_policy(settings.notify.budget_policy());
+        let store = store
+            .with_budget_policy(settings.notify.budget_policy())
+            .with_posthog_outbox(settings.posthog.enabled());
         let state = AppState {
             store,
             settings: Arc::new(settings),

@@ -74,6 +74,47 @@ enum Command {
         #[command(subcommand)]
         action: crate::jobs::reports::ReportsAction,
     },
+    /// Forward activity events to PostHog (see `posthog backfill --help`).
+    Posthog {
+        #[command(subcommand)]
+        action: PosthogAction,
+    },
+    /// Recompute stored message costs from their usage with today's
+    /// catalog (dated prices), rollups included; records an audit row.
+    Reprice {
+        /// First UTC day (YYYY-MM-DD).
+        #[arg(long, value_parser = parse_date)]
+        from: time::Date,
+        /// Last UTC day (YYYY-MM-DD), included.
+        #[arg(long, value_parser = parse_date)]
+        to: time::Date,
+        /// Only messages of this model (as stored).
+        #[arg(long)]
+        model: Option<String>,
+        /// Show what would change; change nothing (the run is still recorded).
+        #[arg(long)]
+        dry_run: bool,
+        /// Who runs it (default: the OS user).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Print the run as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Compare a provider's cost export with our costs, per UTC day and model.
+    Reconcile {
+        #[arg(long, value_enum)]
+        provider: crate::reconcile::Provider,
+        /// The export: the provider's cost API JSON or console CSV.
+        file: std::path::PathBuf,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Apply, roll back or list schema migrations.
     Migrate {
         #[command(subcommand)]
@@ -109,6 +150,24 @@ enum KeysAction {
     /// Revoke a key by id.
     Revoke {
         id: uuid::Uuid,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PosthogAction {
+    /// Send the stored activity events of a UTC date range to PostHog (the
+    /// same `uuid`s as live forwarding, so PostHog keeps one copy of each).
+    Backfill {
+        #[command(flatten)]
+        range: RangeArgs,
+        /// Count the events and print a sample of what would be sent; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -295,6 +354,91 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
         }
         Command::Bench { action } => crate::bench::run(action, settings).await,
         Command::Reports { action } => crate::jobs::reports::command(action, settings).await,
+        Command::Posthog { action } => posthog(action, settings).await,
+        Command::Reprice {
+            from,
+            to,
+            model,
+            dry_run,
+            actor,
+            json,
+            db,
+        } => {
+            let settings = settings.with_database_url(db.database_url)?;
+            let catalog = crate::pricing::load_catalog(&settings)?;
+            let store = open_store(&settings).await?;
+            let actor = actor
+                .or_else(|| std::env::var("USER").ok())
+                .or_else(|| std::env::var("USERNAME").ok())
+                .unwrap_or_else(|| "unknown".to_owned());
+            let report = store
+                .reprice(
+                    &charlie_store::reprice::RepriceRequest {
+                        from,
+                        to,
+                        model,
+                        dry_run,
+                        actor,
+                    },
+                    &catalog,
+                    time::OffsetDateTime::now_utc(),
+                )
+                .await?;
+            if json {
+                return print_json(&report);
+            }
+            let usd = charlie_domain::Usd::from_nanos;
+            for (model, c) in &report.by_model {
+                println!(
+                    "{model:<32} {:>8} messages  {} -> {} USD",
+                    c.messages,
+                    usd(c.old_nano_usd),
+                    usd(c.new_nano_usd)
+                );
+            }
+            let r = &report.run;
+            println!(
+                "{}{} of {} messages repriced ({from} to {to}): {} -> {} USD (difference {}); run {}",
+                if r.dry_run { "dry run: " } else { "" },
+                r.messages_changed,
+                r.messages_scanned,
+                usd(r.old_total_nano_usd),
+                usd(r.new_total_nano_usd),
+                usd(r.new_total_nano_usd.saturating_sub(r.old_total_nano_usd)),
+                r.id
+            );
+            Ok(())
+        }
+        Command::Reconcile {
+            provider,
+            file,
+            json,
+            db,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| CliError(format!("cannot read {}: {e}", file.display())))?;
+            let theirs = crate::reconcile::parse(provider, &text)
+                .map_err(|e| CliError(format!("{}: {e}", file.display())))?;
+            let (Some(first), Some(last)) = (
+                theirs.keys().map(|k| k.0).min(),
+                theirs.keys().map(|k| k.0).max(),
+            ) else {
+                return Err(CliError(format!("{}: no costs", file.display())));
+            };
+            let store = open_store(&settings.with_database_url(db.database_url)?).await?;
+            let mut ours = crate::reconcile::Costs::new();
+            for ((day, model), nanos) in store.cost_by_day_and_model(first, last).await? {
+                *ours
+                    .entry((day, crate::reconcile::model_key(&model)))
+                    .or_default() += nanos;
+            }
+            let lines = crate::reconcile::compare(&theirs, &ours);
+            if json {
+                return print_json(&lines);
+            }
+            print!("{}", crate::reconcile::table(&lines));
+            Ok(())
+        }
         Command::Openapi => {
             print!("{}", crate::openapi::spec_json());
             Ok(())
@@ -330,6 +474,57 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
 fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)?;
     println!("{text}");
+    Ok(())
+}
+
+async fn posthog(action: PosthogAction, settings: Settings) -> Result<(), CliError> {
+    let PosthogAction::Backfill {
+        range,
+        dry_run,
+        json,
+        db,
+    } = action;
+    let settings = settings.with_database_url(db.database_url)?;
+    let store = open_store(&settings).await?;
+    let report =
+        crate::jobs::posthog::backfill(&store, &settings.posthog, range.from, range.to, dry_run)
+            .await
+            .map_err(CliError)?;
+    if json {
+        return print_json(&report);
+    }
+    let span = match (report.from, report.to) {
+        (None, None) => "all days".to_owned(),
+        (from, to) => format!(
+            "{} to {}",
+            from.map_or("the first day".into(), |d| d.to_string()),
+            to.map_or("the last day".into(), |d| d.to_string())
+        ),
+    };
+    if dry_run {
+        println!(
+            "{} activity events from {span} would be sent to {}",
+            report.events,
+            settings.posthog.batch_url()
+        );
+        for event in &report.sample {
+            println!("{event}");
+        }
+    } else {
+        println!(
+            "{} activity events from {span}: {} sent, {} failed",
+            report.events, report.sent, report.failed
+        );
+        for (id, error) in &report.errors {
+            eprintln!("event {id}: {error}");
+        }
+    }
+    if report.failed > 0 {
+        return Err(CliError(format!(
+            "{} events were not delivered",
+            report.failed
+        )));
+    }
     Ok(())
 }
 

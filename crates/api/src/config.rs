@@ -172,6 +172,10 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     /// Budgets, alerts, the alert webhook and weekly reports (read in `jobs/settings.rs`).
     pub notify: crate::jobs::settings::NotifySettings,
+    /// Hard limits and reservations (read in `routes/budget.rs`).
+    pub budget: crate::routes::budget::BudgetSettings,
+    /// Forwarding activity events to PostHog (`POSTHOG_*`, read in `jobs/posthog.rs`).
+    pub posthog: crate::jobs::posthog::PosthogSettings,
 }
 
 /// `var` parsed as `T`, or `default` when unset; a bad value names `var`.
@@ -405,6 +409,8 @@ impl Settings {
             auth: auth_settings(env, app_env)?,
             cors_allowed_origins: cors_origins(env)?,
             notify: crate::jobs::settings::NotifySettings::from_env(env)?,
+            budget: crate::routes::budget::BudgetSettings::from_env(env)?,
+            posthog: crate::jobs::posthog::PosthogSettings::from_env(env)?,
         };
         settings.check()?;
         Ok(settings)

@@ -55,6 +55,8 @@ pub struct Store {
     write_lock: Option<Arc<Mutex<()>>>,
     /// Budgets and alert thresholds ingestion applies (`budgets.rs`).
     pub(crate) budget_policy: Arc<crate::budgets::BudgetPolicy>,
+    /// Whether ingestion queues its activity events for PostHog (`posthog.rs`).
+    pub(crate) posthog_outbox: bool,
 }
 
 /// One migration and whether it is applied.
@@ -108,6 +110,7 @@ impl Store {
             engine,
             write_lock: (engine == Engine::Sqlite).then(|| Arc::new(Mutex::new(()))),
             budget_policy: Arc::default(),
+            posthog_outbox: false,
         })
     }
 

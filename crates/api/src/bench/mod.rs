@@ -4,9 +4,12 @@
 //! - `bench ingest`: `POST /api/v1/ingest` of the real server (a child
 //!   process), beside `COPY` of the same rows and the seed's
 //!   one-transaction-per-message design.
+//! - `bench budget`: latency of `reserve` (the store's transaction) at
+//!   concurrent clients.
 //! - `bench read`: my-stats and admin/overview of the real server on a large
 //!   seeded database, beside the seed's own queries on the same data.
 
+pub mod budget;
 pub mod data;
 pub mod ingest;
 pub mod read;
@@ -25,6 +28,8 @@ pub enum BenchCommand {
     Ingest(ingest::IngestArgs),
     /// Read API latency on a large database vs the seed's queries.
     Read(read::ReadArgs),
+    /// Budget reservation latency at concurrent clients.
+    Budget(budget::BudgetArgs),
 }
 
 /// Runs a `bench` subcommand.
@@ -32,6 +37,7 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<(), CliErr
     match command {
         BenchCommand::Ingest(args) => ingest::run(args, settings).await,
         BenchCommand::Read(args) => read::run(args, settings).await,
+        BenchCommand::Budget(args) => budget::run(args, settings).await,
     }
 }
 

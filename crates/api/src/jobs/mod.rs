@@ -1,7 +1,9 @@
 //! Background work inside the server: the outbox worker that delivers
-//! usage-alert webhooks (`webhook.rs`) and the weekly report scheduler
+//! usage-alert webhooks (`webhook.rs`), the one that forwards activity
+//! events to PostHog (`posthog.rs`) and the weekly report scheduler
 //! (`reports.rs`), plus their settings (`settings.rs`).
 
+pub mod posthog;
 pub mod report_email;
 pub mod reports;
 pub mod settings;
@@ -18,6 +20,13 @@ pub fn start(state: &AppState) {
     runtime.spawn(crate::otlp::resolve::sweeper(state.clone()));
     if let Some(webhook) = &state.settings.notify.webhook {
         runtime.spawn(webhook::run(state.store.clone(), webhook.clone()));
+    }
+    if state.settings.posthog.enabled() {
+        runtime.spawn(posthog::run(
+            state.store.clone(),
+            state.settings.posthog.clone(),
+            state.metrics.clone(),
+        ));
     }
     if state.settings.notify.reports.enabled {
         runtime.spawn(reports::scheduler(

@@ -58,6 +58,16 @@ pub struct Metrics {
     models_seen: Mutex<BTreeSet<String>>,
     /// OpenTelemetry spans by what became of them.
     otel_spans: Mutex<BTreeMap<&'static str, u64>>,
+    /// PostHog forwarding: events by outcome, and the outbox's last count.
+    posthog: Mutex<PosthogCounts>,
+}
+
+#[derive(Debug, Default)]
+struct PosthogCounts {
+    sent: u64,
+    retried: u64,
+    failed: u64,
+    backlog: Option<charlie_store::posthog::PosthogBacklog>,
 }
 
 /// Locks a mutex; a panic while it was held leaves only counters behind,
@@ -171,6 +181,19 @@ impl Metrics {
         *spans.entry("refused").or_default() += r.refused as u64;
     }
 
+    /// Counts what one PostHog delivery pass did with its events.
+    pub fn observe_posthog(&self, sent: usize, retried: usize, failed: usize) {
+        let mut p = lock(&self.posthog);
+        p.sent += sent as u64;
+        p.retried += retried as u64;
+        p.failed += failed as u64;
+    }
+
+    /// The PostHog outbox's size, as last counted by its worker.
+    pub fn set_posthog_backlog(&self, backlog: charlie_store::posthog::PosthogBacklog) {
+        lock(&self.posthog).backlog = Some(backlog);
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
@@ -262,6 +285,39 @@ impl Metrics {
         writeln!(out, "# TYPE charlie_otel_spans_total counter")?;
         for (outcome, n) in lock(&self.otel_spans).iter() {
             writeln!(out, "charlie_otel_spans_total{{outcome=\"{outcome}\"}} {n}")?;
+        }
+        let posthog = lock(&self.posthog);
+        writeln!(
+            out,
+            "# HELP charlie_posthog_events_total Activity events forwarded to PostHog, by outcome: sent (accepted), retried (an attempt failed and will be retried), failed (refused for good or out of attempts)."
+        )?;
+        writeln!(out, "# TYPE charlie_posthog_events_total counter")?;
+        for (outcome, n) in [
+            ("sent", posthog.sent),
+            ("retried", posthog.retried),
+            ("failed", posthog.failed),
+        ] {
+            writeln!(
+                out,
+                "charlie_posthog_events_total{{outcome=\"{outcome}\"}} {n}"
+            )?;
+        }
+        if let Some(backlog) = posthog.backlog {
+            writeln!(
+                out,
+                "# HELP charlie_posthog_outbox_events Events in the PostHog outbox: pending (waiting for delivery) and failed (given up on, kept with their error)."
+            )?;
+            writeln!(out, "# TYPE charlie_posthog_outbox_events gauge")?;
+            writeln!(
+                out,
+                "charlie_posthog_outbox_events{{state=\"pending\"}} {}",
+                backlog.pending
+            )?;
+            writeln!(
+                out,
+                "charlie_posthog_outbox_events{{state=\"failed\"}} {}",
+                backlog.failed
+            )?;
         }
         Ok(())
     }

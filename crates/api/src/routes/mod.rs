@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod analytics;
+pub mod budget;
 pub mod health;
 pub mod ingest;
 pub mod me;
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ingest::configure(cfg);
     metrics::configure(cfg);
     usage::configure(cfg);
+    budget::configure(cfg);
     reports::configure(cfg);
     otlp::configure(cfg);
 }

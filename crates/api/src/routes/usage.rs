@@ -111,6 +111,15 @@ pub struct MyUsageResponse {
     pub projected_month_end_cost_usd: UsdNumber,
     /// Alerts raised this month, highest threshold first.
     pub alerts: Vec<AlertItem>,
+    /// The monthly hard limit (reservations beyond it are denied): the
+    /// user's own, else `BUDGET_DEFAULT_HARD_LIMIT_USD`; null when neither is set.
+    #[schema(value_type = Option<f64>, required = true)]
+    pub hard_limit_usd: Option<UsdNumber>,
+    /// What open reservations (and committed costs not yet ingested) hold, in USD.
+    #[schema(value_type = f64)]
+    pub reserved_usd: UsdNumber,
+    /// The reservations that count against the hard limit now.
+    pub open_reservations: Vec<crate::routes::budget::ReservationItem>,
 }
 
 /// The projected month-end cost: `cost × (end − start) ÷ (now − start)`,
@@ -171,6 +180,13 @@ pub async fn my_usage(
         })
         .await?;
     alerts.sort_by_key(|a| std::cmp::Reverse(a.threshold_percent));
+    let held = state.store.held_reservations(user.user_id, now).await?;
+    let reserved: i64 = held.iter().map(|r| r.amount_nano_usd).sum();
+    let hard_limit = state
+        .store
+        .hard_limit(user.user_id)
+        .await?
+        .or(state.settings.budget.default_hard_limit_nano_usd);
     let instant = |s: i64| {
         OffsetDateTime::from_unix_timestamp(s)
             .map(rfc3339)
@@ -195,6 +211,12 @@ pub async fn my_usage(
             now.unix_timestamp(),
         )),
         alerts: alerts.into_iter().map(AlertItem::from).collect(),
+        hard_limit_usd: hard_limit.map(UsdNumber::from_nanos),
+        reserved_usd: UsdNumber::from_nanos(reserved),
+        open_reservations: held
+            .into_iter()
+            .map(crate::routes::budget::ReservationItem::from)
+            .collect(),
         month: month.month,
     }))
 }
@@ -241,8 +263,13 @@ pub async fn my_preferences(
 pub struct BudgetRequest {
     /// USD as a decimal string (`"25.00"`) or number, more than 0; null
     /// removes the user's own budget (the default applies again).
-    #[schema(value_type = Option<String>, required = true, example = "25.00")]
+    #[schema(value_type = Option<String>, example = "25.00")]
     pub monthly_budget_usd: Option<Value>,
+    /// The hard limit in USD (reservations beyond it are denied); null
+    /// removes it (`BUDGET_DEFAULT_HARD_LIMIT_USD` applies again). At least
+    /// one of the two keys must be sent; an absent one is left as it is.
+    #[schema(value_type = Option<String>, example = "30.00")]
+    pub monthly_hard_limit_usd: Option<Value>,
 }
 
 /// The budget after the change.
@@ -255,6 +282,12 @@ pub struct BudgetResponse {
     /// The budget that applies: the user's own, else `DEFAULT_MONTHLY_BUDGET_USD`; null without either.
     #[schema(value_type = Option<f64>, required = true)]
     pub effective_budget_usd: Option<UsdNumber>,
+    /// The user's own hard limit in USD; null when none is set.
+    #[schema(value_type = Option<f64>, required = true)]
+    pub monthly_hard_limit_usd: Option<UsdNumber>,
+    /// The hard limit that applies: the user's own, else `BUDGET_DEFAULT_HARD_LIMIT_USD`; null without either.
+    #[schema(value_type = Option<f64>, required = true)]
+    pub effective_hard_limit_usd: Option<UsdNumber>,
 }
 
 fn parse_budget(v: &Value) -> Result<i64, ApiError> {
@@ -313,18 +346,41 @@ pub async fn set_budget(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let Some(raw) = body.get("monthly_budget_usd") else {
+    let hard = crate::routes::budget::limit_field(&body, "monthly_hard_limit_usd")?;
+    let raw = body.get("monthly_budget_usd");
+    if raw.is_none() && hard.is_none() {
         return Err(ApiError::bad_request(
             "invalid_value",
             "monthly_budget_usd is required (null removes the budget)",
         ));
-    };
+    }
     let nanos = match raw {
-        Value::Null => None,
-        v => Some(parse_budget(v)?),
+        Some(Value::Null) => None,
+        Some(v) => Some(parse_budget(v)?),
+        None => {
+            state
+                .store
+                .budget_profile(id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("user {id} not found")))?
+                .monthly_budget_nano_usd
+        }
     };
-    state.store.set_monthly_budget(id, nanos).await?;
+    if raw.is_some() {
+        state.store.set_monthly_budget(id, nanos).await?;
+    }
+    let hard = match hard {
+        Some(h) => {
+            state.store.set_hard_limit(id, h).await?;
+            h
+        }
+        None => state.store.hard_limit(id).await?,
+    };
     Ok(HttpResponse::Ok().json(BudgetResponse {
+        monthly_hard_limit_usd: hard.map(UsdNumber::from_nanos),
+        effective_hard_limit_usd: hard
+            .or(state.settings.budget.default_hard_limit_nano_usd)
+            .map(UsdNumber::from_nanos),
         user_id: id,
         monthly_budget_usd: nanos.map(UsdNumber::from_nanos),
         effective_budget_usd: nanos

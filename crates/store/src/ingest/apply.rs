@@ -93,6 +93,9 @@ struct Batch {
     last_active: BTreeMap<Uuid, i64>,
     /// `(conversation, UTC day) -> (user, workflow)` of the batch's messages.
     sessions: BTreeMap<(Uuid, time::Date), (Uuid, Option<Uuid>)>,
+    /// The `user_activity_events` rows written, `(id, created_at)`: queued
+    /// for PostHog when forwarding is on.
+    events_written: Vec<(Uuid, OffsetDateTime)>,
 }
 
 pub(super) async fn apply(
@@ -100,6 +103,7 @@ pub(super) async fn apply(
     items: &[Result<Item, ItemError>],
     now: OffsetDateTime,
     budgets: &crate::budgets::BudgetPolicy,
+    posthog: bool,
 ) -> StoreResult<Vec<Applied>> {
     let mut out: Vec<Applied> = items.iter().map(|_| Applied::new(Outcome::Error)).collect();
     let mut batch = Batch::default();
@@ -202,6 +206,10 @@ pub(super) async fn apply(
     batch.rollups.write(txn, now).await?;
     // Month-to-date usage, and the alerts (and their outbox rows) it raises.
     crate::budgets::record_month_usage(txn, &batch.rollups, budgets, now).await?;
+    // The PostHog outbox rows of the events, committed with them.
+    if posthog {
+        crate::posthog::enqueue(txn, &batch.events_written, now).await?;
+    }
     Ok(out)
 }
 
@@ -383,7 +391,7 @@ async fn upsert_user(
     };
     let existing = query_one(
         txn,
-        "SELECT external_id, email, timezone, monthly_budget_nano_usd, weekly_report_opt_out, is_placeholder, updated_at \
+        "SELECT external_id, email, timezone, monthly_budget_nano_usd, monthly_hard_limit_nano_usd, weekly_report_opt_out, is_placeholder, updated_at \
          FROM users WHERE id = $1",
         vec![item.id.into()],
     )
@@ -393,10 +401,14 @@ async fn upsert_user(
             Some(b) => budget_nanos(b)?,
             None => None,
         };
+        let hard_limit = match &u.monthly_hard_limit {
+            Some(b) => budget_nanos(b)?,
+            None => None,
+        };
         execute(
             txn,
             "INSERT INTO users (id, external_id, email, timezone, monthly_budget_nano_usd, weekly_report_opt_out, \
-             is_placeholder, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             is_placeholder, created_at, updated_at, monthly_hard_limit_nano_usd) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             vec![
                 item.id.into(),
                 u.external_id.clone().into(),
@@ -407,6 +419,7 @@ async fn upsert_user(
                 false.into(),
                 item.at.into(),
                 item.at.into(),
+                hard_limit.into(),
             ],
         )
         .await?;
@@ -430,6 +443,11 @@ async fn upsert_user(
         Some(b) => budget_nanos(b)?,
         None => old_budget,
     };
+    let old_hard_limit: Option<i64> = row.try_get("", "monthly_hard_limit_nano_usd")?;
+    let hard_limit = match &u.monthly_hard_limit {
+        Some(b) => budget_nanos(b)?,
+        None => old_hard_limit,
+    };
     let old_opt_out: bool = row.try_get("", "weekly_report_opt_out")?;
     let opt_out = u.weekly_report_opt_out.unwrap_or(old_opt_out);
     let old_tz: Option<String> = row.try_get("", "timezone")?;
@@ -440,6 +458,7 @@ async fn upsert_user(
         && row.try_get::<Option<String>>("", "email")?.as_deref() == Some(u.email.as_str())
         && timezone == old_tz
         && budget == old_budget
+        && hard_limit == old_hard_limit
         && opt_out == old_opt_out;
     if same {
         return Ok(Applied::new(Outcome::Duplicate));
@@ -449,8 +468,8 @@ async fn upsert_user(
     execute(
         txn,
         "UPDATE users SET external_id = $1, email = $2, timezone = $3, monthly_budget_nano_usd = $4, \
-         weekly_report_opt_out = $5, is_placeholder = $6, updated_at = $7, created_at = COALESCE($8, created_at) \
-         WHERE id = $9",
+         weekly_report_opt_out = $5, is_placeholder = $6, updated_at = $7, created_at = COALESCE($8, created_at), \
+         monthly_hard_limit_nano_usd = $10 WHERE id = $9",
         vec![
             u.external_id.clone().into(),
             u.email.clone().into(),
@@ -461,6 +480,7 @@ async fn upsert_user(
             item.at.into(),
             created_at.into(),
             item.id.into(),
+            hard_limit.into(),
         ],
     )
     .await?;
@@ -1272,7 +1292,7 @@ async fn write_events(
             None => plain.push(EventRow::from_track(item.id, item.at, e)),
         }
     }
-    insert_events(txn, &plain).await
+    insert_events(txn, &plain, &mut batch.events_written).await
 }
 
 struct EventRow {
@@ -1303,7 +1323,12 @@ impl EventRow {
     }
 }
 
-async fn insert_events(txn: &DatabaseTransaction, rows: &[EventRow]) -> StoreResult<()> {
+async fn insert_events(
+    txn: &DatabaseTransaction,
+    rows: &[EventRow],
+    written: &mut Vec<(Uuid, OffsetDateTime)>,
+) -> StoreResult<()> {
+    written.extend(rows.iter().map(|r| (r.id, r.at)));
     let rows = rows
         .iter()
         .map(|r| {
@@ -1554,7 +1579,7 @@ async fn record_milestones(
             metadata: m.metadata,
         });
     }
-    insert_events(txn, &rows).await?;
+    insert_events(txn, &rows, &mut batch.events_written).await?;
     // Where the stamped users stand in the funnel before and after, for
     // `funnel_cohorts` (read under row locks: nobody moves them in between).
     let users: BTreeSet<Uuid> = stamps

@@ -78,6 +78,8 @@ pub struct UserUpsert {
     pub timezone: Option<String>,
     /// `Some(None)` clears the budget; `None` leaves it as it is.
     pub monthly_budget: Option<Option<Usd>>,
+    /// Like `monthly_budget`, for the hard limit reservations enforce.
+    pub monthly_hard_limit: Option<Option<Usd>>,
     pub weekly_report_opt_out: Option<bool>,
 }
 
@@ -243,6 +245,7 @@ pub fn parse_item(
                     "email",
                     "timezone",
                     "monthly_budget_usd",
+                    "monthly_hard_limit_usd",
                     "weekly_report_opt_out",
                 ],
                 "body.",
@@ -256,6 +259,7 @@ pub fn parse_item(
                     .map(|tz| check_timezone(&tz))
                     .transpose()?,
                 monthly_budget: fields.opt_money("monthly_budget_usd")?,
+                monthly_hard_limit: fields.opt_money("monthly_hard_limit_usd")?,
                 weekly_report_opt_out: fields.opt_bool("weekly_report_opt_out")?,
             })
         }

@@ -95,7 +95,9 @@ impl Store {
             let run = async {
                 let _guard = self.write_guard().await;
                 let txn = self.conn().begin().await?;
-                let results = apply::apply(&txn, &parsed, now, &self.budget_policy).await?;
+                let results =
+                    apply::apply(&txn, &parsed, now, &self.budget_policy, self.posthog_outbox)
+                        .await?;
                 txn.commit().await?;
                 Ok::<_, crate::StoreError>(results)
             };

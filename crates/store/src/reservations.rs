@@ -1,0 +1,682 @@
+//! Budget reservations: the check-reserve-commit protocol that makes hard
+//! limits hold (issue #17).
+//!
+//! **What counts against a hard limit** at any instant is the month-to-date
+//! spend of the user's local month (`user_month_usage`, written by ingestion)
+//! plus every *held* reservation: a row of `budget_reservations` in state
+//! `open` or `committed` whose `expires_at_ms` is still ahead and whose
+//! `message_id` (if any) has not been ingested yet.
+//!
+//! **Spend is counted once, from ingestion.** Committing does not add to
+//! `user_month_usage`; it replaces the reservation's held amount by the
+//! actual cost and keeps it held ("pending") until the message that carries
+//! that cost is ingested (the commit names its `message_id`: from then on the
+//! message's cost is in `user_month_usage` and the reservation stops counting
+//! in the same snapshot) or until the commit hold ends
+//! (`commit_hold_seconds`), after which ingestion must have arrived. A commit
+//! without a `message_id` is therefore counted twice for at most the hold
+//! window once its message is ingested: a conservative error, never one that
+//! lets spend slip past the limit.
+//!
+//! **Atomicity.** A reservation is one short transaction. Its first statement
+//! upserts the user's `budget_accounts` row: on PostgreSQL that takes the
+//! row's lock until commit, so reservations of one user take turns (other
+//! users are not blocked, and ingestion never touches that row); each then
+//! reads spend and holds in one statement (one snapshot, taken after the
+//! previous holder committed) and inserts its row. On SQLite the store's
+//! single-writer lock serializes the same transaction. Either way month
+//! spend + held reservations never exceed the hard limit because of a
+//! reservation.
+
+use crate::{
+    Store, StoreError, StoreResult,
+    budgets::{month_of, user_zone},
+    rollup::BUCKET_SECONDS,
+    sql,
+};
+use sea_orm::{ConnectionTrait, QueryResult, TransactionTrait};
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Longest accepted idempotency key.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// Which budget decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetScope {
+    /// The user's own hard limit.
+    User,
+    /// The workflow's hard limit.
+    Workflow,
+    /// The platform-wide default hard limit (users without their own).
+    PlatformDefault,
+}
+
+impl BudgetScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetScope::User => "user",
+            BudgetScope::Workflow => "workflow",
+            BudgetScope::PlatformDefault => "platform_default",
+        }
+    }
+}
+
+/// A reservation request, already priced.
+#[derive(Debug, Clone)]
+pub struct ReserveRequest {
+    pub user_id: Uuid,
+    pub workflow_id: Option<Uuid>,
+    /// The estimated cost to hold, in nano-USD (≥ 0).
+    pub amount_nano_usd: i64,
+    pub model: Option<String>,
+    pub idempotency_key: String,
+    pub ttl_seconds: i64,
+}
+
+/// The platform-wide settings reservations apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReservePolicy {
+    /// Hard limit of users without their own, in nano-USD.
+    pub default_hard_limit_nano_usd: Option<i64>,
+    /// How long a committed amount stays held while its message has not
+    /// been ingested.
+    pub commit_hold_seconds: i64,
+}
+
+/// One stored reservation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reservation {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub workflow_id: Option<Uuid>,
+    pub idempotency_key: String,
+    /// `open`, `committed`, `settled` (its message is ingested) or `released`.
+    pub state: String,
+    /// What the reservation holds while it counts, in nano-USD.
+    pub amount_nano_usd: i64,
+    pub estimated_nano_usd: i64,
+    pub actual_nano_usd: Option<i64>,
+    pub message_id: Option<Uuid>,
+    pub model: Option<String>,
+    /// The user's local month when it was made (`YYYY-MM`).
+    pub month: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub closed_at_ms: Option<i64>,
+}
+
+/// How a budget stands, in nano-USD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Standing {
+    pub scope: BudgetScope,
+    pub limit_nano_usd: i64,
+    /// Month-to-date spend (ingested messages).
+    pub spent_nano_usd: i64,
+    /// Held reservations (this one included once allowed).
+    pub reserved_nano_usd: i64,
+}
+
+impl Standing {
+    pub fn remaining_nano_usd(&self) -> i64 {
+        self.limit_nano_usd
+            .saturating_sub(self.spent_nano_usd)
+            .saturating_sub(self.reserved_nano_usd)
+    }
+}
+
+/// The answer to a reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    Allowed {
+        reservation: Box<Reservation>,
+        /// Every hard limit that applies, after this reservation.
+        limits: Vec<Standing>,
+        /// Soft limits (alert budgets) that spend + holds have reached.
+        soft_reached: Vec<BudgetScope>,
+        /// True when the idempotency key named an earlier reservation.
+        replayed: bool,
+    },
+    Denied {
+        /// The limit that refused, before this reservation.
+        standing: Standing,
+        requested_nano_usd: i64,
+    },
+}
+
+/// The actual usage a commit reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitRequest {
+    pub reservation_id: Uuid,
+    /// The actual cost, when the caller knows it (priced by the API).
+    pub actual_nano_usd: Option<i64>,
+    /// The id of the `message.create` that records the call.
+    pub message_id: Option<Uuid>,
+}
+
+const COLUMNS: &str = "id, user_id, workflow_id, idempotency_key, state, amount_nano_usd, estimated_nano_usd, \
+     actual_nano_usd, message_id, model, month, created_at_ms, expires_at_ms, closed_at_ms";
+
+/// A held reservation, as a SQL condition on alias `r` (`$now` is the
+/// placeholder of the current time in ms).
+fn held(now: &str) -> String {
+    format!(
+        "r.state IN ('open', 'committed') AND r.expires_at_ms > {now} \
+         AND (r.message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id))"
+    )
+}
+
+fn row(r: &QueryResult) -> StoreResult<Reservation> {
+    Ok(Reservation {
+        id: r.try_get("", "id")?,
+        user_id: r.try_get("", "user_id")?,
+        workflow_id: r.try_get("", "workflow_id")?,
+        idempotency_key: r.try_get("", "idempotency_key")?,
+        state: r.try_get("", "state")?,
+        amount_nano_usd: r.try_get("", "amount_nano_usd")?,
+        estimated_nano_usd: r.try_get("", "estimated_nano_usd")?,
+        actual_nano_usd: r.try_get("", "actual_nano_usd")?,
+        message_id: r.try_get("", "message_id")?,
+        model: r.try_get("", "model")?,
+        month: r.try_get("", "month")?,
+        created_at_ms: r.try_get("", "created_at_ms")?,
+        expires_at_ms: r.try_get("", "expires_at_ms")?,
+        closed_at_ms: r.try_get("", "closed_at_ms")?,
+    })
+}
+
+fn ms(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// Takes the user's budget lock (see the module doc).
+async fn lock_account<C: ConnectionTrait>(txn: &C, user_id: Uuid) -> StoreResult<()> {
+    sql::execute(
+        txn,
+        "INSERT INTO budget_accounts (user_id, reservations) VALUES ($1, 1) \
+         ON CONFLICT (user_id) DO UPDATE SET reservations = budget_accounts.reservations + 1",
+        vec![user_id.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn find<C: ConnectionTrait>(txn: &C, id: Uuid) -> StoreResult<Option<Reservation>> {
+    sql::query_one(
+        txn,
+        &format!("SELECT {COLUMNS} FROM budget_reservations WHERE id = $1"),
+        vec![id.into()],
+    )
+    .await?
+    .as_ref()
+    .map(row)
+    .transpose()
+}
+
+/// The user's and workflow's limits and zone.
+struct Limits {
+    timezone: Option<String>,
+    user_soft: Option<i64>,
+    user_hard: Option<i64>,
+    workflow_soft: Option<i64>,
+    workflow_hard: Option<i64>,
+}
+
+async fn limits<C: ConnectionTrait>(
+    txn: &C,
+    user_id: Uuid,
+    workflow_id: Option<Uuid>,
+) -> StoreResult<Limits> {
+    let r = sql::query_one(
+        txn,
+        "SELECT (SELECT timezone FROM users WHERE id = $1) AS timezone, \
+         (SELECT monthly_budget_nano_usd FROM users WHERE id = $1) AS user_soft, \
+         (SELECT monthly_hard_limit_nano_usd FROM users WHERE id = $1) AS user_hard, \
+         (SELECT monthly_budget_nano_usd FROM workflows WHERE id = $2) AS workflow_soft, \
+         (SELECT monthly_hard_limit_nano_usd FROM workflows WHERE id = $2) AS workflow_hard",
+        vec![user_id.into(), workflow_id.into()],
+    )
+    .await?
+    .ok_or_else(|| StoreError::Invalid("no row".into()))?;
+    Ok(Limits {
+        timezone: r.try_get("", "timezone")?,
+        user_soft: r.try_get("", "user_soft")?,
+        user_hard: r.try_get("", "user_hard")?,
+        workflow_soft: r.try_get("", "workflow_soft")?,
+        workflow_hard: r.try_get("", "workflow_hard")?,
+    })
+}
+
+/// Spend and holds of a user (and workflow) in one snapshot.
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    spent: i64,
+    held: i64,
+    workflow_spent: i64,
+    workflow_held: i64,
+}
+
+async fn usage<C: ConnectionTrait>(
+    txn: &C,
+    user_id: Uuid,
+    workflow: Option<(Uuid, i64, i64)>,
+    month: &str,
+    now_ms: i64,
+) -> StoreResult<Usage> {
+    let held = held("$3");
+    let (wf_sql, mut values) = (
+        match workflow {
+            Some(_) => format!(
+                ", COALESCE((SELECT CAST(SUM(cost_nano_usd) AS BIGINT) FROM usage_buckets \
+                 WHERE user_id = $1 AND workflow_key = $4 AND bucket >= $5 AND bucket < $6), 0) AS workflow_spent, \
+                 COALESCE((SELECT CAST(SUM(r.amount_nano_usd) AS BIGINT) FROM budget_reservations r \
+                 WHERE r.user_id = $1 AND r.workflow_id = $4 AND {held}), 0) AS workflow_held"
+            ),
+            None => String::new(),
+        },
+        vec![user_id.into(), month.to_owned().into(), now_ms.into()],
+    );
+    if let Some((wf, first, end)) = workflow {
+        values.extend([wf.into(), first.into(), end.into()]);
+    }
+    let sql = format!(
+        "SELECT COALESCE((SELECT cost_nano_usd FROM user_month_usage WHERE user_id = $1 AND month = $2), 0) AS spent, \
+         COALESCE((SELECT CAST(SUM(r.amount_nano_usd) AS BIGINT) FROM budget_reservations r \
+         WHERE r.user_id = $1 AND {held}), 0) AS held{wf_sql}"
+    );
+    let r = sql::query_one(txn, &sql, values)
+        .await?
+        .ok_or_else(|| StoreError::Invalid("no row".into()))?;
+    Ok(Usage {
+        spent: r.try_get("", "spent")?,
+        held: r.try_get("", "held")?,
+        workflow_spent: if workflow.is_some() {
+            r.try_get("", "workflow_spent")?
+        } else {
+            0
+        },
+        workflow_held: if workflow.is_some() {
+            r.try_get("", "workflow_held")?
+        } else {
+            0
+        },
+    })
+}
+
+impl Store {
+    /// Reserves `req.amount_nano_usd` against the user's (and workflow's)
+    /// hard limits, atomically (see the module doc). A retry with the same
+    /// idempotency key returns the first reservation and reserves nothing.
+    pub async fn reserve_budget(
+        &self,
+        req: &ReserveRequest,
+        policy: &ReservePolicy,
+        now: OffsetDateTime,
+    ) -> StoreResult<ReserveOutcome> {
+        if req.amount_nano_usd < 0 {
+            return Err(StoreError::Invalid(
+                "the amount must not be negative".into(),
+            ));
+        }
+        let now_ms = ms(now);
+        let _guard = self.write_guard().await;
+        let txn = self.conn().begin().await?;
+        lock_account(&txn, req.user_id).await?;
+        let lim = limits(&txn, req.user_id, req.workflow_id).await?;
+        let zone = user_zone(lim.timezone.as_deref());
+        let month = month_of(&zone, now)
+            .ok_or_else(|| StoreError::Invalid("month outside the calendar".into()))?;
+        let workflow = req
+            .workflow_id
+            .filter(|_| lim.workflow_hard.is_some() || lim.workflow_soft.is_some())
+            .map(|w| {
+                (
+                    w,
+                    month.start.div_euclid(BUCKET_SECONDS),
+                    month.end.div_euclid(BUCKET_SECONDS),
+                )
+            });
+        let existing = sql::query_one(
+            &txn,
+            &format!(
+                "SELECT {COLUMNS} FROM budget_reservations WHERE user_id = $1 AND idempotency_key = $2"
+            ),
+            vec![req.user_id.into(), req.idempotency_key.clone().into()],
+        )
+        .await?
+        .as_ref()
+        .map(row)
+        .transpose()?;
+        let u = usage(&txn, req.user_id, workflow, &month.month, now_ms).await?;
+        let user_limit = match (lim.user_hard, policy.default_hard_limit_nano_usd) {
+            (Some(l), _) => Some((BudgetScope::User, l)),
+            (None, Some(l)) => Some((BudgetScope::PlatformDefault, l)),
+            (None, None) => None,
+        };
+        let standing = |extra: i64| {
+            let mut out = Vec::new();
+            if let Some((scope, l)) = user_limit {
+                out.push(Standing {
+                    scope,
+                    limit_nano_usd: l,
+                    spent_nano_usd: u.spent,
+                    reserved_nano_usd: u.held.saturating_add(extra),
+                });
+            }
+            if let (Some(l), Some(_)) = (lim.workflow_hard, workflow) {
+                out.push(Standing {
+                    scope: BudgetScope::Workflow,
+                    limit_nano_usd: l,
+                    spent_nano_usd: u.workflow_spent,
+                    reserved_nano_usd: u.workflow_held.saturating_add(extra),
+                });
+            }
+            out
+        };
+        let soft = |extra: i64| {
+            let mut out = Vec::new();
+            let total = u.spent.saturating_add(u.held).saturating_add(extra);
+            if lim.user_soft.is_some_and(|s| total >= s) {
+                out.push(BudgetScope::User);
+            }
+            let wf_total = u
+                .workflow_spent
+                .saturating_add(u.workflow_held)
+                .saturating_add(extra);
+            if workflow.is_some() && lim.workflow_soft.is_some_and(|s| wf_total >= s) {
+                out.push(BudgetScope::Workflow);
+            }
+            out
+        };
+        if let Some(reservation) = existing {
+            txn.commit().await?;
+            return Ok(ReserveOutcome::Allowed {
+                reservation: Box::new(reservation),
+                limits: standing(0),
+                soft_reached: soft(0),
+                replayed: true,
+            });
+        }
+        for s in standing(0) {
+            let after = i128::from(s.spent_nano_usd)
+                + i128::from(s.reserved_nano_usd)
+                + i128::from(req.amount_nano_usd);
+            if after > i128::from(s.limit_nano_usd) {
+                txn.commit().await?;
+                return Ok(ReserveOutcome::Denied {
+                    standing: s,
+                    requested_nano_usd: req.amount_nano_usd,
+                });
+            }
+        }
+        let reservation = Reservation {
+            id: Uuid::now_v7(),
+            user_id: req.user_id,
+            workflow_id: req.workflow_id,
+            idempotency_key: req.idempotency_key.clone(),
+            state: "open".into(),
+            amount_nano_usd: req.amount_nano_usd,
+            estimated_nano_usd: req.amount_nano_usd,
+            actual_nano_usd: None,
+            message_id: None,
+            model: req.model.clone(),
+            month: month.month.clone(),
+            created_at_ms: now_ms,
+            expires_at_ms: now_ms.saturating_add(req.ttl_seconds.saturating_mul(1000)),
+            closed_at_ms: None,
+        };
+        sql::execute(
+            &txn,
+            &format!(
+                "INSERT INTO budget_reservations ({COLUMNS}) VALUES ({})",
+                sql::placeholders(1, 14)
+            ),
+            vec![
+                reservation.id.into(),
+                reservation.user_id.into(),
+                reservation.workflow_id.into(),
+                reservation.idempotency_key.clone().into(),
+                reservation.state.clone().into(),
+                reservation.amount_nano_usd.into(),
+                reservation.estimated_nano_usd.into(),
+                reservation.actual_nano_usd.into(),
+                reservation.message_id.into(),
+                reservation.model.clone().into(),
+                reservation.month.clone().into(),
+                reservation.created_at_ms.into(),
+                reservation.expires_at_ms.into(),
+                reservation.closed_at_ms.into(),
+            ],
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(ReserveOutcome::Allowed {
+            limits: standing(req.amount_nano_usd),
+            soft_reached: soft(req.amount_nano_usd),
+            reservation: Box::new(reservation),
+            replayed: false,
+        })
+    }
+
+    /// Commits a reservation with its actual usage (see the module doc for
+    /// how it relates to ingestion). Committing again returns the stored
+    /// reservation unchanged; a released one is a conflict.
+    pub async fn commit_reservation(
+        &self,
+        req: &CommitRequest,
+        policy: &ReservePolicy,
+        now: OffsetDateTime,
+    ) -> StoreResult<Reservation> {
+        let now_ms = ms(now);
+        let _guard = self.write_guard().await;
+        let txn = self.conn().begin().await?;
+        let Some(first) = find(&txn, req.reservation_id).await? else {
+            return Err(StoreError::NotFound(format!(
+                "reservation {}",
+                req.reservation_id
+            )));
+        };
+        lock_account(&txn, first.user_id).await?;
+        let Some(current) = find(&txn, req.reservation_id).await? else {
+            return Err(StoreError::NotFound(format!(
+                "reservation {}",
+                req.reservation_id
+            )));
+        };
+        match current.state.as_str() {
+            "committed" | "settled" => {
+                txn.commit().await?;
+                return Ok(current);
+            }
+            "released" => {
+                return Err(StoreError::Conflict(format!(
+                    "reservation {} was released",
+                    current.id
+                )));
+            }
+            _ => {}
+        }
+        // The message's cost when ingestion already recorded it.
+        let ingested: Option<Option<i64>> = match req.message_id {
+            Some(m) => sql::query_one(
+                &txn,
+                "SELECT cost_nano_usd FROM messages WHERE id = $1 AND user_id = $2",
+                vec![m.into(), current.user_id.into()],
+            )
+            .await?
+            .map(|r| r.try_get::<Option<i64>>("", "cost_nano_usd"))
+            .transpose()?,
+            None => None,
+        };
+        let (state, actual) = match ingested {
+            Some(cost) => ("settled", cost.or(req.actual_nano_usd).unwrap_or(0)),
+            None => (
+                "committed",
+                req.actual_nano_usd.unwrap_or(current.estimated_nano_usd),
+            ),
+        };
+        let expires = if state == "committed" {
+            now_ms.saturating_add(policy.commit_hold_seconds.saturating_mul(1000))
+        } else {
+            current.expires_at_ms
+        };
+        sql::execute(
+            &txn,
+            "UPDATE budget_reservations SET state = $1, amount_nano_usd = $2, actual_nano_usd = $3, \
+             message_id = $4, expires_at_ms = $5, closed_at_ms = $6 WHERE id = $7",
+            vec![
+                state.into(),
+                actual.into(),
+                actual.into(),
+                req.message_id.into(),
+                expires.into(),
+                now_ms.into(),
+                current.id.into(),
+            ],
+        )
+        .await?;
+        let out = find(&txn, current.id).await?;
+        txn.commit().await?;
+        out.ok_or_else(|| StoreError::NotFound(format!("reservation {}", req.reservation_id)))
+    }
+
+    /// Releases an open reservation (the call did not happen). Releasing
+    /// again is a no-op; a committed reservation is a conflict.
+    pub async fn release_reservation(
+        &self,
+        id: Uuid,
+        now: OffsetDateTime,
+    ) -> StoreResult<Reservation> {
+        let now_ms = ms(now);
+        let _guard = self.write_guard().await;
+        let txn = self.conn().begin().await?;
+        let Some(first) = find(&txn, id).await? else {
+            return Err(StoreError::NotFound(format!("reservation {id}")));
+        };
+        lock_account(&txn, first.user_id).await?;
+        sql::execute(
+            &txn,
+            "UPDATE budget_reservations SET state = 'released', closed_at_ms = $1 WHERE id = $2 AND state = 'open'",
+            vec![now_ms.into(), id.into()],
+        )
+        .await?;
+        let out = find(&txn, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("reservation {id}")))?;
+        if out.state != "released" {
+            return Err(StoreError::Conflict(format!(
+                "reservation {id} is {}; only an open reservation can be released",
+                out.state
+            )));
+        }
+        txn.commit().await?;
+        Ok(out)
+    }
+
+    /// The user's reservations that count against their limits now.
+    pub async fn held_reservations(
+        &self,
+        user_id: Uuid,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<Reservation>> {
+        let cols = COLUMNS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sql::query_all(
+            self.conn(),
+            &format!(
+                "SELECT {cols} FROM budget_reservations r WHERE r.user_id = $1 AND {} \
+                 ORDER BY r.created_at_ms",
+                held("$2")
+            ),
+            vec![user_id.into(), ms(now).into()],
+        )
+        .await?
+        .iter()
+        .map(row)
+        .collect()
+    }
+
+    /// Deletes reservations that expired more than `keep_seconds` ago (their
+    /// idempotency keys can then be reused). Returns how many.
+    pub async fn sweep_reservations(
+        &self,
+        now: OffsetDateTime,
+        keep_seconds: i64,
+    ) -> StoreResult<u64> {
+        let _guard = self.write_guard().await;
+        sql::execute(
+            self.conn(),
+            "DELETE FROM budget_reservations WHERE expires_at_ms < $1",
+            vec![
+                ms(now)
+                    .saturating_sub(keep_seconds.saturating_mul(1000))
+                    .into(),
+            ],
+        )
+        .await
+    }
+
+    /// Sets (or clears) a user's monthly hard limit.
+    pub async fn set_hard_limit(&self, user_id: Uuid, nano_usd: Option<i64>) -> StoreResult<()> {
+        let _guard = self.write_guard().await;
+        let n = sql::execute(
+            self.conn(),
+            "UPDATE users SET monthly_hard_limit_nano_usd = $1 WHERE id = $2",
+            vec![nano_usd.into(), user_id.into()],
+        )
+        .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {user_id}")));
+        }
+        Ok(())
+    }
+
+    /// A user's monthly hard limit.
+    pub async fn hard_limit(&self, user_id: Uuid) -> StoreResult<Option<i64>> {
+        Ok(sql::query_one(
+            self.conn(),
+            "SELECT monthly_hard_limit_nano_usd FROM users WHERE id = $1",
+            vec![user_id.into()],
+        )
+        .await?
+        .map(|r| r.try_get::<Option<i64>>("", "monthly_hard_limit_nano_usd"))
+        .transpose()?
+        .flatten())
+    }
+
+    /// Sets a workflow's soft and hard monthly limits (`None` leaves one as
+    /// it is, `Some(None)` clears it). Returns both after the change.
+    pub async fn set_workflow_limits(
+        &self,
+        workflow_id: Uuid,
+        soft: Option<Option<i64>>,
+        hard: Option<Option<i64>>,
+    ) -> StoreResult<(Option<i64>, Option<i64>)> {
+        let _guard = self.write_guard().await;
+        let txn = self.conn().begin().await?;
+        let Some(r) = sql::query_one(
+            &txn,
+            "SELECT monthly_budget_nano_usd, monthly_hard_limit_nano_usd FROM workflows WHERE id = $1",
+            vec![workflow_id.into()],
+        )
+        .await?
+        else {
+            return Err(StoreError::NotFound(format!("workflow {workflow_id}")));
+        };
+        let soft = soft.unwrap_or(r.try_get("", "monthly_budget_nano_usd")?);
+        let hard = hard.unwrap_or(r.try_get("", "monthly_hard_limit_nano_usd")?);
+        sql::execute(
+            &txn,
+            "UPDATE workflows SET monthly_budget_nano_usd = $1, monthly_hard_limit_nano_usd = $2 WHERE id = $3",
+            vec![soft.into(), hard.into(), workflow_id.into()],
+        )
+        .await?;
+        txn.commit().await?;
+        Ok((soft, hard))
+    }
+}
