@@ -362,6 +362,11 @@ interface IngestResult {
   warnings: string[];
 }
 
+// OTLP/JSON's ExportTraceServiceResponse, as OpenTelemetry's exporters read it.
+interface OtlpExportResponse {
+  partialSuccess?: { rejectedSpans: number; errorMessage: string };
+}
+
 // What Langfuse's Python SDK (3.x, as Langflow pins it) reads from
 // `GET /api/public/projects` before it sends traces.
 interface LangfuseProjects {
@@ -431,6 +436,10 @@ type RepriceRunsJson =
   P["/api/v1/analytics/admin/reprice-runs"]["get"]["responses"][200]["content"]["application/json"];
 type AlertsJson =
   P["/api/v1/analytics/admin/alerts"]["get"]["responses"][200]["content"]["application/json"];
+type OtlpTracesJson = P["/v1/traces"]["post"]["responses"][200]["content"]["application/json"];
+type OtlpMetricsJson = P["/v1/metrics"]["post"]["responses"][200]["content"]["application/json"];
+type LangfuseTracesJson =
+  P["/api/public/otel/v1/traces"]["post"]["responses"][200]["content"]["application/json"];
 type LangfuseProjectsJson =
   P["/api/public/projects"]["get"]["responses"][200]["content"]["application/json"];
 
@@ -516,6 +525,9 @@ export const covered: { [K in JsonEndpoint]: true } = {
   "PUT /api/v1/analytics/admin/workflows/{id}/budget 200": same<WorkflowBudgetJson, WorkflowBudget>()(id, id),
   "GET /api/v1/analytics/admin/reprice-runs 200": same<RepriceRunsJson, { runs: RepriceRun[] }>()(id, id),
   "GET /api/public/projects 200": fits<LangfuseProjectsJson, LangfuseProjects>()(id),
+  "POST /v1/traces 200": same<OtlpTracesJson, OtlpExportResponse>()(id, id),
+  "POST /v1/metrics 200": same<OtlpMetricsJson, OtlpExportResponse>()(id, id),
+  "POST /api/public/otel/v1/traces 200": same<LangfuseTracesJson, OtlpExportResponse>()(id, id),
 };
 
 // What the frontend (or the platform) sends must be accepted as the request body.

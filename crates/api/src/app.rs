@@ -61,7 +61,48 @@ fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web
     .into()
 }
 
+/// Every path of the API document with the methods it serves.
+fn route_table() -> &'static [(actix_web::dev::ResourceDef, Vec<&'static str>)] {
+    static TABLE: std::sync::OnceLock<Vec<(actix_web::dev::ResourceDef, Vec<&'static str>)>> =
+        std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        ApiDoc::openapi()
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                ];
+                let allowed = methods
+                    .into_iter()
+                    .filter(|(_, served)| *served)
+                    .map(|(m, _)| m)
+                    .collect();
+                (actix_web::dev::ResourceDef::new(path.as_str()), allowed)
+            })
+            .collect()
+    })
+}
+
+/// No route answered: 405 with `Allow` for a path served with other
+/// methods, 404 otherwise.
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    let allowed: Vec<&str> = route_table()
+        .iter()
+        .filter(|(def, _)| def.is_match(req.path()))
+        .flat_map(|(_, methods)| methods.iter().copied())
+        .collect();
+    if !allowed.is_empty() {
+        return Err(ApiError::MethodNotAllowed {
+            message: format!("{} is not allowed on {}", req.method(), req.path()),
+            allow: allowed.join(", "),
+        });
+    }
     Err(ApiError::NotFound(format!(
         "no route for {} {}",
         req.method(),

@@ -65,6 +65,8 @@ use utoipa::{
         routes::budget::RepriceRunItem,
         routes::budget::RepriceRunsResponse,
         routes::otlp::LangfuseProjects,
+        routes::otlp::OtlpExportResponse,
+        routes::otlp::OtlpPartialSuccess,
         routes::otlp::LangfuseProject,
         routes::otlp::LangfuseOrganization,
     )),

@@ -89,6 +89,9 @@ fn day_number(
             ),
             vec![format!("{{{starts}}}").into()],
         )
+    } else if days.len() <= 1 {
+        // One day: every row is day 0 (a CASE needs at least one WHEN).
+        ("0".to_owned(), Vec::new())
     } else {
         let mut case = String::from("CASE");
         for (i, d) in days.iter().enumerate().skip(1) {
@@ -938,6 +941,9 @@ mod tests {
             "CAST(GREATEST(width_bucket(b, (SELECT CAST($4 AS bigint[]))), 1) - 1 AS BIGINT)"
         );
         assert_eq!(values, vec![Value::from("{10,14,18}")]);
+        // One day is day 0: a CASE without a WHEN is not SQL.
+        let (sql, values) = day_number(DbBackend::Sqlite, "b", &days[..1], 1);
+        assert_eq!((sql.as_str(), values.len()), ("0", 0));
     }
 
     /// Reading days from day totals and partial days gives exactly the sums

@@ -97,6 +97,7 @@ pub struct AdminOverviewResponse {
 #[into_params(parameter_in = Query)]
 pub struct PeriodQuery {
     /// Length of the period in days, 1–365 (default 30).
+    #[param(minimum = 1, maximum = 365)]
     pub days: Option<i64>,
     /// IANA time zone of day boundaries (default: the admin's stored zone, else UTC).
     pub tz: Option<String>,
@@ -247,10 +248,12 @@ pub struct RecentErrorsResponse {
 #[into_params(parameter_in = Query)]
 pub struct ErrorsQuery {
     /// How many errors, 1–200 (default 20).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// Only this service.
     pub service: Option<String>,
     /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)?$")]
     pub format: Option<String>,
 }
 
@@ -412,16 +415,21 @@ pub struct CostsResponse {
 #[into_params(parameter_in = Query)]
 pub struct CostsQuery {
     /// First local day, YYYY-MM-DD (default: 29 days before `to`).
+    #[param(format = Date)]
     pub from: Option<String>,
     /// Last local day, YYYY-MM-DD (default: today). At most 366 days after `from`.
+    #[param(format = Date)]
     pub to: Option<String>,
     /// `day` (default), `model`, `user`, `workflow` or `component`.
+    #[param(pattern = "^(day|model|user|workflow|component)?$")]
     pub group_by: Option<String>,
     /// IANA time zone of day boundaries (default: the admin's stored zone, else UTC).
     pub tz: Option<String>,
     /// For `user`, `workflow` and `component`: how many groups, 1–200 (default 100).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)?$")]
     pub format: Option<String>,
 }
 

@@ -93,6 +93,7 @@ pub struct UserStatsResponse {
 #[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// Length of the period in days, 1–365 (default 30).
+    #[param(minimum = 1, maximum = 365)]
     pub days: Option<i64>,
     /// IANA time zone of day boundaries (default: the user's stored zone, else UTC).
     pub tz: Option<String>,

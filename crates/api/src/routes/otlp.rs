@@ -130,6 +130,7 @@ async fn receive_traces(
     responses(
         (status = 200, description = "Accepted (an ExportTraceServiceResponse in the request's encoding; `partialSuccess` counts the spans refused)", content(
             (Vec<u8> = "application/x-protobuf"),
+            (OtlpExportResponse = "application/json"),
         )),
         (status = 400, description = "Not an OTLP request (a `google.rpc.Status`)"),
         (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
@@ -161,8 +162,9 @@ pub async fn traces(
     ), description = "An OTLP ExportMetricsServiceRequest"),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "Accepted (an empty ExportMetricsServiceResponse)", content(
+        (status = 200, description = "Accepted (an empty ExportMetricsServiceResponse in the request's encoding)", content(
             (Vec<u8> = "application/x-protobuf"),
+            (OtlpExportResponse = "application/json"),
         )),
         (status = 400, description = "Not an OTLP request"),
         (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
@@ -201,8 +203,9 @@ pub async fn metrics(
     ), description = "An OTLP ExportTraceServiceRequest"),
     security(("langfuse_basic" = [])),
     responses(
-        (status = 200, description = "Accepted (an ExportTraceServiceResponse)", content(
+        (status = 200, description = "Accepted (an ExportTraceServiceResponse in the request's encoding)", content(
             (Vec<u8> = "application/x-protobuf"),
+            (OtlpExportResponse = "application/json"),
         )),
         (status = 400, description = "Not an OTLP request"),
         (status = 401, description = "Missing or wrong Langfuse keys", body = ErrorBody),
@@ -219,6 +222,27 @@ pub async fn langfuse_traces(
     payload: web::Payload,
 ) -> Result<HttpResponse, OtlpError> {
     receive_traces(req, state, payload).await
+}
+
+/// OTLP's `ExportTraceServiceResponse` (or `ExportMetricsServiceResponse`)
+/// as OTLP/JSON: empty when everything was accepted.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OtlpExportResponse {
+    /// Traces only: present when some spans were refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub partial_success: Option<OtlpPartialSuccess>,
+}
+
+/// The spans an export refused, and why.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OtlpPartialSuccess {
+    /// How many spans were refused (the others were kept).
+    pub rejected_spans: i64,
+    /// The first few reasons, `; `-separated.
+    pub error_message: String,
 }
 
 /// A Langfuse project, as Langfuse's SDK reads it.

@@ -56,10 +56,10 @@ pub fn wants_csv(format: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
-/// A YYYY-MM-DD date parameter.
+/// A YYYY-MM-DD date parameter (an empty value is not a date: leave the
+/// parameter out for its default).
 pub fn date(name: &str, v: Option<&str>) -> Result<Option<time::Date>, ApiError> {
     v.map(str::trim)
-        .filter(|s| !s.is_empty())
         .map(|s| {
             time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).map_err(
                 |_| {

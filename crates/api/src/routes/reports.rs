@@ -24,8 +24,10 @@ pub struct PreviewQuery {
     /// The user (`users.id`).
     pub user_id: Uuid,
     /// ISO week `YYYY-Www` in `REPORT_TIMEZONE` (default: the last complete week).
+    #[param(pattern = "^([0-9]{4}-W(0[1-9]|[1-4][0-9]|5[0-2]))?$")]
     pub week: Option<String>,
     /// `html` (default) or `text`: which part of the e-mail.
+    #[param(pattern = "^(html|text)?$")]
     pub format: Option<String>,
 }
 

@@ -263,13 +263,37 @@ pub async fn my_preferences(
 pub struct BudgetRequest {
     /// USD as a decimal string (`"25.00"`) or number, more than 0; null
     /// removes the user's own budget (the default applies again).
-    #[schema(value_type = Option<String>, example = "25.00")]
+    #[schema(schema_with = budget_amount_schema, example = "25.00")]
     pub monthly_budget_usd: Option<Value>,
     /// The hard limit in USD (reservations beyond it are denied); null
     /// removes it (`BUDGET_DEFAULT_HARD_LIMIT_USD` applies again). At least
     /// one of the two keys must be sent; an absent one is left as it is.
     #[schema(value_type = Option<String>, example = "30.00")]
     pub monthly_hard_limit_usd: Option<Value>,
+}
+
+/// What `parse_budget` accepts, as a schema: a positive decimal string of at
+/// most 9 integer and 9 fraction digits (the stored precision), a positive
+/// number in the same range, or null.
+fn budget_amount_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    // A zero fraction part is allowed only after a non-zero integer part.
+    const POSITIVE_DECIMAL: &str = "^([1-9][0-9]{0,8}(\\.[0-9]{1,9})?|0\\.([1-9][0-9]{0,8}|0[1-9][0-9]{0,7}|00[1-9][0-9]{0,6}|000[1-9][0-9]{0,5}|0000[1-9][0-9]{0,4}|00000[1-9][0-9]{0,3}|000000[1-9][0-9]{0,2}|0000000[1-9][0-9]?|00000000[1-9]))$";
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(POSITIVE_DECIMAL)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .minimum(Some(0.000_000_001))
+                .maximum(Some(999_999_999.0)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
 }
 
 /// The budget after the change.
@@ -301,12 +325,17 @@ fn parse_budget(v: &Value) -> Result<i64, ApiError> {
             ));
         }
     };
-    let usd: Usd = text.parse().map_err(|_| {
-        ApiError::bad_request(
-            "invalid_value",
-            format!("monthly_budget_usd `{text}` is not a decimal amount"),
-        )
-    })?;
+    // JSON numbers may come in exponent form (`1e-9`), which the exact
+    // decimal parser does not read; their digits are still exact.
+    let usd: Usd = text
+        .parse()
+        .or_else(|_| rust_decimal::Decimal::from_scientific(&text).map(Usd))
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_value",
+                format!("monthly_budget_usd `{text}` is not a decimal amount"),
+            )
+        })?;
     let nanos = usd
         .to_nanos()
         .map_err(|e| ApiError::bad_request("invalid_value", format!("monthly_budget_usd: {e}")))?;
@@ -396,8 +425,10 @@ pub struct AlertsQuery {
     /// Only this user's alerts.
     pub user_id: Option<Uuid>,
     /// Only this local month (`YYYY-MM`).
+    #[param(pattern = "^([0-9]{4}-(0[1-9]|1[0-2]))?$")]
     pub month: Option<String>,
     /// At most this many, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 

@@ -393,6 +393,22 @@ async fn admins_set_budgets_and_users_set_their_report_preference() {
     let body = json(resp).await;
     assert_eq!(body["monthly_budget_usd"].to_string(), "0.2");
     assert_eq!(body["effective_budget_usd"].to_string(), "0.2");
+    // A JSON number in exponent form is read exactly too.
+    let resp = put(
+        path.clone(),
+        admin.clone(),
+        json!({"monthly_budget_usd": 2.5e1}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json(resp).await["monthly_budget_usd"].to_string(), "25");
+    let resp = put(
+        path.clone(),
+        admin.clone(),
+        json!({"monthly_budget_usd": "0.20"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
     // The new budget applies to the next usage: $0.20 reaches both thresholds.
     ingest_ok(&app, &key, &dime_messages(c, 2, at)).await;
     let usage = get_json(&app, "/api/v1/analytics/my-usage", &t).await;

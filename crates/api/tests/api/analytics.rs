@@ -425,6 +425,19 @@ async fn the_admin_overview_counts_today_the_week_errors_cost_and_the_funnel() {
         .ok("/api/v1/analytics/admin/costs?group_by=day", &admin)
         .await;
     assert_eq!(by_day["groups"].as_array().unwrap().len(), 30);
+    // A one-day range (it once built an SQLite CASE without a WHEN).
+    let last = by_day["groups"][29]["key"].as_str().unwrap().to_owned();
+    let one_day = w
+        .ok(
+            &format!("/api/v1/analytics/admin/costs?group_by=day&from={last}&to={last}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(one_day["groups"].as_array().unwrap().len(), 1, "{one_day}");
+    assert_eq!(one_day["groups"][0], by_day["groups"][29]);
+    // An empty date is not a date.
+    let resp = w.get("/api/v1/analytics/admin/costs?to=", &admin).await;
+    assert_eq!(resp.status(), 400);
     let by_user = w
         .ok("/api/v1/analytics/admin/costs?group_by=user", &admin)
         .await;

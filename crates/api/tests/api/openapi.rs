@@ -85,3 +85,39 @@ fn csv_endpoints_declare_their_json_schema_and_csv() {
     types.sort_unstable();
     assert_eq!(types, ["text/html", "text/plain"]);
 }
+
+#[tokio::test]
+async fn a_method_a_path_does_not_serve_is_405_with_allow_and_an_unknown_path_404() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    #[rustfmt::skip]
+    let cases = [
+        (reqwest::Method::TRACE, "/ready", 405, Some("GET")),
+        (reqwest::Method::DELETE, "/api/v1/ingest", 405, Some("POST")),
+        (reqwest::Method::POST, "/api/v1/analytics/my-stats", 405, Some("GET")),
+        (reqwest::Method::PATCH, "/api/v1/analytics/admin/users/0190b6d0-0000-7000-8000-000000000000/budget", 405, Some("PUT")),
+        (reqwest::Method::GET, "/api/v1/nothing-here", 404, None),
+    ];
+    for (method, path, status, allow) in cases {
+        let resp = client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{method} {path}");
+        assert_eq!(
+            resp.headers()
+                .get("allow")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            allow.map(str::to_owned),
+            "{method} {path}"
+        );
+        let body = json(resp).await;
+        let code = if status == 405 {
+            "method_not_allowed"
+        } else {
+            "not_found"
+        };
+        assert_eq!(body["code"], code, "{method} {path}");
+    }
+}
