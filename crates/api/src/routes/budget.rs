@@ -8,10 +8,13 @@ use crate::{
     ApiError, AppState, ErrorBody,
     auth::{AdminUser, ServiceKey},
     config::{ConfigError, Env, parse_var},
-    routes::{money::UsdNumber, params},
+    routes::{
+        money::{self, UsdNumber},
+        params,
+    },
 };
 use actix_web::{HttpResponse, get, post, put, web};
-use charlie_domain::{TokenUsage, Usd};
+use charlie_domain::TokenUsage;
 use charlie_pricing::PricingStatus;
 use charlie_store::{
     reprice::RepriceRun,
@@ -56,7 +59,7 @@ impl BudgetSettings {
         let default_hard_limit_nano_usd = match env.get(var) {
             None => None,
             Some(raw) => Some(
-                parse_usd(&Value::String(raw), var, false)
+                money::parse_usd(&Value::String(raw), var, false)
                     .map_err(|e| ConfigError::new(var, e.to_string()))?,
             ),
         };
@@ -89,40 +92,6 @@ impl BudgetSettings {
             commit_hold_seconds: self.commit_hold_seconds,
         }
     }
-}
-
-/// A USD amount given as a decimal string or a JSON number, in nano-USD;
-/// more than 0 unless `zero_ok`.
-pub fn parse_usd(v: &Value, field: &str, zero_ok: bool) -> Result<i64, ApiError> {
-    let text = match v {
-        Value::String(s) => s.trim().to_owned(),
-        Value::Number(n) => n.to_string(),
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_value",
-                format!("{field} must be a decimal string such as \"25.00\" or a number"),
-            ));
-        }
-    };
-    let usd: Usd = text.parse().map_err(|_| {
-        ApiError::bad_request(
-            "invalid_value",
-            format!("{field} `{text}` is not a decimal amount"),
-        )
-    })?;
-    let nanos = usd
-        .to_nanos()
-        .map_err(|e| ApiError::bad_request("invalid_value", format!("{field}: {e}")))?;
-    if nanos < 0 || (nanos == 0 && !zero_ok) {
-        return Err(ApiError::bad_request(
-            "invalid_value",
-            format!(
-                "{field} must be {} 0",
-                if zero_ok { "at least" } else { "more than" }
-            ),
-        ));
-    }
-    Ok(nanos)
 }
 
 fn rfc3339_ms(ms: i64) -> String {
@@ -208,7 +177,7 @@ pub struct ReserveBody {
     /// The estimated cost in USD (decimal string or number, ≥ 0). Either
     /// this or `model` with token estimates.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "0.05")]
+    #[schema(schema_with = crate::routes::money::usd_schema_or_zero, example = "0.05")]
     pub estimated_cost_usd: Option<Value>,
     /// The model to price the token estimate with (the catalog in force now).
     #[serde(default)]
@@ -218,11 +187,13 @@ pub struct ReserveBody {
     pub tokens: TokenCounts,
     /// Unique per user and call: a retry with the same key returns the first
     /// reservation and never reserves twice.
+    #[schema(min_length = 1, max_length = 255, pattern = "\\S")]
     pub idempotency_key: String,
     /// How long the reservation holds if neither committed nor released
     /// (default `BUDGET_RESERVATION_TTL_SECONDS`, at most
     /// `BUDGET_RESERVATION_MAX_TTL_SECONDS`).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3600)]
     pub ttl_seconds: Option<i64>,
 }
 
@@ -349,7 +320,7 @@ pub async fn reserve(
         .map(str::trim)
         .filter(|m| !m.is_empty());
     let amount = match (&body.estimated_cost_usd, model) {
-        (Some(v), _) if !v.is_null() => parse_usd(v, "estimated_cost_usd", true)?,
+        (Some(v), _) if !v.is_null() => money::parse_usd(v, "estimated_cost_usd", true)?,
         (_, Some(m)) => price(&state, m, &body.tokens)?,
         _ => {
             return Err(ApiError::bad_request(
@@ -493,7 +464,7 @@ pub struct CommitBody {
     pub message_id: Option<Uuid>,
     /// The actual cost in USD (decimal string or number); or `model` and tokens.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::routes::money::usd_schema_or_zero)]
     pub actual_cost_usd: Option<Value>,
     #[serde(default)]
     pub model: Option<String>,
@@ -532,7 +503,7 @@ pub async fn commit(
         .map(str::trim)
         .filter(|m| !m.is_empty());
     let actual = match (&body.actual_cost_usd, model) {
-        (Some(v), _) if !v.is_null() => Some(parse_usd(v, "actual_cost_usd", true)?),
+        (Some(v), _) if !v.is_null() => Some(money::parse_usd(v, "actual_cost_usd", true)?),
         (_, Some(m)) => Some(price(&state, m, &body.tokens)?),
         _ if body.message_id.is_some() => None,
         _ => {
@@ -594,12 +565,14 @@ pub async fn release(
 
 /// A workflow's monthly limits; an absent key is left as it is, null clears it.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct WorkflowBudgetRequest {
     /// Soft limit in USD: reservations report it in `soft_limit_reached`.
-    #[schema(value_type = Option<String>, example = "10.00")]
+    #[schema(schema_with = crate::routes::money::positive_usd_schema, example = "10.00")]
     pub monthly_budget_usd: Option<Value>,
     /// Hard limit in USD: reservations beyond it are denied.
-    #[schema(value_type = Option<String>, example = "12.00")]
+    #[schema(schema_with = crate::routes::money::positive_usd_schema, example = "12.00")]
     pub monthly_hard_limit_usd: Option<Value>,
 }
 
@@ -619,7 +592,7 @@ pub fn limit_field(body: &Value, field: &str) -> Result<Option<Option<i64>>, Api
     match body.get(field) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
-        Some(v) => Ok(Some(Some(parse_usd(v, field, false)?))),
+        Some(v) => Ok(Some(Some(money::parse_usd(v, field, false)?))),
     }
 }
 
@@ -649,6 +622,7 @@ pub async fn set_workflow_budget(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    params::body_keys(&body, &["monthly_budget_usd", "monthly_hard_limit_usd"])?;
     let soft = limit_field(&body, "monthly_budget_usd")?;
     let hard = limit_field(&body, "monthly_hard_limit_usd")?;
     if soft.is_none() && hard.is_none() {
@@ -722,6 +696,7 @@ pub struct RepriceRunsResponse {
 #[into_params(parameter_in = Query)]
 pub struct RepriceRunsQuery {
     /// At most this many, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -752,28 +727,4 @@ pub async fn reprice_runs(
     Ok(HttpResponse::Ok().json(RepriceRunsResponse {
         runs: runs.into_iter().map(RepriceRunItem::from).collect(),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn amounts_are_exact_and_bounded() {
-        assert_eq!(
-            parse_usd(&Value::from("0.05"), "x", true).ok(),
-            Some(50_000_000)
-        );
-        assert_eq!(parse_usd(&Value::from("0"), "x", true).ok(), Some(0));
-        assert!(parse_usd(&Value::from("0"), "x", false).is_err());
-        assert!(parse_usd(&Value::from("-1"), "x", true).is_err());
-        assert!(parse_usd(&Value::Bool(true), "x", true).is_err());
-        let body = serde_json::json!({"a": null, "b": "2"});
-        assert_eq!(limit_field(&body, "a").ok(), Some(Some(None)));
-        assert_eq!(
-            limit_field(&body, "b").ok(),
-            Some(Some(Some(2_000_000_000)))
-        );
-        assert_eq!(limit_field(&body, "c").ok(), Some(None));
-    }
 }

@@ -82,6 +82,24 @@ pub fn csv_field(s: &str) -> String {
     }
 }
 
+/// Refuses a JSON body that is not an object or has a key outside
+/// `allowed` (a misspelt key would otherwise change nothing, silently).
+pub fn body_keys(body: &serde_json::Value, allowed: &[&str]) -> Result<(), ApiError> {
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object",
+        ));
+    };
+    if let Some(unknown) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("unknown field `{unknown}`; expected {}", allowed.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

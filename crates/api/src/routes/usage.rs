@@ -9,7 +9,6 @@ use crate::{
     routes::{money::UsdNumber, params},
 };
 use actix_web::{HttpResponse, get, put, web};
-use charlie_domain::Usd;
 use charlie_store::budgets::{self, Alert, AlertFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -260,40 +259,18 @@ pub async fn my_preferences(
 
 /// A user's own monthly budget.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct BudgetRequest {
     /// USD as a decimal string (`"25.00"`) or number, more than 0; null
     /// removes the user's own budget (the default applies again).
-    #[schema(schema_with = budget_amount_schema, example = "25.00")]
+    #[schema(schema_with = crate::routes::money::positive_usd_schema, example = "25.00")]
     pub monthly_budget_usd: Option<Value>,
     /// The hard limit in USD (reservations beyond it are denied); null
     /// removes it (`BUDGET_DEFAULT_HARD_LIMIT_USD` applies again). At least
     /// one of the two keys must be sent; an absent one is left as it is.
-    #[schema(value_type = Option<String>, example = "30.00")]
+    #[schema(schema_with = crate::routes::money::positive_usd_schema, example = "30.00")]
     pub monthly_hard_limit_usd: Option<Value>,
-}
-
-/// What `parse_budget` accepts, as a schema: a positive decimal string of at
-/// most 9 integer and 9 fraction digits (the stored precision), a positive
-/// number in the same range, or null.
-fn budget_amount_schema() -> utoipa::openapi::schema::Schema {
-    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-    // A zero fraction part is allowed only after a non-zero integer part.
-    const POSITIVE_DECIMAL: &str = "^([1-9][0-9]{0,8}(\\.[0-9]{1,9})?|0\\.([1-9][0-9]{0,8}|0[1-9][0-9]{0,7}|00[1-9][0-9]{0,6}|000[1-9][0-9]{0,5}|0000[1-9][0-9]{0,4}|00000[1-9][0-9]{0,3}|000000[1-9][0-9]{0,2}|0000000[1-9][0-9]?|00000000[1-9]))$";
-    OneOfBuilder::new()
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(POSITIVE_DECIMAL)),
-        )
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::Number)
-                .minimum(Some(0.000_000_001))
-                .maximum(Some(999_999_999.0)),
-        )
-        .item(ObjectBuilder::new().schema_type(Type::Null))
-        .build()
-        .into()
 }
 
 /// The budget after the change.
@@ -315,37 +292,7 @@ pub struct BudgetResponse {
 }
 
 fn parse_budget(v: &Value) -> Result<i64, ApiError> {
-    let text = match v {
-        Value::String(s) => s.trim().to_owned(),
-        Value::Number(n) => n.to_string(),
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_value",
-                "monthly_budget_usd must be a decimal string such as \"25.00\", a number, or null",
-            ));
-        }
-    };
-    // JSON numbers may come in exponent form (`1e-9`), which the exact
-    // decimal parser does not read; their digits are still exact.
-    let usd: Usd = text
-        .parse()
-        .or_else(|_| rust_decimal::Decimal::from_scientific(&text).map(Usd))
-        .map_err(|_| {
-            ApiError::bad_request(
-                "invalid_value",
-                format!("monthly_budget_usd `{text}` is not a decimal amount"),
-            )
-        })?;
-    let nanos = usd
-        .to_nanos()
-        .map_err(|e| ApiError::bad_request("invalid_value", format!("monthly_budget_usd: {e}")))?;
-    if nanos <= 0 {
-        return Err(ApiError::bad_request(
-            "invalid_value",
-            "monthly_budget_usd must be more than 0 (null removes the budget)",
-        ));
-    }
-    Ok(nanos)
+    crate::routes::money::parse_usd(v, "monthly_budget_usd", false)
 }
 
 /// Set a user's monthly budget.
@@ -375,6 +322,7 @@ pub async fn set_budget(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    params::body_keys(&body, &["monthly_budget_usd", "monthly_hard_limit_usd"])?;
     let hard = crate::routes::budget::limit_field(&body, "monthly_hard_limit_usd")?;
     let raw = body.get("monthly_budget_usd");
     if raw.is_none() && hard.is_none() {
