@@ -18,24 +18,38 @@
 //! window once its message is ingested: a conservative error, never one that
 //! lets spend slip past the limit.
 //!
-//! **Atomicity.** A reservation is one short transaction. Its first statement
-//! upserts the user's `budget_accounts` row: on PostgreSQL that takes the
-//! row's lock until commit, so reservations of one user take turns (other
-//! users are not blocked, and ingestion never touches that row); each then
-//! reads spend and holds in one statement (one snapshot, taken after the
-//! previous holder committed) and inserts its row. On SQLite the store's
-//! single-writer lock serializes the same transaction. Either way month
-//! spend + held reservations never exceed the hard limit because of a
-//! reservation.
+//! **Atomicity.** Every write that changes a user's holds (reserve,
+//! commit, release) takes the lock of the user's `budget_accounts` row and
+//! bumps its `reservations` version before it commits.
+//!
+//! On PostgreSQL a reservation is normally *one statement* (one round trip,
+//! no `BEGIN`/`COMMIT`): `PG_RESERVE` locks the row without waiting
+//! (`FOR UPDATE SKIP LOCKED`), reads limits, spend, holds and the
+//! idempotency key, and inserts only when the locked version is the one its
+//! snapshot saw, i.e. when no holder committed in between, so the snapshot
+//! already contains every hold. When the row is locked or changed, it writes
+//! nothing, and the reservation runs as a transaction that waits for the
+//! lock (`INSERT … ON CONFLICT DO UPDATE`) and then runs the same statement,
+//! whose snapshot is taken after the lock. Reservations of one user take
+//! turns; other users are not blocked, and ingestion never touches that row.
+//!
+//! On SQLite the store's single-writer lock serializes the same transaction
+//! of several statements. Either way month spend + held reservations never
+//! exceed the hard limit because of a reservation.
 
 use crate::{
     Store, StoreError, StoreResult,
-    budgets::{month_of, user_zone},
+    budgets::{LocalMonth, month_of, user_zone},
     rollup::BUCKET_SECONDS,
     sql,
 };
-use sea_orm::{ConnectionTrait, QueryResult, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, TransactionTrait};
 use serde::Serialize;
+use std::{
+    collections::HashMap,
+    sync::{LazyLock, Mutex},
+    time::{Duration, Instant},
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -305,6 +319,337 @@ async fn usage<C: ConnectionTrait>(
     })
 }
 
+/// What a decision rests on: the limits, spend and holds of one snapshot.
+struct Facts<'a> {
+    req: &'a ReserveRequest,
+    policy: &'a ReservePolicy,
+    lim: &'a Limits,
+    u: Usage,
+    /// Whether the workflow has limits of its own (its sums were read).
+    workflow: bool,
+}
+
+impl Facts<'_> {
+    /// Every hard limit that applies, with `extra` added to the holds.
+    fn standing(&self, extra: i64) -> Vec<Standing> {
+        let mut out = Vec::new();
+        let user_limit = match (self.lim.user_hard, self.policy.default_hard_limit_nano_usd) {
+            (Some(l), _) => Some((BudgetScope::User, l)),
+            (None, Some(l)) => Some((BudgetScope::PlatformDefault, l)),
+            (None, None) => None,
+        };
+        if let Some((scope, l)) = user_limit {
+            out.push(Standing {
+                scope,
+                limit_nano_usd: l,
+                spent_nano_usd: self.u.spent,
+                reserved_nano_usd: self.u.held.saturating_add(extra),
+            });
+        }
+        if let (Some(l), true) = (self.lim.workflow_hard, self.workflow) {
+            out.push(Standing {
+                scope: BudgetScope::Workflow,
+                limit_nano_usd: l,
+                spent_nano_usd: self.u.workflow_spent,
+                reserved_nano_usd: self.u.workflow_held.saturating_add(extra),
+            });
+        }
+        out
+    }
+
+    /// Soft limits that spend + holds (+ `extra`) have reached.
+    fn soft(&self, extra: i64) -> Vec<BudgetScope> {
+        let mut out = Vec::new();
+        let total = self
+            .u
+            .spent
+            .saturating_add(self.u.held)
+            .saturating_add(extra);
+        if self.lim.user_soft.is_some_and(|s| total >= s) {
+            out.push(BudgetScope::User);
+        }
+        let wf_total = self
+            .u
+            .workflow_spent
+            .saturating_add(self.u.workflow_held)
+            .saturating_add(extra);
+        if self.workflow && self.lim.workflow_soft.is_some_and(|s| wf_total >= s) {
+            out.push(BudgetScope::Workflow);
+        }
+        out
+    }
+
+    /// The first hard limit the request would exceed.
+    fn denial(&self) -> Option<Standing> {
+        self.standing(0).into_iter().find(|s| {
+            i128::from(s.spent_nano_usd)
+                + i128::from(s.reserved_nano_usd)
+                + i128::from(self.req.amount_nano_usd)
+                > i128::from(s.limit_nano_usd)
+        })
+    }
+
+    fn replay(&self, reservation: Reservation) -> ReserveOutcome {
+        ReserveOutcome::Allowed {
+            reservation: Box::new(reservation),
+            limits: self.standing(0),
+            soft_reached: self.soft(0),
+            replayed: true,
+        }
+    }
+
+    fn denied(&self, standing: Standing) -> ReserveOutcome {
+        ReserveOutcome::Denied {
+            standing,
+            requested_nano_usd: self.req.amount_nano_usd,
+        }
+    }
+
+    fn allowed(&self, reservation: Reservation) -> ReserveOutcome {
+        ReserveOutcome::Allowed {
+            limits: self.standing(self.req.amount_nano_usd),
+            soft_reached: self.soft(self.req.amount_nano_usd),
+            reservation: Box::new(reservation),
+            replayed: false,
+        }
+    }
+}
+
+/// A workflow and its bucket window `[first, end)` in the user's month.
+type WorkflowWindow = Option<(Uuid, i64, i64)>;
+
+/// The user's local month, and the workflow's bucket window in it when the
+/// workflow has limits.
+fn month_window(
+    req: &ReserveRequest,
+    timezone: Option<&str>,
+    workflow_limited: bool,
+    now: OffsetDateTime,
+) -> StoreResult<(LocalMonth, WorkflowWindow)> {
+    let month = month_of(&user_zone(timezone), now)
+        .ok_or_else(|| StoreError::Invalid("month outside the calendar".into()))?;
+    let workflow = req.workflow_id.filter(|_| workflow_limited).map(|w| {
+        (
+            w,
+            month.start.div_euclid(BUCKET_SECONDS),
+            month.end.div_euclid(BUCKET_SECONDS),
+        )
+    });
+    Ok((month, workflow))
+}
+
+fn new_reservation(req: &ReserveRequest, id: Uuid, month: &str, now_ms: i64) -> Reservation {
+    Reservation {
+        id,
+        user_id: req.user_id,
+        workflow_id: req.workflow_id,
+        idempotency_key: req.idempotency_key.clone(),
+        state: "open".into(),
+        amount_nano_usd: req.amount_nano_usd,
+        estimated_nano_usd: req.amount_nano_usd,
+        actual_nano_usd: None,
+        message_id: None,
+        model: req.model.clone(),
+        month: month.to_owned(),
+        created_at_ms: now_ms,
+        expires_at_ms: now_ms.saturating_add(req.ttl_seconds.saturating_mul(1000)),
+        closed_at_ms: None,
+    }
+}
+
+/// What the last PostgreSQL reservation of a user saw, per user: hints
+/// that save round trips, never a source of truth.
+///
+/// - `zone`: the user's time zone. The statement needs the user's month
+///   before it reads the zone, so it is computed from this guess, and the
+///   statement inserts only when the zone it reads is the guessed one (a
+///   wrong guess costs one more statement, never a wrong month).
+/// - `contended`: when the one-statement path last found the user's lock
+///   taken. For [`CONTENDED_FOR`] after that, reservations of that user go
+///   straight to the transaction that waits for the lock instead of trying
+///   a statement that would find it taken again.
+#[derive(Debug, Clone, Default)]
+struct Hint {
+    zone: Option<String>,
+    contended: Option<Instant>,
+}
+
+static HINTS: LazyLock<Mutex<HashMap<Uuid, Hint>>> = LazyLock::new(Mutex::default);
+const HINTS_MAX: usize = 100_000;
+const CONTENDED_FOR: Duration = Duration::from_millis(500);
+
+fn hint(user_id: Uuid) -> Hint {
+    HINTS
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&user_id).cloned())
+        .unwrap_or_default()
+}
+
+fn remember(user_id: Uuid, update: impl FnOnce(&mut Hint)) {
+    if let Ok(mut m) = HINTS.lock() {
+        if m.len() >= HINTS_MAX && !m.contains_key(&user_id) {
+            m.clear();
+        }
+        update(m.entry(user_id).or_default());
+    }
+}
+
+/// The PostgreSQL reservation: one statement that reads the snapshot's
+/// version of the user's `budget_accounts` row and locks its latest version
+/// without waiting (`SKIP LOCKED`; a user's first reservation creates the
+/// row instead), reads limits, spend, holds and the idempotency key, and
+/// inserts when every hard limit allows, bumping the row's version.
+///
+/// The snapshot is *fresh* when the locked version is the one the snapshot
+/// saw (or the statement created the row): every write that changes a
+/// user's holds (reserve, commit, release) bumps that version under the
+/// row's lock before it commits, so a fresh snapshot already sees all of
+/// them and nobody can add one until this statement commits. When the row
+/// is locked by another transaction or changed after the snapshot, the
+/// statement writes nothing and says so (`fresh` false); the caller then
+/// takes the lock in a transaction of its own and runs the statement again
+/// (where it is fresh by construction).
+const PG_RESERVE: &str = "WITH snap AS MATERIALIZED ( \
+   SELECT reservations FROM budget_accounts WHERE user_id = $1 \
+ ), lk AS MATERIALIZED ( \
+   SELECT reservations FROM budget_accounts WHERE user_id = $1 FOR UPDATE SKIP LOCKED \
+ ), created AS ( \
+   INSERT INTO budget_accounts (user_id, reservations) \
+   SELECT $1, 1 WHERE NOT EXISTS (SELECT 1 FROM snap) \
+   ON CONFLICT (user_id) DO NOTHING RETURNING reservations \
+ ), lim AS MATERIALIZED ( \
+   SELECT u.timezone, u.monthly_budget_nano_usd AS user_soft, u.monthly_hard_limit_nano_usd AS user_hard, \
+   w.monthly_budget_nano_usd AS workflow_soft, w.monthly_hard_limit_nano_usd AS workflow_hard \
+   FROM (SELECT 1) AS one LEFT JOIN users u ON u.id = $1 LEFT JOIN workflows w ON w.id = $2 \
+ ), st AS MATERIALIZED ( \
+   SELECT lim.*, \
+   CASE WHEN EXISTS (SELECT 1 FROM snap) \
+     THEN COALESCE((SELECT reservations FROM lk) = (SELECT reservations FROM snap), FALSE) \
+     ELSE EXISTS (SELECT 1 FROM created) END AS fresh, \
+   lim.timezone IS NOT DISTINCT FROM $6 AS zone_ok, \
+   COALESCE((SELECT cost_nano_usd FROM user_month_usage WHERE user_id = $1 AND month = $7), 0) AS spent, \
+   COALESCE((SELECT CAST(SUM(r.amount_nano_usd) AS BIGINT) FROM budget_reservations r \
+     WHERE r.user_id = $1 AND r.state IN ('open', 'committed') AND r.expires_at_ms > $5 \
+     AND (r.message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id))), 0) AS held, \
+   CASE WHEN lim.workflow_soft IS NULL AND lim.workflow_hard IS NULL THEN 0 ELSE \
+     COALESCE((SELECT CAST(SUM(cost_nano_usd) AS BIGINT) FROM usage_buckets \
+     WHERE user_id = $1 AND workflow_key = $2 AND bucket >= $8 AND bucket < $9), 0) END AS workflow_spent, \
+   CASE WHEN lim.workflow_soft IS NULL AND lim.workflow_hard IS NULL THEN 0 ELSE \
+     COALESCE((SELECT CAST(SUM(r.amount_nano_usd) AS BIGINT) FROM budget_reservations r \
+     WHERE r.user_id = $1 AND r.workflow_id = $2 AND r.state IN ('open', 'committed') AND r.expires_at_ms > $5 \
+     AND (r.message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id))), 0) END AS workflow_held \
+   FROM lim \
+ ), ex AS MATERIALIZED ( \
+   SELECT id, user_id, workflow_id, idempotency_key, state, amount_nano_usd, estimated_nano_usd, \
+   actual_nano_usd, message_id, model, month, created_at_ms, expires_at_ms, closed_at_ms \
+   FROM budget_reservations WHERE user_id = $1 AND idempotency_key = $4 \
+ ), ins AS ( \
+   INSERT INTO budget_reservations (id, user_id, workflow_id, idempotency_key, state, amount_nano_usd, \
+   estimated_nano_usd, actual_nano_usd, message_id, model, month, created_at_ms, expires_at_ms, closed_at_ms) \
+   SELECT $11, $1, $2, $4, 'open', $3, $3, CAST(NULL AS BIGINT), CAST(NULL AS UUID), $12, $7, $5, $13, CAST(NULL AS BIGINT) \
+   FROM st WHERE st.fresh AND st.zone_ok AND NOT EXISTS (SELECT 1 FROM ex) \
+   AND (COALESCE(st.user_hard, $10) IS NULL \
+     OR CAST(st.spent AS NUMERIC) + st.held + $3 <= COALESCE(st.user_hard, $10)) \
+   AND (st.workflow_hard IS NULL \
+     OR CAST(st.workflow_spent AS NUMERIC) + st.workflow_held + $3 <= st.workflow_hard) \
+   RETURNING id \
+ ), bump AS ( \
+   UPDATE budget_accounts SET reservations = reservations + 1 \
+   WHERE user_id = $1 AND EXISTS (SELECT 1 FROM ins) AND EXISTS (SELECT 1 FROM snap) \
+   RETURNING reservations \
+ ) \
+ SELECT st.*, EXISTS (SELECT 1 FROM ins) AS inserted, (SELECT COUNT(*) FROM bump) AS bumped, ex.* \
+ FROM st LEFT JOIN ex ON TRUE";
+
+/// What one run of `PG_RESERVE` found.
+enum PgAttempt {
+    /// Not fresh (see `PG_RESERVE`): nothing was written.
+    Stale,
+    /// The zone guess was wrong: nothing was written; the user's zone.
+    Zone(Option<String>),
+    Done(ReserveOutcome),
+}
+
+async fn pg_attempt<C: ConnectionTrait>(
+    conn: &C,
+    req: &ReserveRequest,
+    policy: &ReservePolicy,
+    zone_guess: Option<String>,
+    now: OffsetDateTime,
+) -> StoreResult<PgAttempt> {
+    let now_ms = ms(now);
+    let (month, window) = month_window(req, zone_guess.as_deref(), true, now)?;
+    let (_, first, end) = window.unwrap_or((Uuid::nil(), 0, 0));
+    let id = Uuid::now_v7();
+    let expires = now_ms.saturating_add(req.ttl_seconds.saturating_mul(1000));
+    let r = sql::query_one(
+        conn,
+        PG_RESERVE,
+        vec![
+            req.user_id.into(),
+            req.workflow_id.into(),
+            req.amount_nano_usd.into(),
+            req.idempotency_key.clone().into(),
+            now_ms.into(),
+            zone_guess.clone().into(),
+            month.month.clone().into(),
+            first.into(),
+            end.into(),
+            policy.default_hard_limit_nano_usd.into(),
+            id.into(),
+            req.model.clone().into(),
+            expires.into(),
+        ],
+    )
+    .await?
+    .ok_or_else(|| StoreError::Invalid("no row".into()))?;
+    let lim = Limits {
+        timezone: r.try_get("", "timezone")?,
+        user_soft: r.try_get("", "user_soft")?,
+        user_hard: r.try_get("", "user_hard")?,
+        workflow_soft: r.try_get("", "workflow_soft")?,
+        workflow_hard: r.try_get("", "workflow_hard")?,
+    };
+    remember(req.user_id, |h| h.zone.clone_from(&lim.timezone));
+    if !r.try_get::<bool>("", "fresh")? {
+        return Ok(PgAttempt::Stale);
+    }
+    if !r.try_get::<bool>("", "zone_ok")? {
+        return Ok(PgAttempt::Zone(lim.timezone));
+    }
+    let facts = Facts {
+        req,
+        policy,
+        lim: &lim,
+        u: Usage {
+            spent: r.try_get("", "spent")?,
+            held: r.try_get("", "held")?,
+            workflow_spent: r.try_get("", "workflow_spent")?,
+            workflow_held: r.try_get("", "workflow_held")?,
+        },
+        workflow: req.workflow_id.is_some()
+            && (lim.workflow_hard.is_some() || lim.workflow_soft.is_some()),
+    };
+    if r.try_get::<Option<Uuid>>("", "id")?.is_some() {
+        return Ok(PgAttempt::Done(facts.replay(row(&r)?)));
+    }
+    if r.try_get::<bool>("", "inserted")? {
+        return Ok(PgAttempt::Done(facts.allowed(new_reservation(
+            req,
+            id,
+            &month.month,
+            now_ms,
+        ))));
+    }
+    match facts.denial() {
+        Some(s) => Ok(PgAttempt::Done(facts.denied(s))),
+        None => Err(StoreError::Invalid(
+            "reservation neither inserted nor denied".into(),
+        )),
+    }
+}
+
 impl Store {
     /// Reserves `req.amount_nano_usd` against the user's (and workflow's)
     /// hard limits, atomically (see the module doc). A retry with the same
@@ -320,24 +665,66 @@ impl Store {
                 "the amount must not be negative".into(),
             ));
         }
+        if self.backend() != DbBackend::Postgres {
+            return self.reserve_serialized(req, policy, now).await;
+        }
+        // One statement, one round trip, when the user's lock is free.
+        let Hint {
+            mut zone,
+            contended,
+        } = hint(req.user_id);
+        if contended.is_none_or(|at| at.elapsed() > CONTENDED_FOR) {
+            for _ in 0..3 {
+                match pg_attempt(self.conn(), req, policy, zone.clone(), now).await? {
+                    PgAttempt::Done(out) => return Ok(out),
+                    PgAttempt::Zone(z) => zone = z,
+                    PgAttempt::Stale => {
+                        remember(req.user_id, |h| h.contended = Some(Instant::now()));
+                        break;
+                    }
+                }
+            }
+        }
+        // Contended (or the zone keeps changing): wait for the lock in a
+        // transaction, where the same statement is fresh by construction.
+        let txn = self.conn().begin().await?;
+        lock_account(&txn, req.user_id).await?;
+        for _ in 0..3 {
+            match pg_attempt(&txn, req, policy, zone.clone(), now).await? {
+                PgAttempt::Done(out) => {
+                    txn.commit().await?;
+                    return Ok(out);
+                }
+                PgAttempt::Zone(z) => zone = z,
+                PgAttempt::Stale => {
+                    return Err(StoreError::Invalid(format!(
+                        "the budget lock of user {} was not held",
+                        req.user_id
+                    )));
+                }
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "the time zone of user {} keeps changing",
+            req.user_id
+        )))
+    }
+
+    /// The reservation as a transaction of several statements, serialized
+    /// by the user's lock row (SQLite: by the store's single writer).
+    async fn reserve_serialized(
+        &self,
+        req: &ReserveRequest,
+        policy: &ReservePolicy,
+        now: OffsetDateTime,
+    ) -> StoreResult<ReserveOutcome> {
         let now_ms = ms(now);
         let _guard = self.write_guard().await;
         let txn = self.conn().begin().await?;
         lock_account(&txn, req.user_id).await?;
         let lim = limits(&txn, req.user_id, req.workflow_id).await?;
-        let zone = user_zone(lim.timezone.as_deref());
-        let month = month_of(&zone, now)
-            .ok_or_else(|| StoreError::Invalid("month outside the calendar".into()))?;
-        let workflow = req
-            .workflow_id
-            .filter(|_| lim.workflow_hard.is_some() || lim.workflow_soft.is_some())
-            .map(|w| {
-                (
-                    w,
-                    month.start.div_euclid(BUCKET_SECONDS),
-                    month.end.div_euclid(BUCKET_SECONDS),
-                )
-            });
+        let limited = lim.workflow_hard.is_some() || lim.workflow_soft.is_some();
+        let (month, workflow) = month_window(req, lim.timezone.as_deref(), limited, now)?;
         let existing = sql::query_one(
             &txn,
             &format!(
@@ -349,84 +736,22 @@ impl Store {
         .as_ref()
         .map(row)
         .transpose()?;
-        let u = usage(&txn, req.user_id, workflow, &month.month, now_ms).await?;
-        let user_limit = match (lim.user_hard, policy.default_hard_limit_nano_usd) {
-            (Some(l), _) => Some((BudgetScope::User, l)),
-            (None, Some(l)) => Some((BudgetScope::PlatformDefault, l)),
-            (None, None) => None,
-        };
-        let standing = |extra: i64| {
-            let mut out = Vec::new();
-            if let Some((scope, l)) = user_limit {
-                out.push(Standing {
-                    scope,
-                    limit_nano_usd: l,
-                    spent_nano_usd: u.spent,
-                    reserved_nano_usd: u.held.saturating_add(extra),
-                });
-            }
-            if let (Some(l), Some(_)) = (lim.workflow_hard, workflow) {
-                out.push(Standing {
-                    scope: BudgetScope::Workflow,
-                    limit_nano_usd: l,
-                    spent_nano_usd: u.workflow_spent,
-                    reserved_nano_usd: u.workflow_held.saturating_add(extra),
-                });
-            }
-            out
-        };
-        let soft = |extra: i64| {
-            let mut out = Vec::new();
-            let total = u.spent.saturating_add(u.held).saturating_add(extra);
-            if lim.user_soft.is_some_and(|s| total >= s) {
-                out.push(BudgetScope::User);
-            }
-            let wf_total = u
-                .workflow_spent
-                .saturating_add(u.workflow_held)
-                .saturating_add(extra);
-            if workflow.is_some() && lim.workflow_soft.is_some_and(|s| wf_total >= s) {
-                out.push(BudgetScope::Workflow);
-            }
-            out
+        let facts = Facts {
+            req,
+            policy,
+            lim: &lim,
+            u: usage(&txn, req.user_id, workflow, &month.month, now_ms).await?,
+            workflow: workflow.is_some(),
         };
         if let Some(reservation) = existing {
             txn.commit().await?;
-            return Ok(ReserveOutcome::Allowed {
-                reservation: Box::new(reservation),
-                limits: standing(0),
-                soft_reached: soft(0),
-                replayed: true,
-            });
+            return Ok(facts.replay(reservation));
         }
-        for s in standing(0) {
-            let after = i128::from(s.spent_nano_usd)
-                + i128::from(s.reserved_nano_usd)
-                + i128::from(req.amount_nano_usd);
-            if after > i128::from(s.limit_nano_usd) {
-                txn.commit().await?;
-                return Ok(ReserveOutcome::Denied {
-                    standing: s,
-                    requested_nano_usd: req.amount_nano_usd,
-                });
-            }
+        if let Some(s) = facts.denial() {
+            txn.commit().await?;
+            return Ok(facts.denied(s));
         }
-        let reservation = Reservation {
-            id: Uuid::now_v7(),
-            user_id: req.user_id,
-            workflow_id: req.workflow_id,
-            idempotency_key: req.idempotency_key.clone(),
-            state: "open".into(),
-            amount_nano_usd: req.amount_nano_usd,
-            estimated_nano_usd: req.amount_nano_usd,
-            actual_nano_usd: None,
-            message_id: None,
-            model: req.model.clone(),
-            month: month.month.clone(),
-            created_at_ms: now_ms,
-            expires_at_ms: now_ms.saturating_add(req.ttl_seconds.saturating_mul(1000)),
-            closed_at_ms: None,
-        };
+        let reservation = new_reservation(req, Uuid::now_v7(), &month.month, now_ms);
         sql::execute(
             &txn,
             &format!(
@@ -452,12 +777,7 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
-        Ok(ReserveOutcome::Allowed {
-            limits: standing(req.amount_nano_usd),
-            soft_reached: soft(req.amount_nano_usd),
-            reservation: Box::new(reservation),
-            replayed: false,
-        })
+        Ok(facts.allowed(reservation))
     }
 
     /// Commits a reservation with its actual usage (see the module doc for
@@ -550,6 +870,34 @@ impl Store {
         now: OffsetDateTime,
     ) -> StoreResult<Reservation> {
         let now_ms = ms(now);
+        if self.backend() == DbBackend::Postgres {
+            // One statement: the user's lock and version bump (before the
+            // row's, as everywhere), then the row if it is still open.
+            let released = sql::query_one(
+                self.conn(),
+                &format!(
+                    "WITH r AS MATERIALIZED (SELECT user_id FROM budget_reservations WHERE id = $2), \
+                     lk AS (INSERT INTO budget_accounts (user_id, reservations) SELECT user_id, 1 FROM r \
+                     ON CONFLICT (user_id) DO UPDATE SET reservations = budget_accounts.reservations + 1 \
+                     RETURNING reservations) \
+                     UPDATE budget_reservations SET state = 'released', closed_at_ms = $1 \
+                     WHERE id = $2 AND state = 'open' AND EXISTS (SELECT 1 FROM lk) RETURNING {COLUMNS}"
+                ),
+                vec![now_ms.into(), id.into()],
+            )
+            .await?;
+            if let Some(r) = released {
+                return row(&r);
+            }
+            return match find(self.conn(), id).await? {
+                None => Err(StoreError::NotFound(format!("reservation {id}"))),
+                Some(r) if r.state == "released" => Ok(r),
+                Some(r) => Err(StoreError::Conflict(format!(
+                    "reservation {id} is {}; only an open reservation can be released",
+                    r.state
+                ))),
+            };
+        }
         let _guard = self.write_guard().await;
         let txn = self.conn().begin().await?;
         let Some(first) = find(&txn, id).await? else {

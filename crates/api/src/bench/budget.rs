@@ -1,7 +1,8 @@
-//! `bench budget`: latency of a budget reservation (one short transaction:
-//! the user's lock row, spend and holds in one statement, the insert) at a
-//! number of concurrent clients on PostgreSQL, for clients spread over many
-//! users and for every client on one user (the lock's worst case).
+//! `bench budget`: latency of a budget reservation (one statement when the
+//! user's lock row is free; a transaction that waits for it otherwise: see
+//! `charlie_store::reservations`) at a number of concurrent clients on
+//! PostgreSQL, for clients spread over many users and for every client on
+//! one user (the lock's worst case).
 
 use super::{BenchDatabases, Latency, admin_url, bench_db_name, load_average, machine_summary, ms};
 use crate::{Settings, cli::CliError};

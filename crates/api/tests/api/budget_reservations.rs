@@ -654,3 +654,155 @@ async fn reconcile_compares_provider_exports_with_our_costs_per_day_and_model() 
         json!(charlie_domain::Usd::from_nanos(gpt).to_string())
     );
 }
+
+/// Sets a user's time zone through ingestion.
+async fn set_zone(app: &TestApp, key: &str, u: Uuid, external: &str, tz: &str) {
+    let resp = app
+        .ingest_with(
+            key,
+            &[
+                json!({"id": u, "type": "user.upsert", "timestamp": rfc(OffsetDateTime::now_utc()),
+                     "body": {"external_id": external, "email": format!("{external}@example.com"), "timezone": tz}}),
+            ],
+        )
+        .await;
+    assert!(resp.status().is_success());
+    let body = json(resp).await;
+    assert_eq!(body["results"][0]["error"], Value::Null, "{body}");
+}
+
+#[tokio::test]
+async fn a_reservation_counts_in_the_users_local_month_even_when_the_zone_changes() {
+    use charlie_store::reservations::{ReserveOutcome, ReservePolicy, ReserveRequest};
+    let app = spawn_app().await;
+    let key = app.api_key().await;
+    let (u, _) = user_with_limit(&app, &key, "zone", Some("1.00")).await;
+    let policy = ReservePolicy {
+        default_hard_limit_nano_usd: None,
+        commit_hold_seconds: 600,
+    };
+    // 12:00 UTC on 31 January is already February in Kiritimati (UTC+14).
+    let at = time::macros::datetime!(2026-01-31 12:00 UTC);
+    let month_of = |key: &str, tz_expected: &str| {
+        let (store, req) = (
+            app.store.clone(),
+            ReserveRequest {
+                user_id: u,
+                workflow_id: None,
+                amount_nano_usd: 100_000_000,
+                model: None,
+                idempotency_key: key.to_owned(),
+                ttl_seconds: 60,
+            },
+        );
+        let tz_expected = tz_expected.to_owned();
+        async move {
+            match store.reserve_budget(&req, &policy, at).await.unwrap() {
+                ReserveOutcome::Allowed { reservation, .. } => reservation.month,
+                other => panic!("{tz_expected}: {other:?}"),
+            }
+        }
+    };
+    assert_eq!(month_of("utc", "UTC").await, "2026-01");
+    set_zone(&app, &key, u, "zone", "Pacific/Kiritimati").await;
+    assert_eq!(
+        month_of("kiritimati", "Pacific/Kiritimati").await,
+        "2026-02"
+    );
+    assert_eq!(
+        month_of("kiritimati-2", "Pacific/Kiritimati").await,
+        "2026-02"
+    );
+    set_zone(&app, &key, u, "zone", "UTC").await;
+    assert_eq!(month_of("utc-2", "UTC").await, "2026-01");
+}
+
+#[tokio::test]
+async fn held_reservations_never_exceed_the_hard_limit_while_reserves_and_releases_race() {
+    use charlie_store::reservations::{ReserveOutcome, ReservePolicy, ReserveRequest};
+    let app = spawn_app().await;
+    let key = app.api_key().await;
+    let (u, _) = user_with_limit(&app, &key, "race", Some("1.00")).await;
+    let policy = ReservePolicy {
+        default_hard_limit_nano_usd: None,
+        commit_hold_seconds: 600,
+    };
+    let limit: i64 = 1_000_000_000;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checker = {
+        let (store, done) = (app.store.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut checks = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let held: i64 = store
+                    .held_reservations(u, OffsetDateTime::now_utc())
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.amount_nano_usd)
+                    .sum();
+                assert!(held <= limit, "held {held} > limit {limit}");
+                checks += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            checks
+        })
+    };
+    let mut tasks = Vec::new();
+    for client in 0..8 {
+        let store = app.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut allowed = 0;
+            for i in 0..15 {
+                let req = ReserveRequest {
+                    user_id: u,
+                    workflow_id: None,
+                    amount_nano_usd: 300_000_000,
+                    model: None,
+                    idempotency_key: format!("race-{client}-{i}"),
+                    ttl_seconds: 60,
+                };
+                match store
+                    .reserve_budget(&req, &policy, OffsetDateTime::now_utc())
+                    .await
+                    .unwrap()
+                {
+                    ReserveOutcome::Allowed {
+                        reservation,
+                        limits,
+                        ..
+                    } => {
+                        allowed += 1;
+                        let s = limits[0];
+                        assert!(s.spent_nano_usd + s.reserved_nano_usd <= limit, "{s:?}");
+                        store
+                            .release_reservation(reservation.id, OffsetDateTime::now_utc())
+                            .await
+                            .unwrap();
+                    }
+                    ReserveOutcome::Denied { standing, .. } => {
+                        assert!(
+                            standing.reserved_nano_usd + 300_000_000 > limit,
+                            "{standing:?}"
+                        );
+                    }
+                }
+            }
+            allowed
+        }));
+    }
+    let mut allowed = 0;
+    for t in tasks {
+        allowed += t.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(checker.await.unwrap() > 0);
+    assert!(allowed >= 3, "{allowed}");
+    assert!(
+        app.store
+            .held_reservations(u, OffsetDateTime::now_utc())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
