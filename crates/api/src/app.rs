@@ -20,6 +20,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Authenticator>,
     /// The Prometheus registry behind `GET /metrics`.
     pub metrics: Arc<crate::observability::Metrics>,
+    /// Per service key and per user (`RATE_LIMIT_*`).
+    pub limits: Arc<crate::ratelimit::RateLimits>,
 }
 
 /// A built server, bound to its port but not yet running.
@@ -121,9 +123,12 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Connects to the database, applies migrations and binds the listener.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
-        let store = Store::connect(settings.database_url.expose())
-            .await
-            .map_err(|e| StartupError(format!("cannot open the database: {e}")))?;
+        let store = Store::connect_with(
+            settings.database_url.expose(),
+            settings.analytics_statement_timeout,
+        )
+        .await
+        .map_err(|e| StartupError(format!("cannot open the database: {e}")))?;
         store
             .migrate_up()
             .await
@@ -147,12 +152,14 @@ impl Application {
         let store = store
             .with_budget_policy(settings.notify.budget_policy())
             .with_posthog_outbox(settings.posthog.enabled());
+        let settings_limits = settings.rate_limits.limiters();
         let state = AppState {
             store,
             settings: Arc::new(settings),
             catalog: Arc::new(catalog),
             auth: Arc::new(auth),
             metrics: Arc::new(crate::observability::Metrics::new()),
+            limits: Arc::new(settings_limits),
         };
         crate::jobs::start(&state);
         let json_limit = state.settings.ingest_max_bytes;

@@ -165,6 +165,11 @@ pub struct Settings {
     /// `OTEL_TRACE_WAIT_SECONDS`: how long an LLM span whose trace has not
     /// told its user and flow yet waits for the rest of its trace.
     pub otel_trace_wait: time::Duration,
+    /// `ANALYTICS_STATEMENT_TIMEOUT_MS`: how long one analytics read may
+    /// run on PostgreSQL before it is cancelled (and answered 503).
+    pub analytics_statement_timeout: std::time::Duration,
+    /// Rate limits per service key and per user (`ratelimit.rs`).
+    pub rate_limits: crate::ratelimit::RateLimitSettings,
     /// `METRICS_TOKEN`: when set, `GET /metrics` wants it as a bearer token.
     pub metrics_token: Option<Secret>,
     pub auth: AuthSettings,
@@ -405,6 +410,15 @@ impl Settings {
             ingest_max_items,
             ingest_max_bytes,
             otel_trace_wait: time::Duration::seconds_f64(otel_wait),
+            analytics_statement_timeout: std::time::Duration::from_millis(parse_var(
+                env,
+                "ANALYTICS_STATEMENT_TIMEOUT_MS",
+                5_000u64,
+            )?),
+            rate_limits: crate::ratelimit::RateLimitSettings::from_env(
+                env,
+                app_env == AppEnv::Production,
+            )?,
             metrics_token: env.get("METRICS_TOKEN").map(|v| Secret::new(v.trim())),
             auth: auth_settings(env, app_env)?,
             cors_allowed_origins: cors_origins(env)?,

@@ -33,6 +33,10 @@ pub enum ApiError {
     MethodNotAllowed { message: String, allow: String },
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A rate limit was reached; `retry_after` whole seconds until the next
+    /// request is allowed.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     #[error("{0}")]
     Unavailable(String),
     /// An unexpected failure; the cause is logged, never shown.
@@ -61,6 +65,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -73,6 +78,12 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             StoreError::Conflict(m) => ApiError::bad_request("conflict", m),
             StoreError::Invalid(m) => ApiError::bad_request("invalid_value", m),
+            e if e.is_unavailable() => {
+                tracing::warn!(error = %e, "the database is unavailable");
+                ApiError::Unavailable(
+                    "the database is unavailable or too slow right now; retry later".into(),
+                )
+            }
             other => ApiError::internal(other),
         }
     }
@@ -87,6 +98,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -107,6 +119,12 @@ impl ResponseError for ApiError {
             }
             ApiError::MethodNotAllowed { allow, .. } => {
                 builder.insert_header(("Allow", allow.as_str()));
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                builder.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            ApiError::Unavailable(_) => {
+                builder.insert_header(("Retry-After", "5"));
             }
             _ => {}
         }

@@ -17,6 +17,7 @@ pub mod observability;
 pub mod openapi;
 pub mod otlp;
 pub mod pricing;
+pub mod ratelimit;
 pub mod reconcile;
 pub mod routes;
 pub mod samples;

@@ -339,7 +339,7 @@ impl Store {
             crate::rollup::BUCKET_COUNTER_COLS.join(", ")
         );
         let values = vec![user_id.into(), plan.first_day.into(), plan.last_day.into()];
-        for row in sql::query_all(self.conn(), &sql, values).await? {
+        for row in sql::query_all(self.reads(), &sql, values).await? {
             totals.insert(row.try_get("", "day")?, bucket_counters(&row)?);
         }
         let mut partial = vec![Counters::default(); plan.partials.len()];
@@ -375,7 +375,7 @@ impl Store {
                     sums("b.")
                 )
             };
-            for row in sql::query_all(self.conn(), &sql, values).await? {
+            for row in sql::query_all(self.reads(), &sql, values).await? {
                 let i: i64 = row.try_get("", "i")?;
                 let slot = usize::try_from(i)
                     .ok()
@@ -433,7 +433,7 @@ impl Store {
         };
         if day_start < day_end {
             add(sql::query_all(
-                self.conn(),
+                self.reads(),
                 "SELECT workflow_id, CAST(SUM(message_count) AS BIGINT) AS n FROM daily_metrics \
                  WHERE user_id = $1 AND date >= $2 AND date < $3 GROUP BY workflow_id",
                 vec![
@@ -445,7 +445,7 @@ impl Store {
             .await?)?;
         }
         add(sql::query_all(
-            self.conn(),
+            self.reads(),
             "SELECT workflow_id, CAST(SUM(message_count) AS BIGINT) AS n FROM usage_buckets \
              WHERE user_id = $1 AND ((bucket >= $2 AND bucket < $3) OR (bucket >= $4 AND bucket < $5)) \
              GROUP BY workflow_id",
@@ -476,7 +476,7 @@ impl Store {
             sums("")
         );
         let mut usage = Usage::zeroed(days);
-        for row in sql::query_all(self.conn(), &sql, values).await? {
+        for row in sql::query_all(self.reads(), &sql, values).await? {
             let day: i64 = row.try_get("", "day")?;
             let slot = usize::try_from(day)
                 .ok()
@@ -510,7 +510,7 @@ impl Store {
             .collect::<Vec<_>>()
             .join(", ");
         let row = sql::query_one(
-            self.conn(),
+            self.reads(),
             &format!("SELECT {select} FROM platform_buckets WHERE bucket >= $2 AND bucket < $3"),
             vec![today.into(), week.into(), end.into()],
         )
@@ -536,7 +536,7 @@ impl Store {
     /// by ingestion, so this does not grow with the user's history).
     pub async fn user_lifetime_totals(&self, user_id: Uuid) -> StoreResult<(i64, i64)> {
         let row = sql::query_one(
-            self.conn(),
+            self.reads(),
             "SELECT total_messages, total_conversations FROM users WHERE id = $1",
             vec![user_id.into()],
         )
@@ -572,7 +572,7 @@ impl Store {
             first.first_bucket.into(),
             last.end_bucket.into(),
         ];
-        sql::query_all(self.conn(), &sql, values)
+        sql::query_all(self.reads(), &sql, values)
             .await?
             .iter()
             .map(|r| {
@@ -605,7 +605,7 @@ impl Store {
                 placeholders(1, chunk.len())
             );
             for row in sql::query_all(
-                self.conn(),
+                self.reads(),
                 &sql,
                 chunk.iter().map(|i| Value::from(*i)).collect(),
             )
@@ -620,7 +620,7 @@ impl Store {
     /// The user with this id.
     pub async fn user_summary(&self, user_id: Uuid) -> StoreResult<Option<UserSummary>> {
         let row = sql::query_one(
-            self.conn(),
+            self.reads(),
             "SELECT id, external_id, email, timezone, created_at FROM users WHERE id = $1",
             vec![user_id.into()],
         )
@@ -644,7 +644,7 @@ impl Store {
         limit: u32,
     ) -> StoreResult<Vec<ConversationSummary>> {
         let rows = sql::query_all(
-            self.conn(),
+            self.reads(),
             "SELECT id, workflow_id, langflow_session_id, created_at FROM conversations \
              WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
             vec![user_id.into(), i64::from(limit).into()],
@@ -663,7 +663,7 @@ impl Store {
     }
 
     async fn count(&self, sql: &str, values: Vec<Value>) -> StoreResult<i64> {
-        let row = sql::query_one(self.conn(), sql, values).await?;
+        let row = sql::query_one(self.reads(), sql, values).await?;
         Ok(match row {
             Some(r) => r.try_get::<Option<i64>>("", "n")?.unwrap_or(0),
             None => 0,
@@ -675,7 +675,7 @@ impl Store {
     /// one row of `platform_totals`.
     pub async fn count_users_and_workflows(&self) -> StoreResult<(i64, i64)> {
         let row = sql::query_one(
-            self.conn(),
+            self.reads(),
             "SELECT users, workflows FROM platform_totals WHERE id = 1",
             vec![],
         )
@@ -727,7 +727,7 @@ impl Store {
         let limit_param = values.len() + 1;
         values.push(i64::from(limit).into());
         let rows = sql::query_all(
-            self.conn(),
+            self.reads(),
             &format!(
                 "SELECT id, created_at, user_id, service, error_type, error_message, error_code, workflow_id, \
                  endpoint, request_id, sentry_event_id FROM error_logs {filter} \
@@ -764,7 +764,7 @@ impl Store {
     /// ingestion keeps with the users' milestone times.
     pub async fn funnel(&self, bucket: i64) -> StoreResult<FunnelCounts> {
         let row = sql::query_one(
-            self.conn(),
+            self.reads(),
             "SELECT CAST(SUM(signed_up) AS BIGINT) AS signed_up, \
              CAST(SUM(created_component) AS BIGINT) AS created_component, \
              CAST(SUM(created_workflow) AS BIGINT) AS created_workflow, \
@@ -855,7 +855,7 @@ impl Store {
         );
         // Per component: counters and its workflows (`None` = no workflow).
         let mut by_component: BTreeMap<Uuid, (Counters, Vec<Option<Uuid>>)> = BTreeMap::new();
-        for r in sql::query_all(self.conn(), &sql, range).await? {
+        for r in sql::query_all(self.reads(), &sql, range).await? {
             let slot = by_component
                 .entry(r.try_get("", "component_id")?)
                 .or_default();
@@ -896,7 +896,7 @@ impl Store {
         values: Vec<Value>,
         key: impl Fn(&QueryResult) -> Result<String, sea_orm::DbErr>,
     ) -> StoreResult<Vec<CostGroup>> {
-        let rows = sql::query_all(self.conn(), sql, values).await?;
+        let rows = sql::query_all(self.reads(), sql, values).await?;
         rows.iter()
             .map(|r| {
                 Ok(CostGroup {

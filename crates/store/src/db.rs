@@ -45,12 +45,19 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// How long an analytics read may run on PostgreSQL unless configured.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A handle to the database: a connection pool plus, on SQLite, the lock
 /// that makes write transactions take turns (SQLite allows one writer, and a
 /// transaction that upgrades from read to write fails rather than waits).
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// The analytics reads' pool: on PostgreSQL its own connections, whose
+    /// `statement_timeout` stops one slow dashboard query from holding a
+    /// connection for long; on SQLite the same pool as `db`.
+    reads: DatabaseConnection,
     engine: Engine,
     write_lock: Option<Arc<Mutex<()>>>,
     /// Budgets and alert thresholds ingestion applies (`budgets.rs`).
@@ -67,9 +74,17 @@ pub struct MigrationState {
 }
 
 impl Store {
+    /// Connects to PostgreSQL or SQLite, with analytics reads limited to
+    /// [`DEFAULT_READ_TIMEOUT`] on PostgreSQL.
+    pub async fn connect(url: &str) -> StoreResult<Store> {
+        Self::connect_with(url, DEFAULT_READ_TIMEOUT).await
+    }
+
     /// Connects to PostgreSQL or SQLite. A SQLite file (and its folder) is
     /// created when missing; SQLite runs in WAL mode with foreign keys on.
-    pub async fn connect(url: &str) -> StoreResult<Store> {
+    /// On PostgreSQL, analytics reads run on a pool of their own whose
+    /// statements are cancelled after `read_timeout`.
+    pub async fn connect_with(url: &str, read_timeout: Duration) -> StoreResult<Store> {
         let engine = Engine::from_url(url)?;
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.sqlx_logging(false)
@@ -105,8 +120,26 @@ impl Store {
             }
         }
         let db = Database::connect(opts).await?;
+        let reads = match engine {
+            Engine::Postgres => {
+                let timeout_ms = read_timeout.as_millis().max(1).to_string();
+                let mut read_opts = ConnectOptions::new(url.to_owned());
+                read_opts
+                    .sqlx_logging(false)
+                    .connect_timeout(Duration::from_secs(5))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .max_connections(8)
+                    .min_connections(0)
+                    .map_sqlx_postgres_opts(move |o| {
+                        o.options([("jit", "off"), ("statement_timeout", timeout_ms.as_str())])
+                    });
+                Database::connect(read_opts).await?
+            }
+            Engine::Sqlite => db.clone(),
+        };
         Ok(Store {
             db,
+            reads,
             engine,
             write_lock: (engine == Engine::Sqlite).then(|| Arc::new(Mutex::new(()))),
             budget_policy: Arc::default(),
@@ -116,6 +149,11 @@ impl Store {
 
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// The analytics reads' connection (see [`Store::connect_with`]).
+    pub(crate) fn reads(&self) -> &DatabaseConnection {
+        &self.reads
     }
 
     /// The underlying connection, for repositories in this crate.

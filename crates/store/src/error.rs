@@ -29,8 +29,44 @@ pub enum StoreError {
 pub type StoreResult<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {
+    /// The database could not be reached, is shutting down, or cancelled a
+    /// statement that ran past its timeout: worth retrying later (the API
+    /// answers 503), neither the caller's fault nor a bug.
+    pub fn is_unavailable(&self) -> bool {
+        use sea_orm::{ConnAcquireErr, RuntimeErr};
+        let StoreError::Db(db) = self else {
+            return false;
+        };
+        match db {
+            // A closed pool is our own shutdown (or a bug), not an outage.
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => true,
+            DbErr::Conn(RuntimeErr::SqlxError(e))
+            | DbErr::Exec(RuntimeErr::SqlxError(e))
+            | DbErr::Query(RuntimeErr::SqlxError(e)) => sqlx_unavailable(e),
+            DbErr::Conn(_) => true,
+            _ => false,
+        }
+    }
+
     /// A statement that could not be built (a bug, or values of the wrong shape).
     pub(crate) fn from_query(e: sea_orm::sea_query::error::Error) -> StoreError {
         StoreError::Invalid(format!("cannot build statement: {e}"))
+    }
+}
+
+fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error;
+    match e {
+        Error::Io(_)
+        | Error::Tls(_)
+        | Error::PoolTimedOut
+        | Error::WorkerCrashed
+        | Error::Protocol(_) => true,
+        // Class 08: connection exception; 57P01-03: the server is shutting
+        // down or starting; 57014: the statement timeout cancelled it.
+        Error::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "57014")
+        }),
+        _ => false,
     }
 }

@@ -226,4 +226,16 @@ impl Store {
             })
             .collect()
     }
+
+    /// Runs `pg_sleep(seconds)` on the analytics reads' pool (PostgreSQL
+    /// only), to check that its statement timeout cancels a slow read.
+    pub async fn slow_read_for_tests(&self, seconds: f64) -> StoreResult<()> {
+        crate::sql::query_one(
+            self.reads(),
+            "SELECT CAST(pg_sleep($1) AS TEXT) AS slept",
+            vec![seconds.into()],
+        )
+        .await?;
+        Ok(())
+    }
 }

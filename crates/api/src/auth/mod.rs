@@ -42,7 +42,14 @@ impl FromRequest for ServiceKey {
                 ApiError::Unauthorized("missing API key: send `Authorization: Bearer <key>`".into())
             })?;
             match state.store.verify_api_key(&token).await? {
-                Some(info) => Ok(ServiceKey(info)),
+                Some(info) => {
+                    crate::ratelimit::check(
+                        &state,
+                        crate::ratelimit::Caller::ServiceKey,
+                        &info.id.to_string(),
+                    )?;
+                    Ok(ServiceKey(info))
+                }
                 None => Err(ApiError::Unauthorized("unknown or revoked API key".into())),
             }
         })
@@ -91,7 +98,14 @@ impl FromRequest for LangfuseKey {
                 )
             })?;
             match state.store.verify_api_key(&secret).await? {
-                Some(info) if langfuse_public_key(info.id) == public => Ok(LangfuseKey(info)),
+                Some(info) if langfuse_public_key(info.id) == public => {
+                    crate::ratelimit::check(
+                        &state,
+                        crate::ratelimit::Caller::ServiceKey,
+                        &info.id.to_string(),
+                    )?;
+                    Ok(LangfuseKey(info))
+                }
                 _ => Err(ApiError::Unauthorized(
                     "unknown or revoked Langfuse keys".into(),
                 )),

@@ -62,6 +62,11 @@ impl CurrentUser {
             .store
             .user_for_subject(&verified.subject, token_email)
             .await?;
+        crate::ratelimit::check(
+            &state,
+            crate::ratelimit::Caller::User,
+            &stored.id.to_string(),
+        )?;
         let email = token_email.map(str::to_owned).or(stored.email);
         // Sentry events and error rows of this request carry the user's id
         // (never the e-mail).

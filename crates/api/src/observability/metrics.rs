@@ -56,6 +56,8 @@ pub struct Metrics {
     ingested: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     usages: Mutex<BTreeMap<(String, String), u64>>,
     models_seen: Mutex<BTreeSet<String>>,
+    /// Requests refused by a rate limit, by caller kind.
+    rate_limited: Mutex<BTreeMap<&'static str, u64>>,
     /// OpenTelemetry spans by what became of them.
     otel_spans: Mutex<BTreeMap<&'static str, u64>>,
     /// PostHog forwarding: events by outcome, and the outbox's last count.
@@ -173,6 +175,11 @@ impl Metrics {
         *spans.entry("rejected").or_default() += staged.rejected.len() as u64;
     }
 
+    /// Counts a request refused by a rate limit.
+    pub fn observe_rate_limited(&self, caller: crate::ratelimit::Caller) {
+        *lock(&self.rate_limited).entry(caller.as_str()).or_default() += 1;
+    }
+
     /// Counts what a resolution pass did with waiting LLM spans.
     pub fn observe_otel_resolved(&self, r: crate::otlp::resolve::Resolved) {
         let mut spans = lock(&self.otel_spans);
@@ -277,6 +284,14 @@ impl Metrics {
                 escape(model),
                 escape(status)
             )?;
+        }
+        writeln!(
+            out,
+            "# HELP charlie_rate_limited_total Requests answered 429 by a rate limit, by caller (service_key, user)."
+        )?;
+        writeln!(out, "# TYPE charlie_rate_limited_total counter")?;
+        for (caller, n) in lock(&self.rate_limited).iter() {
+            writeln!(out, "charlie_rate_limited_total{{caller=\"{caller}\"}} {n}")?;
         }
         writeln!(
             out,

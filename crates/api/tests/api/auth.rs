@@ -615,6 +615,7 @@ async fn admin_routes_answer_403_to_non_admins_and_401_without_a_token() {
         catalog: Arc::new(charlie_pricing::Catalog::builtin()),
         settings: Arc::new(settings),
         metrics: Arc::new(charlie_api::observability::Metrics::new()),
+        limits: Arc::new(charlie_api::ratelimit::RateLimits::default()),
     };
     async fn admin_only(admin: AdminUser) -> HttpResponse {
         HttpResponse::Ok().json(json!({"admin": admin.email}))

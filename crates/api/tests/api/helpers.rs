@@ -16,7 +16,14 @@ pub struct TestApp {
 /// Extra environment for one test, on top of the defaults.
 pub type Vars = HashMap<&'static str, String>;
 
-struct MapEnv(HashMap<&'static str, String>);
+/// Settings' environment as a map (tests build `Settings` from it).
+pub struct MapEnv(pub HashMap<&'static str, String>);
+
+impl<const N: usize> From<[(&'static str, String); N]> for MapEnv {
+    fn from(vars: [(&'static str, String); N]) -> Self {
+        MapEnv(HashMap::from(vars))
+    }
+}
 
 impl Env for MapEnv {
     fn get(&self, key: &str) -> Option<String> {
