@@ -77,8 +77,20 @@ pub struct WaitingTrace {
     pub waiting: Vec<StagedSpan>,
 }
 
-const SPAN_COLUMNS: &str = "trace_id, span_id, parent_span_id, kind, start_at, end_at, \
-     component_key, component_name, model, usage";
+/// The columns of `otel_spans` a [`StagedSpan`] holds, then `received_at`.
+const SPAN_INSERT_COLUMNS: [&str; 11] = [
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "kind",
+    "start_at",
+    "end_at",
+    "component_key",
+    "component_name",
+    "model",
+    "usage",
+    "received_at",
+];
 
 fn span_of(row: &QueryResult) -> StoreResult<StagedSpan> {
     let kind: i16 = row.try_get("", "kind")?;
@@ -161,35 +173,38 @@ impl Store {
             )
             .await?;
         }
+        let mut rows = Vec::with_capacity(spans.len());
         for s in spans {
             let usage = s
                 .usage
                 .map(|u| serde_json::to_string(&u))
                 .transpose()
                 .map_err(|e| crate::StoreError::Invalid(format!("span usage: {e}")))?;
-            sql::execute(
-                &txn,
-                &format!(
-                    "INSERT INTO otel_spans ({SPAN_COLUMNS}, received_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                     ON CONFLICT (trace_id, span_id) DO NOTHING"
-                ),
-                vec![
-                    s.trace_id.clone().into(),
-                    s.span_id.clone().into(),
-                    s.parent_span_id.clone().into(),
-                    s.kind.code().into(),
-                    s.start_at.into(),
-                    s.end_at.into(),
-                    s.component_key.clone().into(),
-                    s.component_name.clone().into(),
-                    s.model.clone().into(),
-                    usage.into(),
-                    now.into(),
-                ],
-            )
-            .await?;
+            rows.push(vec![
+                s.trace_id.clone().into(),
+                s.span_id.clone().into(),
+                s.parent_span_id.clone().into(),
+                s.kind.code().into(),
+                s.start_at.into(),
+                s.end_at.into(),
+                s.component_key.clone().into(),
+                s.component_name.clone().into(),
+                s.model.clone().into(),
+                usage.into(),
+                now.into(),
+            ]);
         }
+        // One statement for the whole export; a span already staged (a
+        // re-export) is left as it is.
+        sql::insert_many(
+            &txn,
+            "otel_spans",
+            &SPAN_INSERT_COLUMNS,
+            rows,
+            Some(sql::ignore_conflicts(&["trace_id", "span_id"])),
+            &[],
+        )
+        .await?;
         txn.commit().await?;
         Ok(())
     }
@@ -235,8 +250,9 @@ impl Store {
             let spans: Vec<StagedSpan> = sql::query_all(
                 self.conn(),
                 &format!(
-                    "SELECT {SPAN_COLUMNS} FROM otel_spans WHERE trace_id = $1 \
-                     AND (kind = 1 OR resolved_at IS NULL) ORDER BY start_at, span_id"
+                    "SELECT {} FROM otel_spans WHERE trace_id = $1 \
+                     AND (kind = 1 OR resolved_at IS NULL) ORDER BY start_at, span_id",
+                    SPAN_INSERT_COLUMNS[..SPAN_INSERT_COLUMNS.len() - 1].join(", ")
                 ),
                 vec![trace_id.clone().into()],
             )
@@ -283,11 +299,21 @@ impl Store {
         }
         let _guard = self.write_guard().await;
         let txn = self.conn().begin().await?;
+        // One statement per trace (a resolution pass marks whole traces).
+        let mut by_trace: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
         for (trace_id, span_id) in spans {
+            by_trace.entry(trace_id).or_default().push(span_id);
+        }
+        for (trace_id, span_ids) in by_trace {
+            let mut values: Vec<sea_orm::Value> = vec![now.into(), trace_id.to_owned().into()];
+            values.extend(span_ids.iter().map(|s| (*s).to_owned().into()));
             sql::execute(
                 &txn,
-                "UPDATE otel_spans SET resolved_at = $1 WHERE trace_id = $2 AND span_id = $3",
-                vec![now.into(), trace_id.clone().into(), span_id.clone().into()],
+                &format!(
+                    "UPDATE otel_spans SET resolved_at = $1 WHERE trace_id = $2 AND span_id IN ({})",
+                    sql::placeholders(3, span_ids.len())
+                ),
+                values,
             )
             .await?;
         }
