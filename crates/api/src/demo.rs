@@ -583,10 +583,15 @@ fn day_activity(
                 json!({"user_id": uid, "event_type": "canvas_opened", "workflow_id": wid}),
             ));
             for n in 0..rng.random_range(0..4) {
+                let node_at = at + Duration::seconds(40 * (n + 1));
+                // Opened minutes before now: its later nodes are not there yet.
+                if node_at > now {
+                    continue;
+                }
                 rest.push(item(
                     id(&format!("event/{key}/node/{n}")),
                     "event.track",
-                    at + Duration::seconds(40 * (n + 1)),
+                    node_at,
                     json!({"user_id": uid, "event_type": "node_added", "workflow_id": wid,
                            "metadata": {"node_type": COMPONENT_NAMES[(n as usize + index) % COMPONENT_NAMES.len()]}}),
                 ));
