@@ -5,15 +5,28 @@
 //! - OpenAI: the Costs API page (`GET /v1/organization/costs` with
 //!   `group_by=line_item`: `data[].start_time` (Unix seconds),
 //!   `data[].results[].amount.value` (USD), `line_item` such as
-//!   `"gpt-4o-2024-08-06, input"`), or a CSV export with a header naming a
-//!   day column (`start_time_iso`, `start_time`, `date`), an amount column
-//!   (`amount_value`, `cost`, `amount`, `cost_usd`) and a model column
-//!   (`line_item`, `model`).
+//!   `"gpt-4o-2024-08-06, input"`), or the usage dashboard's cost CSV
+//!   (`start_time,end_time,start_time_iso,end_time_iso,amount_value,
+//!   amount_currency,line_item,project_id,organization_id,organization_name`;
+//!   any header naming a day column (`start_time_iso`, `start_time`, `date`),
+//!   an amount column (`amount_value`, `cost`, `amount`, `cost_usd`) and
+//!   optionally a model column (`line_item`, `model`) is read).
 //! - Anthropic: the Admin API cost report (`GET /v1/organizations/cost_report`
 //!   with `group_by[]=description`: `data[].starting_at`,
-//!   `data[].results[].amount` in cents as a decimal string, `model`), or a
-//!   CSV export with a day column (`usage_date_utc`, `date`, `starting_at`),
-//!   a USD amount column (`cost_usd`, `cost`, `amount_usd`) and `model`.
+//!   `data[].results[].amount` in cents as a decimal string, `model`), or the
+//!   console's cost CSV (`usage_date_utc,model,workspace,api_key,usage_type,
+//!   context_window,token_type,cost_usd,list_price_usd,cost_type,…`, the
+//!   model as a display name such as `Claude Sonnet 4`; any header with a day
+//!   column (`usage_date_utc`, `date`, `starting_at`), a USD amount column
+//!   (`cost_usd`, `cost`, `amount_usd`) and `model` is read). `cost_usd` (what
+//!   was billed) is compared, not `list_price_usd`; a row whose `cost_type`
+//!   is not `token` is reported on a line of its own, e.g. `(web_search)`.
+//!
+//! A file without a model breakdown (OpenAI's export without
+//! `group_by=line_item` has an empty `line_item`) is compared per day against
+//! our total of every model that day, on a line whose model is
+//! [`ALL_MODELS`]. A row with no amount (OpenAI's export writes one for a day
+//! with no spend) counts as nothing.
 //!
 //! Models are compared on a key: lower case, without a trailing release date
 //! (`-2024-08-06`, `-20250514`), so `gpt-4o-2024-08-06` and `gpt-4o` meet.
@@ -35,9 +48,31 @@ pub enum Provider {
 /// Provider cost per (day, model key), in nano-USD.
 pub type Costs = BTreeMap<(Date, String), i64>;
 
-/// The comparison key of a model name.
+/// The model key of a figure that covers every model of its day.
+pub const ALL_MODELS: &str = "(all models)";
+
+/// The key of a provider's model name; an empty one means every model.
+fn provider_key(model: &str) -> String {
+    if model.trim().is_empty() {
+        ALL_MODELS.to_owned()
+    } else {
+        model_key(model)
+    }
+}
+
+/// The comparison key of a model name. A console display name (with
+/// spaces: Anthropic's cost export writes `Claude Sonnet 4`,
+/// `Claude Haiku 4.5`) becomes the API id's stem (`claude-sonnet-4`,
+/// `claude-haiku-4-5`).
 pub fn model_key(model: &str) -> String {
     let m = model.trim().to_ascii_lowercase();
+    if m.contains(char::is_whitespace) {
+        return m
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join("-")
+            .replace('.', "-");
+    }
     let bytes = m.as_bytes();
     let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
     // `-YYYY-MM-DD`
@@ -152,7 +187,7 @@ fn parse_json(provider: Provider, v: &Value) -> Result<Costs, String> {
                         .and_then(Value::as_str)
                         .map(openai_model)
                         .unwrap_or_default();
-                    *out.entry((day, model_key(&model))).or_default() += nanos(value)?;
+                    *out.entry((day, provider_key(&model))).or_default() += nanos(value)?;
                 }
             }
             Provider::Anthropic => {
@@ -169,7 +204,7 @@ fn parse_json(provider: Provider, v: &Value) -> Result<Costs, String> {
                     // Cents, as a decimal string.
                     let cents = decimal(r.get("amount").unwrap_or(&Value::Null))?;
                     let model = r.get("model").and_then(Value::as_str).unwrap_or_default();
-                    *out.entry((day, model_key(model))).or_default() +=
+                    *out.entry((day, provider_key(model))).or_default() +=
                         nanos(cents / Decimal::ONE_HUNDRED)?;
                 }
             }
@@ -244,8 +279,12 @@ fn parse_csv(provider: Provider, text: &str) -> Result<Costs, String> {
     let day_col = find(days).ok_or_else(|| format!("no day column (one of {days:?})"))?;
     let amount_col =
         find(amounts).ok_or_else(|| format!("no amount column (one of {amounts:?})"))?;
-    let model_col = find(models).ok_or_else(|| format!("no model column (one of {models:?})"))?;
+    // Without a model column every row covers all models of its day.
+    let model_col = find(models);
     let currency_col = find(&["amount_currency", "currency"]);
+    // Anthropic's export: rows that are not token costs (`web_search`,
+    // `code_execution`) have no model; each kind gets a line of its own.
+    let cost_type_col = find(&["cost_type"]);
     let mut out = Costs::new();
     for (n, r) in rows.iter().enumerate() {
         let cell = |i: usize| r.get(i).map(String::as_str).unwrap_or_default();
@@ -255,14 +294,24 @@ fn parse_csv(provider: Provider, text: &str) -> Result<Costs, String> {
         {
             return Err(format!("line {}: currency `{}` is not USD", n + 2, cell(c)));
         }
+        if cell(amount_col).trim().is_empty() {
+            continue;
+        }
         let day = day_of(cell(day_col)).map_err(|e| format!("line {}: {e}", n + 2))?;
         let amount = decimal(&Value::String(cell(amount_col).to_owned()))
             .map_err(|e| format!("line {}: {e}", n + 2))?;
-        let model = match provider {
-            Provider::Openai => openai_model(cell(model_col)),
-            Provider::Anthropic => cell(model_col).to_owned(),
+        let model = match (provider, model_col) {
+            (_, None) => String::new(),
+            (Provider::Openai, Some(c)) => openai_model(cell(c)),
+            (Provider::Anthropic, Some(c)) => cell(c).to_owned(),
         };
-        *out.entry((day, model_key(&model))).or_default() += nanos(amount)?;
+        let key = match cost_type_col.map(|c| cell(c).trim().to_ascii_lowercase()) {
+            Some(kind) if !kind.is_empty() && kind != "token" && kind != "tokens" => {
+                format!("({kind})")
+            }
+            _ => provider_key(&model),
+        };
+        *out.entry((day, key)).or_default() += nanos(amount)?;
     }
     Ok(out)
 }
@@ -280,11 +329,32 @@ pub struct Line {
 
 /// Compares the provider's figures with ours (ours restricted to the days
 /// and models the provider file covers, plus our models on those days that
-/// the provider did not bill).
+/// the provider did not bill). On a day the provider gives as one
+/// [`ALL_MODELS`] figure, ours is every model's total that day.
 pub fn compare(provider: &Costs, ours: &Costs) -> Vec<Line> {
+    let whole_days: std::collections::BTreeSet<Date> = provider
+        .keys()
+        .filter(|(_, m)| m == ALL_MODELS)
+        .map(|(d, _)| *d)
+        .collect();
+    let mut folded = Costs::new();
+    for ((d, m), n) in ours {
+        let model = if whole_days.contains(d) {
+            ALL_MODELS
+        } else {
+            m.as_str()
+        };
+        *folded.entry((*d, model.to_owned())).or_default() += n;
+    }
+    let ours = &folded;
     let days: std::collections::BTreeSet<Date> = provider.keys().map(|(d, _)| *d).collect();
     let mut keys: std::collections::BTreeSet<(Date, String)> = provider.keys().cloned().collect();
-    keys.extend(ours.keys().filter(|(d, _)| days.contains(d)).cloned());
+    // Ours on those days, but not what cost nothing (user turns have no model).
+    keys.extend(
+        ours.iter()
+            .filter(|((d, _), n)| days.contains(d) && **n != 0)
+            .map(|(k, _)| k.clone()),
+    );
     keys.into_iter()
         .map(|k| {
             let p = provider.get(&k).copied().unwrap_or(0);
@@ -325,6 +395,10 @@ mod tests {
         assert_eq!(model_key("GPT-4o"), "gpt-4o");
         assert_eq!(model_key("claude-sonnet-4-20250514"), "claude-sonnet-4");
         assert_eq!(model_key("gpt-4o-mini"), "gpt-4o-mini");
+        assert_eq!(model_key("Claude Haiku 4.5"), "claude-haiku-4-5");
+        assert_eq!(model_key("claude-haiku-4-5-20251001"), "claude-haiku-4-5");
+        assert_eq!(model_key("Claude 3.5 Sonnet"), "claude-3-5-sonnet");
+        assert_eq!(model_key("claude-3-5-sonnet-20241022"), "claude-3-5-sonnet");
         assert_eq!(
             openai_model("gpt-4o-2024-08-06, input"),
             "gpt-4o-2024-08-06"

@@ -1,11 +1,13 @@
 //! Background work inside the server: the outbox worker that delivers
 //! usage-alert webhooks (`webhook.rs`), the one that forwards activity
 //! events to PostHog (`posthog.rs`) and the weekly report scheduler
-//! (`reports.rs`), plus their settings (`settings.rs`).
+//! (`reports.rs`), the sweeper of expired budget reservations
+//! (`reservations.rs`), plus their settings (`settings.rs`).
 
 pub mod posthog;
 pub mod report_email;
 pub mod reports;
+pub mod reservations;
 pub mod settings;
 pub mod webhook;
 
@@ -18,6 +20,7 @@ pub fn start(state: &AppState) {
         return;
     };
     runtime.spawn(crate::otlp::resolve::sweeper(state.clone()));
+    runtime.spawn(reservations::run(state.store.clone()));
     if let Some(webhook) = &state.settings.notify.webhook {
         runtime.spawn(webhook::run(state.store.clone(), webhook.clone()));
     }

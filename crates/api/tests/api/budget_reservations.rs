@@ -209,13 +209,35 @@ async fn an_expired_reservation_no_longer_counts() {
     assert_eq!(c["decision"], "allowed", "{c}");
     let usage = my_usage(&app, "expiry").await;
     assert_eq!(usage["open_reservations"].as_array().unwrap().len(), 1);
-    // Old rows can be swept; the held ones stay.
-    let swept = app
-        .store
-        .sweep_reservations(OffsetDateTime::now_utc(), 0)
+    // A retry of the crashed request's key gets its (expired) reservation
+    // back, not a new one that would hold the budget again.
+    let retry = reserve(
+        &app,
+        &key,
+        json!({"user_id": u, "estimated_cost_usd": "0.9",
+                                        "idempotency_key": "crash", "ttl_seconds": 1}),
+    )
+    .await;
+    assert_eq!(retry["reservation_id"], a["reservation_id"], "{retry}");
+    assert_eq!(
+        my_usage(&app, "expiry").await["open_reservations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // The server's sweeper keeps expired rows (and their keys) for a day...
+    let now = OffsetDateTime::now_utc();
+    let kept = charlie_api::jobs::reservations::sweep_once(&app.store, now)
         .await
         .unwrap();
-    assert_eq!(swept, 1);
+    assert_eq!(kept, 0);
+    // ...and deletes them a day later (both have expired by then).
+    let later = now + charlie_api::jobs::reservations::KEEP + time::Duration::hours(1);
+    let swept = charlie_api::jobs::reservations::sweep_once(&app.store, later)
+        .await
+        .unwrap();
+    assert_eq!(swept, 2);
     // A TTL out of bounds is refused.
     let (status, _) = post(&app, &key, "/api/v1/budget/reserve",
         json!({"user_id": u, "estimated_cost_usd": "0.1", "idempotency_key": "x", "ttl_seconds": 0})).await;
@@ -609,6 +631,28 @@ async fn reconcile_compares_provider_exports_with_our_costs_per_day_and_model() 
             ("gpt-4o-mini", "0.015", "0")
         );
     }
+    // OpenAI's export without a line-item breakdown: one figure per day for
+    // every model (and an empty row for a day without spend), compared with
+    // our total of that day.
+    let theirs = parse(
+        Provider::Openai,
+        &std::fs::read_to_string(fixture("openai_costs_daily.csv")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(theirs.len(), 1, "{theirs:?}");
+    let lines = compare(&theirs, &ours);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].model, charlie_api::reconcile::ALL_MODELS);
+    assert_eq!(lines[0].provider_usd, "5.115");
+    let day_total: i64 = ours
+        .iter()
+        .filter(|((d, _), _)| *d == day.date())
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        lines[0].ours_usd,
+        charlie_domain::Usd::from_nanos(day_total).to_string()
+    );
     for file in ["anthropic_cost_report.json", "anthropic_cost.csv"] {
         let theirs = parse(
             Provider::Anthropic,
@@ -628,6 +672,18 @@ async fn reconcile_compares_provider_exports_with_our_costs_per_day_and_model() 
             "{file}"
         );
     }
+    // The console export's non-token costs have no model: a line of their own.
+    let theirs = parse(
+        Provider::Anthropic,
+        &std::fs::read_to_string(fixture("anthropic_cost.csv")).unwrap(),
+    )
+    .unwrap();
+    let lines = compare(&theirs, &ours);
+    let search = lines.iter().find(|l| l.model == "(web_search)").unwrap();
+    assert_eq!(
+        (search.provider_usd.as_str(), search.ours_usd.as_str()),
+        ("0.02", "0")
+    );
 
     // The command, end to end, as JSON.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_charlie-stats"))
