@@ -70,7 +70,7 @@ use utoipa::{
         routes::otlp::LangfuseProject,
         routes::otlp::LangfuseOrganization,
     )),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &CommonErrors),
     tags(
         (name = "Health", description = "Liveness and readiness probes"),
         (name = "Ingestion", description = "The platform pushes users, workflows, components, conversations, messages, events and errors"),
@@ -135,6 +135,105 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
+    }
+}
+
+/// The answers every authenticated operation may give whatever its handler
+/// does, declared here once rather than on each handler: 429 when the
+/// caller's token bucket is empty (`ratelimit.rs` checks it in the
+/// extractor, before the handler runs) and 503 when the database is
+/// unavailable (`error.rs`). Both carry `Retry-After`.
+#[derive(Debug)]
+struct CommonErrors;
+
+/// The security schemes whose callers have a token bucket.
+const RATE_LIMITED_SCHEMES: [&str; 3] = ["api_key", "user_jwt", "langfuse_basic"];
+
+fn retry_after_response(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{
+        ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, ResponseBuilder, schema::Type,
+    };
+    ResponseBuilder::new()
+        .description(description)
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1)),
+                ))
+                .description(Some("Seconds to wait before retrying"))
+                .build(),
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+}
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let common = [
+            (
+                "429",
+                "RateLimited",
+                retry_after_response(
+                    "Rate limited: the caller's token bucket is empty (`code` = `rate_limited`). \
+                     Nothing was read or written; retry after `Retry-After` seconds.",
+                ),
+            ),
+            (
+                "503",
+                "Unavailable",
+                retry_after_response(
+                    "The database is unavailable or too slow (`code` = `unavailable`). \
+                     Nothing acknowledged is lost; retry after `Retry-After` seconds.",
+                ),
+            ),
+        ];
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (_, name, response) in &common {
+            components
+                .responses
+                .insert((*name).to_owned(), response.clone().into());
+        }
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let authenticated = operation.security.iter().flatten().any(|requirement| {
+                    serde_json::to_value(requirement)
+                        .ok()
+                        .and_then(|v| v.as_object().cloned())
+                        .is_some_and(|o| {
+                            o.keys().any(|k| RATE_LIMITED_SCHEMES.contains(&k.as_str()))
+                        })
+                });
+                if !authenticated {
+                    continue;
+                }
+                for (status, name, _) in &common {
+                    operation
+                        .responses
+                        .responses
+                        .entry((*status).to_owned())
+                        .or_insert_with(|| {
+                            utoipa::openapi::RefOr::Ref(utoipa::openapi::Ref::from_response_name(
+                                *name,
+                            ))
+                        });
+                }
+            }
+        }
     }
 }
 

@@ -166,16 +166,16 @@ fn render(items: &[Value], batch: usize) -> Result<Vec<Vec<u8>>, CliError> {
 }
 
 /// The generated world: users, their workflow and conversations.
-struct World {
-    run: u64,
+pub(super) struct World {
+    pub(super) run: u64,
     users: Vec<Uuid>,
     workflows: Vec<Uuid>,
     /// `(conversation, user, workflow)`.
-    conversations: Vec<(Uuid, Uuid, Option<Uuid>)>,
+    pub(super) conversations: Vec<(Uuid, Uuid, Option<Uuid>)>,
 }
 
 impl World {
-    fn new(run: u64, users: usize) -> World {
+    pub(super) fn new(run: u64, users: usize) -> World {
         let user_ids: Vec<Uuid> = (0..users as u64)
             .map(|n| data::named_id(run, "user", n))
             .collect();
@@ -198,7 +198,7 @@ impl World {
         }
     }
 
-    fn setup_items(&self, since: OffsetDateTime) -> [Vec<Value>; 3] {
+    pub(super) fn setup_items(&self, since: OffsetDateTime) -> [Vec<Value>; 3] {
         let users = self
             .users
             .iter()

@@ -8,11 +8,14 @@
 //!   concurrent clients.
 //! - `bench read`: my-stats and admin/overview of the real server on a large
 //!   seeded database, beside the seed's own queries on the same data.
+//! - `bench soak`: a steady mix of ingestion and reads for N minutes;
+//!   errors, latency and server RSS each minute.
 
 pub mod budget;
 pub mod data;
 pub mod ingest;
 pub mod read;
+pub mod soak;
 
 use crate::{Settings, cli::CliError};
 use std::{
@@ -30,6 +33,8 @@ pub enum BenchCommand {
     Read(read::ReadArgs),
     /// Budget reservation latency at concurrent clients.
     Budget(budget::BudgetArgs),
+    /// Mixed ingestion and reads at a fixed rate for N minutes.
+    Soak(soak::SoakArgs),
 }
 
 /// Runs a `bench` subcommand.
@@ -38,6 +43,7 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<(), CliErr
         BenchCommand::Ingest(args) => ingest::run(args, settings).await,
         BenchCommand::Read(args) => read::run(args, settings).await,
         BenchCommand::Budget(args) => budget::run(args, settings).await,
+        BenchCommand::Soak(args) => soak::run(args, settings).await,
     }
 }
 

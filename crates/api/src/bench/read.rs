@@ -469,7 +469,11 @@ where
     Ok(all.into_iter().flatten().collect())
 }
 
-async fn get_ok(client: &reqwest::Client, url: &str, token: &str) -> Result<(), CliError> {
+pub(super) async fn get_ok(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> Result<(), CliError> {
     // One retry when a pooled keep-alive connection was closed under us.
     let mut attempt = 0;
     let resp = loop {
