@@ -660,7 +660,11 @@ impl Catalog {
         if let Err(e) = usage.validate() {
             return Cost::unpriced(Some(model), format!("usage cannot be priced: {e}"));
         }
-        let day = at.to_offset(time::UtcOffset::UTC).date();
+        // An instant beyond year 9999 in UTC (`9999-12-31T23:59:59-01:00`)
+        // is priced on the last day there is; `to_offset` would panic.
+        let day = at
+            .checked_to_offset(time::UtcOffset::UTC)
+            .map_or(Date::MAX, OffsetDateTime::date);
         match self.resolve(model, day) {
             Ok((price, ready)) => compute(model, price, ready, usage),
             Err(Some(first)) => Cost::unpriced(
@@ -955,21 +959,29 @@ fn compute(model: &str, price: &ModelPrice, ready: &Ready, usage: &TokenUsage) -
 fn combine(costs: Vec<Cost>) -> Cost {
     let priced = costs.iter().filter(|c| c.total_usd.is_some()).count();
     let all_priced = costs.iter().all(|c| c.status == PricingStatus::Priced);
-    let status = if all_priced {
+    let mut status = if all_priced {
         PricingStatus::Priced
     } else if priced == 0 {
         PricingStatus::Unpriced
     } else {
         PricingStatus::Partial
     };
+    // Checked, as `compute` sums lines: a call whose amount would overflow
+    // the sum is left out of it and the cost is partial.
+    let mut overflowed = false;
     let total = (status != PricingStatus::Unpriced).then(|| {
-        Usd(costs
-            .iter()
-            .filter_map(|c| c.total_usd)
-            .map(|u| u.0)
-            .sum::<Decimal>()
-            .normalize())
+        let mut sum = Decimal::ZERO;
+        for amount in costs.iter().filter_map(|c| c.total_usd) {
+            match sum.checked_add(amount.0) {
+                Some(s) => sum = s,
+                None => overflowed = true,
+            }
+        }
+        Usd(sum.normalize())
     });
+    if overflowed {
+        status = PricingStatus::Partial;
+    }
     let first = |f: fn(&Cost) -> Option<String>| -> Option<String> {
         let values: Vec<Option<String>> = costs.iter().map(f).collect();
         match values.first() {
@@ -1001,6 +1013,10 @@ fn combine(costs: Vec<Cost>) -> Cost {
             }
             breakdown.push(line);
         }
+    }
+    let overflow = "cost overflows the decimal range".to_owned();
+    if overflowed && !warnings.contains(&overflow) {
+        warnings.push(overflow);
     }
     Cost {
         total_usd: total,
@@ -1186,6 +1202,42 @@ mod tests {
             let fast = fast_total.map(Total::normalized);
             prop_assert!(same(fast, slow), "{lines:?}: {fast:?} vs {slow:?}");
         }
+    }
+
+    /// Found by fuzzing (`fuzz/`, target `price_file`): each call's cost
+    /// fits a decimal, their sum did not, and summing panicked.
+    #[test]
+    fn calls_whose_sum_overflows_a_decimal_make_a_partial_cost() -> Result<(), PricingError> {
+        let catalog = Catalog::empty().with_custom_prices(
+            "[[prices]]\nmodel = \"gpt-4o\"\ninput = \"5\"\noutput = \"21111111111111111111111111\"\n",
+        )?;
+        let call = CallUsage {
+            model: Some("gpt-4o".into()),
+            usage: TokenUsage::new(4_000_000_000, 3_000_000_000),
+        };
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let one = catalog.price_calls(std::slice::from_ref(&call), at);
+        assert_eq!(one.status, PricingStatus::Priced);
+        assert!(one.total_usd.is_some());
+        let two = catalog.price_calls(&[call.clone(), call], at);
+        assert_eq!(two.status, PricingStatus::Partial);
+        assert_eq!(two.total_usd, one.total_usd);
+        assert!(
+            two.warnings.iter().any(|w| w.contains("overflows")),
+            "{:?}",
+            two.warnings
+        );
+        Ok(())
+    }
+
+    /// In UTC this instant is beyond year 9999 and `to_offset` panicked on
+    /// it (found in review for the fuzz targets; `price_file` prices at it).
+    #[test]
+    fn an_instant_beyond_year_9999_in_utc_is_priced_on_the_last_day() {
+        let at = time::macros::datetime!(9999-12-31 23:59:59 -01:00);
+        let cost = Catalog::builtin().price(Some("gpt-4o"), &TokenUsage::new(1_000, 1_000), at);
+        assert_eq!(cost.status, PricingStatus::Priced);
+        assert_eq!(cost.price_id.as_deref(), Some("builtin:gpt-4o@2024-10-02"));
     }
 
     #[test]

@@ -513,7 +513,15 @@ fn parse_timestamp(v: Option<&Value>, now: OffsetDateTime) -> Result<OffsetDateT
                 format!("`timestamp` `{text}` is not RFC 3339: {e}"),
             )
         })?
-        .to_offset(UtcOffset::UTC);
+        // In UTC, `9999-12-31T23:59:59-01:00` is beyond year 9999, which
+        // `to_offset` would panic on.
+        .checked_to_offset(UtcOffset::UTC)
+        .ok_or_else(|| {
+            ItemError::new(
+                "invalid_timestamp",
+                format!("`timestamp` `{text}` is beyond year 9999 in UTC"),
+            )
+        })?;
     // PostgreSQL keeps microseconds; keeping the same everywhere makes a
     // stored row compare equal to the item it came from on both engines.
     let at = at
@@ -699,5 +707,23 @@ fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A timestamp whose UTC time is beyond year 9999 panicked instead of
+    /// being refused (found in review for the fuzz target `ingest_item`,
+    /// which now also reads any JSON string as a timestamp).
+    #[test]
+    fn a_timestamp_beyond_year_9999_in_utc_is_refused() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let text = Value::from("9999-12-31T23:59:59-01:00");
+        let err = parse_timestamp(Some(&text), now).err();
+        assert_eq!(err.map(|e| e.code), Some("invalid_timestamp"));
+        let ok = Value::from("2024-10-03T23:30:00-01:00");
+        assert!(parse_timestamp(Some(&ok), now).is_ok());
     }
 }
