@@ -121,7 +121,11 @@ fn day_of(text: &str) -> Result<Date, String> {
             .map_err(|e| e.to_string());
     }
     if let Ok(at) = OffsetDateTime::parse(t, &Rfc3339) {
-        return Ok(at.to_offset(time::UtcOffset::UTC).date());
+        // `9999-12-31T23:59:59-01:00` is beyond year 9999 in UTC.
+        return at
+            .checked_to_offset(time::UtcOffset::UTC)
+            .map(OffsetDateTime::date)
+            .ok_or_else(|| format!("`{t}` is beyond year 9999 in UTC"));
     }
     let head = t.get(..10).unwrap_or(t);
     Date::parse(
@@ -403,6 +407,21 @@ mod tests {
             openai_model("gpt-4o-2024-08-06, input"),
             "gpt-4o-2024-08-06"
         );
+    }
+
+    #[test]
+    fn days_are_utc_and_out_of_range_ones_are_refused() {
+        assert_eq!(
+            day_of("2026-01-09T23:30:00-01:00"),
+            Ok(time::macros::date!(2026 - 01 - 10))
+        );
+        assert_eq!(
+            day_of("1767916800"),
+            Ok(time::macros::date!(2026 - 01 - 09))
+        );
+        assert!(day_of("9999-12-31T23:59:59-01:00").is_err());
+        let csv = "usage_date_utc,model,cost_usd\n9999-12-31T23:59:59-01:00,x,1\n";
+        assert!(parse(Provider::Anthropic, csv).is_err());
     }
 
     #[test]

@@ -170,12 +170,12 @@ async fn run_inner(
         )
         .map_err(|e| CliError(e.to_string()))
     };
-    let tokens: Arc<Vec<String>> = Arc::new(
+    let tokens: Arc<Vec<Arc<str>>> = Arc::new(
         (0..args.users)
-            .map(|n| token_of(n, false))
+            .map(|n| token_of(n, false).map(Arc::from))
             .collect::<Result<_, _>>()?,
     );
-    let admin_token = Arc::new(token_of(args.users, true)?);
+    let admin_token: Arc<str> = Arc::from(token_of(args.users, true)?);
     let my_stats = Arc::new(format!("{base}/api/v1/analytics/my-stats?days=30"));
     let overview = Arc::new(format!("{base}/api/v1/analytics/admin/overview?days=30"));
     eprintln!(
@@ -262,7 +262,7 @@ async fn run_inner(
                     (overview.clone(), admin_token.clone())
                 } else {
                     let n = rng.random_range(0..tokens.len());
-                    (my_stats.clone(), Arc::new(tokens[n].clone()))
+                    (my_stats.clone(), tokens[n].clone())
                 };
                 let (client, minute) = (client.clone(), minute.clone());
                 tokio::spawn(async move {
