@@ -26,7 +26,7 @@ pub struct DayTotals {
 }
 
 /// A user's (or the platform's) usage over a list of consecutive local days.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
     /// One entry per requested day, zero-filled, in order.
     pub days: Vec<DayTotals>,
@@ -106,7 +106,7 @@ fn day_number(
     }
 }
 
-fn bucket_counters(row: &QueryResult) -> StoreResult<Counters> {
+pub(crate) fn bucket_counters(row: &QueryResult) -> StoreResult<Counters> {
     Counters::from_row(row, crate::rollup::BUCKET_COUNTER_COLS)
 }
 
@@ -134,23 +134,23 @@ fn component_sums() -> String {
 /// day `[day start, b)`, or, past midday, as the day's total minus its tail
 /// `[b, next day start)`: at most 48 quarter-hours per local midnight.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct DayPlan {
+pub(crate) struct DayPlan {
     /// The local midnights: `days[0].first_bucket`, then each day's end.
     bounds: Vec<i64>,
     /// `user_days` to read, inclusive.
-    first_day: i64,
-    last_day: i64,
+    pub(crate) first_day: i64,
+    pub(crate) last_day: i64,
     /// The partial UTC days to read (bounds on a UTC midnight need none).
-    partials: Vec<Partial>,
+    pub(crate) partials: Vec<Partial>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Partial {
+pub(crate) struct Partial {
     /// Index into `bounds`.
     bound: usize,
     /// Buckets `[lo, hi)`.
-    lo: i64,
-    hi: i64,
+    pub(crate) lo: i64,
+    pub(crate) hi: i64,
     /// `P(b)` is the day's total minus this range (a tail), not the range.
     tail: bool,
 }
@@ -161,7 +161,7 @@ fn utc_day(bucket: i64) -> i64 {
 }
 
 impl DayPlan {
-    fn of(days: &[LocalDay]) -> Option<DayPlan> {
+    pub(crate) fn of(days: &[LocalDay]) -> Option<DayPlan> {
         let first = days.first()?;
         let bounds: Vec<i64> = std::iter::once(first.first_bucket)
             .chain(days.iter().map(|d| d.end_bucket))
@@ -198,7 +198,7 @@ impl DayPlan {
 
     /// The days' counters from the day totals and the partial sums (in
     /// `partials` order; missing rows are zero).
-    fn assemble(
+    pub(crate) fn assemble(
         &self,
         days: &[LocalDay],
         totals: &BTreeMap<i64, Counters>,
@@ -230,8 +230,61 @@ impl DayPlan {
     }
 }
 
+/// How a user's messages per workflow over consecutive local days are read:
+/// whole UTC days `[day_start, day_end)` from `daily_metrics` (one row per
+/// workflow and day), the partial UTC days at either edge, `[start,
+/// day_start)` and `[day_end, end)`, from `usage_buckets`. All in buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WorkflowSpan {
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    pub(crate) day_start: i64,
+    pub(crate) day_end: i64,
+}
+
+impl WorkflowSpan {
+    pub(crate) fn of(days: &[LocalDay]) -> Option<WorkflowSpan> {
+        let (start, end) = (days.first()?.first_bucket, days.last()?.end_bucket);
+        let day_start = start.div_euclid(BUCKETS_PER_DAY) * BUCKETS_PER_DAY
+            + if start.rem_euclid(BUCKETS_PER_DAY) == 0 {
+                0
+            } else {
+                BUCKETS_PER_DAY
+            };
+        let day_end = end.div_euclid(BUCKETS_PER_DAY) * BUCKETS_PER_DAY;
+        let (day_start, day_end) = if day_start < day_end {
+            (day_start, day_end)
+        } else {
+            // No whole UTC day: all of it from the buckets.
+            (end, end)
+        };
+        Some(WorkflowSpan {
+            start,
+            end,
+            day_start,
+            day_end,
+        })
+    }
+
+    fn date_of(bucket: i64) -> StoreResult<time::Date> {
+        Ok(OffsetDateTime::from_unix_timestamp(bucket * BUCKET_SECONDS)
+            .map_err(|e| crate::StoreError::Invalid(e.to_string()))?
+            .date())
+    }
+
+    /// The first whole UTC day (`daily_metrics.date`, inclusive).
+    pub(crate) fn first_date(&self) -> StoreResult<time::Date> {
+        Self::date_of(self.day_start)
+    }
+
+    /// The day after the last whole UTC day (exclusive).
+    pub(crate) fn end_date(&self) -> StoreResult<time::Date> {
+        Self::date_of(self.day_end)
+    }
+}
+
 /// `SUM(...)` of every counter column, cast so both engines return BIGINT.
-fn sums(prefix: &str) -> String {
+pub(crate) fn sums(prefix: &str) -> String {
     crate::rollup::BUCKET_COUNTER_COLS
         .iter()
         .map(|c| format!("CAST(SUM({prefix}{c}) AS BIGINT) AS {c}"))
@@ -397,28 +450,8 @@ impl Store {
         user_id: Uuid,
         days: &[LocalDay],
     ) -> StoreResult<HashMap<Option<Uuid>, i64>> {
-        let (Some(first), Some(last)) = (days.first(), days.last()) else {
+        let Some(span) = WorkflowSpan::of(days) else {
             return Ok(HashMap::new());
-        };
-        let (start, end) = (first.first_bucket, last.end_bucket);
-        // Whole UTC days: [day_start, day_end), in buckets.
-        let day_start = start.div_euclid(BUCKETS_PER_DAY) * BUCKETS_PER_DAY
-            + if start.rem_euclid(BUCKETS_PER_DAY) == 0 {
-                0
-            } else {
-                BUCKETS_PER_DAY
-            };
-        let day_end = end.div_euclid(BUCKETS_PER_DAY) * BUCKETS_PER_DAY;
-        let (day_start, day_end) = if day_start < day_end {
-            (day_start, day_end)
-        } else {
-            // No whole UTC day: all of it from the buckets.
-            (end, end)
-        };
-        let date_of = |bucket: i64| -> StoreResult<time::Date> {
-            Ok(OffsetDateTime::from_unix_timestamp(bucket * BUCKET_SECONDS)
-                .map_err(|e| crate::StoreError::Invalid(e.to_string()))?
-                .date())
         };
         // Two statements, not one UNION ALL: PostgreSQL would run the
         // union as a Parallel Append, whose worker start-up costs ten times
@@ -431,15 +464,15 @@ impl Store {
             }
             Ok(())
         };
-        if day_start < day_end {
+        if span.day_start < span.day_end {
             add(sql::query_all(
                 self.reads(),
                 "SELECT workflow_id, CAST(SUM(message_count) AS BIGINT) AS n FROM daily_metrics \
                  WHERE user_id = $1 AND date >= $2 AND date < $3 GROUP BY workflow_id",
                 vec![
                     user_id.into(),
-                    date_of(day_start)?.into(),
-                    date_of(day_end)?.into(),
+                    span.first_date()?.into(),
+                    span.end_date()?.into(),
                 ],
             )
             .await?)?;
@@ -451,10 +484,10 @@ impl Store {
              GROUP BY workflow_id",
             vec![
                 user_id.into(),
-                start.into(),
-                day_start.min(end).into(),
-                day_end.max(start).into(),
-                end.into(),
+                span.start.into(),
+                span.day_start.min(span.end).into(),
+                span.day_end.max(span.start).into(),
+                span.end.into(),
             ],
         )
         .await?)?;

@@ -58,6 +58,12 @@ pub struct Store {
     /// `statement_timeout` stops one slow dashboard query from holding a
     /// connection for long; on SQLite the same pool as `db`.
     reads: DatabaseConnection,
+    /// The dashboard reads' pool (`dashboard.rs`): on PostgreSQL its own
+    /// connections, with the read timeout, generic plans (each statement is
+    /// planned once per connection, never per call) and no parallel
+    /// workers (their start-up costs more than these index reads); on
+    /// SQLite the same pool as `db`.
+    dashboard: DatabaseConnection,
     engine: Engine,
     write_lock: Option<Arc<Mutex<()>>>,
     /// Budgets and alert thresholds ingestion applies (`budgets.rs`).
@@ -120,26 +126,42 @@ impl Store {
             }
         }
         let db = Database::connect(opts).await?;
-        let reads = match engine {
+        let (reads, dashboard) = match engine {
             Engine::Postgres => {
                 let timeout_ms = read_timeout.as_millis().max(1).to_string();
-                let mut read_opts = ConnectOptions::new(url.to_owned());
-                read_opts
-                    .sqlx_logging(false)
-                    .connect_timeout(Duration::from_secs(5))
-                    .acquire_timeout(Duration::from_secs(10))
-                    .max_connections(8)
-                    .min_connections(0)
-                    .map_sqlx_postgres_opts(move |o| {
-                        o.options([("jit", "off"), ("statement_timeout", timeout_ms.as_str())])
-                    });
-                Database::connect(read_opts).await?
+                let read_pool = |extra: &'static [(&'static str, &'static str)]| {
+                    let timeout_ms = timeout_ms.clone();
+                    let mut o = ConnectOptions::new(url.to_owned());
+                    o.sqlx_logging(false)
+                        .connect_timeout(Duration::from_secs(5))
+                        .acquire_timeout(Duration::from_secs(10))
+                        .max_connections(8)
+                        .min_connections(0)
+                        // A liveness ping only for a connection idle 30 s or
+                        // more: not one extra round trip per read.
+                        .test_before_acquire_if_idle_for(Duration::from_secs(30))
+                        .map_sqlx_postgres_opts(move |o| {
+                            let mut settings =
+                                vec![("jit", "off"), ("statement_timeout", timeout_ms.as_str())];
+                            settings.extend_from_slice(extra);
+                            o.options(settings)
+                        });
+                    o
+                };
+                let reads = Database::connect(read_pool(&[])).await?;
+                let dashboard = Database::connect(read_pool(&[
+                    ("plan_cache_mode", "force_generic_plan"),
+                    ("max_parallel_workers_per_gather", "0"),
+                ]))
+                .await?;
+                (reads, dashboard)
             }
-            Engine::Sqlite => db.clone(),
+            Engine::Sqlite => (db.clone(), db.clone()),
         };
         Ok(Store {
             db,
             reads,
+            dashboard,
             engine,
             write_lock: (engine == Engine::Sqlite).then(|| Arc::new(Mutex::new(()))),
             budget_policy: Arc::default(),
@@ -154,6 +176,11 @@ impl Store {
     /// The analytics reads' connection (see [`Store::connect_with`]).
     pub(crate) fn reads(&self) -> &DatabaseConnection {
         &self.reads
+    }
+
+    /// The dashboard reads' connection (see the `dashboard` field).
+    pub(crate) fn dashboard(&self) -> &DatabaseConnection {
+        &self.dashboard
     }
 
     /// The underlying connection, for repositories in this crate.
@@ -214,6 +241,10 @@ impl Store {
 
     /// Closes the pool (used by tests before dropping their database).
     pub async fn close(self) -> StoreResult<()> {
+        if self.engine == Engine::Postgres {
+            self.reads.close().await?;
+            self.dashboard.close().await?;
+        }
         self.db.close().await?;
         Ok(())
     }

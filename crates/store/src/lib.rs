@@ -11,6 +11,7 @@ pub mod analytics;
 pub mod bench;
 pub mod budgets;
 pub mod calendar;
+pub mod dashboard;
 mod db;
 mod error;
 pub mod errors;

@@ -18,7 +18,10 @@ use jsonwebtoken::{
 use serde_json::{Map, Value};
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 use tokio::sync::{Mutex, RwLock};
@@ -231,6 +234,9 @@ struct Jwks {
     fetch: Mutex<Bucket>,
     /// Moduli refused in this environment (the development key in production).
     refused: Vec<Vec<u8>>,
+    /// Bumped whenever a fetch changes the key set: cached verifications
+    /// made under another generation no longer count.
+    generation: AtomicU64,
 }
 
 /// Keys by `kid`, and when they were fetched (`None`: never).
@@ -308,7 +314,15 @@ impl Jwks {
         match self.download().await {
             Ok(keys) => {
                 let found = pick(&keys);
-                *self.keys.write().await = (keys, Some(Instant::now()));
+                let mut cache = self.keys.write().await;
+                let changed = cache.0.len() != keys.len()
+                    || keys.iter().any(|(kid, k)| {
+                        cache.0.get(kid).is_none_or(|old| old.modulus != k.modulus)
+                    });
+                if changed {
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                }
+                *cache = (keys, Some(Instant::now()));
                 Ok(found)
             }
             Err(e) => {
@@ -397,6 +411,11 @@ pub struct Authenticator {
     role_claim: String,
     admin_role: String,
     admin_emails: Vec<String>,
+    leeway: u64,
+    /// Tokens that verified (`session.rs`).
+    tokens: super::session::TokenCache,
+    /// Stored users by subject, for reads that confirm them (`session.rs`).
+    pub(crate) users: super::session::UserCache,
 }
 
 impl Authenticator {
@@ -454,6 +473,7 @@ impl Authenticator {
                 } else {
                     vec![demo_modulus]
                 },
+                generation: AtomicU64::new(0),
             }),
         };
         let demo = if development { Some(demo_key()?) } else { None };
@@ -466,11 +486,38 @@ impl Authenticator {
             role_claim: auth.role_claim.clone(),
             admin_role: auth.admin_role.clone(),
             admin_emails: settings.admin_emails.clone(),
+            leeway: auth.leeway_seconds,
+            tokens: super::session::TokenCache::default(),
+            users: super::session::UserCache::default(),
         })
     }
 
+    /// The JWKS generation cached verifications must match (0 without a JWKS).
+    fn key_generation(&self) -> u64 {
+        self.jwks
+            .as_ref()
+            .map_or(0, |j| j.generation.load(Ordering::SeqCst))
+    }
+
+    /// Checks a token, from the cache of tokens that verified when it holds
+    /// this one (same key set, not past `exp` + leeway), else fully (see
+    /// [`Authenticator::verify_uncached`]), remembering a success.
+    pub async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, AuthError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let generation = self.key_generation();
+        if let Some(hit) = self.tokens.get(token, generation, now) {
+            return Ok(hit);
+        }
+        let verified = Arc::new(self.verify_uncached(token).await?);
+        // The generation read before verifying: a key set that changed in
+        // between makes this entry stale at once, never wrongly fresh.
+        self.tokens
+            .insert(token, verified.clone(), generation, self.leeway);
+        Ok(verified)
+    }
+
     /// Checks a token: shape, algorithm, signature, then the claims.
-    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+    pub async fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed("too long".into()));
         }

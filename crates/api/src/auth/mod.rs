@@ -4,11 +4,14 @@
 
 mod cors;
 pub mod jwt;
+pub mod session;
 mod user;
 
 pub use cors::cors;
 pub use jwt::{AuthError, Authenticator};
-pub use user::{AdminUser, CurrentUser, SESSION_COOKIE, session_token};
+pub use user::{
+    AdminUser, CurrentUser, DashboardAdmin, DashboardUser, SESSION_COOKIE, session_token,
+};
 
 use crate::{ApiError, AppState};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};

@@ -96,26 +96,15 @@ pub async fn report_data(
         .map(|i| zone.day(previous + time::Duration::days(i)))
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| ReportError("the week is outside the calendar".into()))?;
-    let usage = store.user_usage(user_id, &days).await?;
+    // Fourteen days; the top workflow over the last seven (this week).
+    let dash = store.user_dashboard(user_id, &days, 7).await?;
+    let usage = dash.usage;
     let this = usage.total_last(7);
     let mut before = charlie_store::rollup::Counters::default();
     for d in &usage.days[..7.min(usage.days.len())] {
         before.add(&d.counters);
     }
-    let best = store
-        .user_messages_by_workflow(user_id, &days[days.len().saturating_sub(7)..])
-        .await?
-        .into_iter()
-        .filter_map(|(w, m)| w.map(|w| (w, m)))
-        .filter(|(_, m)| *m > 0)
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
-    let top_workflow = match best {
-        Some((id, n)) => {
-            let names = store.workflow_names(&[id]).await?;
-            Some((names.get(&id).cloned().unwrap_or_default(), n))
-        }
-        None => None,
-    };
+    let top_workflow = dash.top_workflow.map(|w| (w.name, w.message_count));
     Ok(ReportData {
         week: week_label(monday),
         first_day: monday,

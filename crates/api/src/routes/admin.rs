@@ -3,7 +3,7 @@
 
 use crate::{
     ApiError, AppState, ErrorBody,
-    auth::AdminUser,
+    auth::{AdminUser, CurrentUser, DashboardAdmin},
     observability::{langsmith_url, sentry_url},
     routes::{
         analytics::{
@@ -13,10 +13,11 @@ use crate::{
         params::{self, csv_field},
     },
 };
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use charlie_store::{
     analytics::{CostGrouping, FunnelCounts},
     calendar::Zone,
+    dashboard::{OverviewWindow, StoredUser},
     rollup::Counters,
 };
 use serde::{Deserialize, Serialize};
@@ -112,11 +113,6 @@ fn today_and_week(
     })
 }
 
-fn start_instant(day: &charlie_store::calendar::LocalDay) -> Result<OffsetDateTime, ApiError> {
-    OffsetDateTime::from_unix_timestamp(day.first_bucket * charlie_store::rollup::BUCKET_SECONDS)
-        .map_err(ApiError::internal)
-}
-
 async fn period_funnel(
     state: &AppState,
     zone: &Zone,
@@ -151,59 +147,84 @@ async fn period_funnel(
 )]
 #[get("/api/v1/analytics/admin/overview")]
 pub async fn overview(
-    admin: AdminUser,
+    req: HttpRequest,
+    DashboardAdmin(admin): DashboardAdmin,
     state: web::Data<AppState>,
     query: web::Query<PeriodQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let days = params::days(query.days)?;
-    let zone = params::zone(query.tz.as_deref(), admin.0.timezone.as_deref())?;
     let now = OffsetDateTime::now_utc();
+    let (body, row) = overview_for(&state, &admin, days, query.tz.as_deref(), now).await?;
+    if admin.confirmed_by(row.as_ref()) {
+        return Ok(HttpResponse::Ok().json(body));
+    }
+    // The cached identity is outdated: read it again; it may no longer be
+    // an admin's, or have another time zone.
+    let admin = CurrentUser::reload(&req, &admin).await?;
+    if !admin.is_admin {
+        return Err(ApiError::Forbidden(
+            "this endpoint is for admins only".into(),
+        ));
+    }
+    let (body, _) = overview_for(&state, &admin, days, query.tz.as_deref(), now).await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// The overview as `admin` sees it (its zone by default), and the admin's
+/// row as the same statement read it.
+async fn overview_for(
+    state: &AppState,
+    admin: &CurrentUser,
+    days: u16,
+    tz: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<(AdminOverviewResponse, Option<StoredUser>), ApiError> {
+    let zone = params::zone(tz, admin.timezone.as_deref())?;
     let week_days = today_and_week(&zone, now)?;
     let (Some(week_start), Some(today)) = (week_days.first(), week_days.last()) else {
         return Err(ApiError::internal("empty week"));
     };
-    let (today_counters, week_counters) = state
+    let period = zone.days_ending(now, days).ok_or_else(|| {
+        ApiError::bad_request("invalid_parameter", "the period is outside the calendar")
+    })?;
+    let funnel_from = period
+        .first()
+        .ok_or_else(|| ApiError::internal("empty period"))?
+        .first_bucket;
+    let f = state
         .store
-        .platform_today_and_week(
-            today.first_bucket,
-            week_start.first_bucket,
-            today.end_bucket,
+        .platform_overview(
+            OverviewWindow {
+                today: today.first_bucket,
+                week: week_start.first_bucket,
+                end: today.end_bucket,
+                funnel_from,
+            },
+            admin.user_id,
         )
         .await?;
-    let error_count_today = state
-        .store
-        .count_errors_since(start_instant(today)?)
-        .await?;
-    let error_rate = if today_counters.message_count > 0 {
-        (error_count_today as f64 / today_counters.message_count as f64 * 10_000.0).round()
-            / 10_000.0
+    let error_rate = if f.today.message_count > 0 {
+        (f.errors_today as f64 / f.today.message_count as f64 * 10_000.0).round() / 10_000.0
     } else {
         0.0
     };
-    let (total_users, total_workflows) = state.store.count_users_and_workflows().await?;
     let body = AdminOverviewResponse {
-        total_users,
-        active_users_today: state
-            .store
-            .count_active_users_since(today.first_bucket)
-            .await?,
-        active_users_week: state
-            .store
-            .count_active_users_since(week_start.first_bucket)
-            .await?,
-        total_workflows,
-        total_messages_today: today_counters.message_count,
-        total_messages_week: week_counters.message_count,
-        error_count_today,
+        total_users: f.total_users,
+        active_users_today: f.active_users_today,
+        active_users_week: f.active_users_week,
+        total_workflows: f.total_workflows,
+        total_messages_today: f.today.message_count,
+        total_messages_week: f.week.message_count,
+        error_count_today: f.errors_today,
         error_rate,
-        estimated_cost_today_usd: UsdNumber::from_nanos(today_counters.cost_nano_usd),
-        funnel: period_funnel(&state, &zone, days, now).await?.into(),
-        estimated_cost_week_usd: UsdNumber::from_nanos(week_counters.cost_nano_usd),
-        unpriced_messages_today: today_counters.unpriced_message_count,
+        estimated_cost_today_usd: UsdNumber::from_nanos(f.today.cost_nano_usd),
+        funnel: f.funnel.into(),
+        estimated_cost_week_usd: UsdNumber::from_nanos(f.week.cost_nano_usd),
+        unpriced_messages_today: f.today.unpriced_message_count,
         period_days: days,
         timezone: zone.name().to_owned(),
     };
-    Ok(HttpResponse::Ok().json(body))
+    Ok((body, f.user))
 }
 
 /// One error row.

@@ -5,11 +5,11 @@
 
 use crate::{
     ApiError, AppState, ErrorBody,
-    auth::CurrentUser,
+    auth::{CurrentUser, DashboardUser},
     routes::{money::UsdNumber, params},
 };
-use actix_web::{HttpResponse, get, web};
-use charlie_store::{calendar::Zone, rollup::Counters};
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use charlie_store::{calendar::Zone, dashboard::StoredUser, rollup::Counters};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -107,41 +107,34 @@ pub async fn user_stats(
     zone: &Zone,
     now: OffsetDateTime,
 ) -> Result<UserStatsResponse, ApiError> {
+    Ok(user_stats_and_row(state, user_id, days, zone, now).await?.0)
+}
+
+/// [`user_stats`] and the user's row as the same statement read it.
+async fn user_stats_and_row(
+    state: &AppState,
+    user_id: Uuid,
+    days: u16,
+    zone: &Zone,
+    now: OffsetDateTime,
+) -> Result<(UserStatsResponse, Option<StoredUser>), ApiError> {
     // The week figures need at least seven days of buckets.
     let fetched = days.max(7);
     let local_days = zone.days_ending(now, fetched).ok_or_else(|| {
         ApiError::bad_request("invalid_parameter", "the period is outside the calendar")
     })?;
-    let usage = state.store.user_usage(user_id, &local_days).await?;
-    let (total_messages, total_conversations) = state.store.user_lifetime_totals(user_id).await?;
-    let week = usage.total_last(7);
     let n = usize::from(days);
+    let dash = state.store.user_dashboard(user_id, &local_days, n).await?;
+    let usage = &dash.usage;
+    let week = usage.total_last(7);
     let period = usage.total_last(n);
-    let best = state
-        .store
-        .user_messages_by_workflow(user_id, &local_days[local_days.len().saturating_sub(n)..])
-        .await?
-        .into_iter()
-        .filter_map(|(w, m)| w.map(|w| (w, m)))
-        .filter(|(_, m)| *m > 0)
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
-    let most_active_workflow = match best {
-        Some((id, message_count)) => {
-            let names = state.store.workflow_names(&[id]).await?;
-            Some(MostActiveWorkflow {
-                id: id.to_string(),
-                name: names.get(&id).cloned().unwrap_or_default(),
-                message_count,
-            })
-        }
-        None => None,
-    };
+    let (total_messages, total_conversations) = (dash.total_messages, dash.total_conversations);
     let avg = if total_conversations > 0 {
         (total_messages as f64 / total_conversations as f64 * 10.0).round() / 10.0
     } else {
         0.0
     };
-    Ok(UserStatsResponse {
+    let stats = UserStatsResponse {
         total_messages,
         total_conversations,
         messages_this_week: week.message_count,
@@ -157,7 +150,11 @@ pub async fn user_stats(
                 estimated_cost_usd: UsdNumber::from_nanos(d.counters.cost_nano_usd),
             })
             .collect(),
-        most_active_workflow,
+        most_active_workflow: dash.top_workflow.map(|w| MostActiveWorkflow {
+            id: w.id.to_string(),
+            name: w.name,
+            message_count: w.message_count,
+        }),
         avg_messages_per_conversation: avg,
         period_days: days,
         timezone: zone.name().to_owned(),
@@ -169,7 +166,8 @@ pub async fn user_stats(
         period_estimated_cost_usd: UsdNumber::from_nanos(period.cost_nano_usd),
         period_unpriced_messages: period.unpriced_message_count,
         period_unpriced_tokens: period.unpriced_tokens,
-    })
+    };
+    Ok((stats, dash.user))
 }
 
 /// Charlie Stats: the signed-in user's activity.
@@ -190,13 +188,23 @@ pub async fn user_stats(
 )]
 #[get("/api/v1/analytics/my-stats")]
 pub async fn my_stats(
-    user: CurrentUser,
+    req: HttpRequest,
+    DashboardUser(user): DashboardUser,
     state: web::Data<AppState>,
     query: web::Query<StatsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let days = params::days(query.days)?;
+    let now = OffsetDateTime::now_utc();
     let zone = params::zone(query.tz.as_deref(), user.timezone.as_deref())?;
-    let stats = user_stats(&state, user.user_id, days, &zone, OffsetDateTime::now_utc()).await?;
+    let (stats, row) = user_stats_and_row(&state, user.user_id, days, &zone, now).await?;
+    if user.confirmed_by(row.as_ref()) {
+        return Ok(HttpResponse::Ok().json(stats));
+    }
+    // The cached identity is outdated (time zone, e-mail, or the subject is
+    // now another user's): read it again and answer from the fresh one.
+    let user = CurrentUser::reload(&req, &user).await?;
+    let zone = params::zone(query.tz.as_deref(), user.timezone.as_deref())?;
+    let stats = user_stats(&state, user.user_id, days, &zone, now).await?;
     Ok(HttpResponse::Ok().json(stats))
 }
 

@@ -211,15 +211,7 @@ async fn ingest_ok(app: &TestApp, key: &str, items: &[Value]) {
 }
 
 async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
-    let resp = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let body = json(resp).await;
+    let (status, body) = app.get_as(path, token).await;
     assert_eq!(status, 200, "{path}: {body:#}");
     body
 }

@@ -719,3 +719,103 @@ async fn flat_counters_follow_moves_edges_and_odd_offsets() {
     let report = w.app.store.verify_rollups(range).await.unwrap();
     assert!(report.differences.is_empty(), "{:#?}", report.differences);
 }
+
+/// The dashboard reads are one statement each on PostgreSQL; SQLite runs
+/// them as several statements. Both must give the same figures, for every
+/// zone (heads and tails of partial UTC days, DST) and period length,
+/// including ties between workflows and a workflow whose record is missing.
+#[tokio::test]
+async fn the_one_statement_dashboard_reads_equal_the_step_by_step_reads() {
+    use charlie_store::{calendar::Zone, dashboard::OverviewWindow};
+    let w = World::new().await;
+    let now = OffsetDateTime::now_utc();
+    let u = w
+        .user("dash", Some("Asia/Kathmandu"), now - Duration::days(80))
+        .await;
+    let other = w.user("other", None, now - Duration::days(3)).await;
+    let (wa, wb, ghost) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    w.ingest(vec![
+        json!({"id": wa, "type": "workflow.upsert", "timestamp": rfc(now - Duration::days(70)), "body": {"user_id": u, "name": "A"}}),
+        json!({"id": wb, "type": "workflow.upsert", "timestamp": rfc(now - Duration::days(70)), "body": {"user_id": u, "name": "B"}}),
+    ])
+    .await;
+    // Messages every 7 h 13 min over 75 days, spread over three workflows
+    // (one never upserted) and none; the other user in the same minutes.
+    let (ca, cb) = (
+        w.conversation(u, Some(wa), now - Duration::days(75)).await,
+        w.conversation(u, Some(wb), now - Duration::days(75)).await,
+    );
+    let (cg, cn) = (
+        w.conversation(u, Some(ghost), now - Duration::days(75))
+            .await,
+        w.conversation(u, None, now - Duration::days(75)).await,
+    );
+    let co = w.conversation(other, None, now - Duration::days(3)).await;
+    let mut at: Vec<OffsetDateTime> = Vec::new();
+    let mut t = now - Duration::days(75);
+    while t < now {
+        at.push(t);
+        t += Duration::minutes(7 * 60 + 13);
+    }
+    for (i, chunk) in at.chunks(9).enumerate() {
+        let c = [ca, cb, cg, cn][i % 4];
+        w.messages(c, chunk, "gpt-4o-mini", (100 + i as u64, 30))
+            .await;
+    }
+    w.messages(co, &at[at.len() - 4..], "no-such-model", (10, 1))
+        .await;
+    w.ingest(vec![
+        json!({"id": Uuid::now_v7(), "type": "error.log", "timestamp": rfc(now - Duration::hours(1)), "body": {"service": "openai", "error_type": "RateLimit", "error_message": "429"}}),
+    ])
+    .await;
+    let store = &w.app.store;
+    for tz in [
+        "UTC",
+        "Asia/Kathmandu",
+        "Pacific/Kiritimati",
+        "Pacific/Niue",
+        "America/St_Johns",
+        "Europe/Paris",
+    ] {
+        let zone = Zone::get(tz).unwrap();
+        for period in [1u16, 7, 30, 60] {
+            let days = zone.days_ending(now, period.max(7)).unwrap();
+            for user in [u, other, Uuid::now_v7()] {
+                let one = store
+                    .user_dashboard(user, &days, usize::from(period))
+                    .await
+                    .unwrap();
+                let steps = store
+                    .user_dashboard_by_steps(user, &days, usize::from(period))
+                    .await
+                    .unwrap();
+                assert_eq!(one, steps, "{tz}, {period} days, user {user}");
+            }
+            let period_days = zone.days_ending(now, period).unwrap();
+            let week = zone.days_ending(now, 7).unwrap();
+            let window = OverviewWindow {
+                today: week[6].first_bucket,
+                week: week[0].first_bucket,
+                end: week[6].end_bucket,
+                funnel_from: period_days[0].first_bucket,
+            };
+            for admin in [u, Uuid::now_v7()] {
+                let one = store.platform_overview(window, admin).await.unwrap();
+                let steps = store
+                    .platform_overview_by_steps(window, admin)
+                    .await
+                    .unwrap();
+                assert_eq!(one, steps, "overview {tz}, {period} days");
+            }
+        }
+    }
+    // The reads are not trivially equal: the user has a top workflow, all
+    // three named workflows and the ghost compete, and the week has data.
+    let zone = Zone::get("Asia/Kathmandu").unwrap();
+    let days = zone.days_ending(now, 60).unwrap();
+    let d = store.user_dashboard(u, &days, 60).await.unwrap();
+    assert!(d.top_workflow.is_some());
+    assert_eq!(d.total_messages, i64::try_from(at.len()).unwrap());
+    assert_eq!(d.user.unwrap().timezone.as_deref(), Some("Asia/Kathmandu"));
+    assert!(d.usage.total_last(7).message_count > 0);
+}

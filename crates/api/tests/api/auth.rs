@@ -67,15 +67,7 @@ fn pem_vars() -> Vars {
 }
 
 async fn me_with(app: &TestApp, token: &str) -> (StatusCode, Value) {
-    let resp = app
-        .client
-        .get(app.url("/api/v1/analytics/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, json(resp).await)
+    app.get_as("/api/v1/analytics/me", token).await
 }
 
 /// Asserts a 401 with the JSON error body and `WWW-Authenticate`, and that
@@ -454,15 +446,22 @@ async fn jwks_server(keys: Vec<Value>) -> JwksServer {
     }
 }
 
-#[tokio::test]
-async fn jwks_keys_are_cached_and_rotation_fetches_the_new_kid() {
+/// An app on a JWKS serving key A, and a token of key A that it accepted
+/// `times` times.
+async fn app_on_jwks_a(times: usize) -> (JwksServer, TestApp, String) {
     let jwks = jwks_server(vec![jwk(A_PRIVATE, "key-a")]).await;
     let app = spawn_app_with(HashMap::from([("AUTH_JWKS_URL", jwks.url.clone())])).await;
     let token_a = sign(A_PRIVATE, Some("key-a"), &claims("user_1"));
-    for _ in 0..3 {
+    for _ in 0..times {
         let (status, body) = me_with(&app, &token_a).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
+    (jwks, app, token_a)
+}
+
+#[tokio::test]
+async fn jwks_keys_are_cached_and_rotation_fetches_the_new_kid() {
+    let (jwks, app, token_a) = app_on_jwks_a(3).await;
     assert_eq!(jwks.hits.load(Ordering::SeqCst), 1, "keys are cached");
 
     // The provider rotates: key B is published, with a new kid.
@@ -749,4 +748,125 @@ async fn cors_allows_the_configured_origins_with_credentials_only() {
         .await
         .unwrap();
     assert!(resp.headers().get("access-control-allow-origin").is_none());
+}
+
+/// Ingests `items` through the store, failing on any item error.
+async fn ingest_items(app: &TestApp, items: Vec<Value>) {
+    let catalog = charlie_pricing::Catalog::builtin();
+    let report = app
+        .store
+        .ingest(&items, &catalog, time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    for r in &report.results {
+        assert!(r.error.is_none(), "{:?}", r.error);
+    }
+}
+
+#[tokio::test]
+async fn a_verified_token_is_not_trusted_past_its_exp() {
+    let mut vars = pem_vars();
+    vars.insert("AUTH_LEEWAY_SECONDS", "0".into());
+    let app = spawn_app_with(vars).await;
+    let mut c = claims("user_short");
+    c["exp"] = json!(now() + 2);
+    let token = sign(A_PRIVATE, None, &c);
+    for _ in 0..2 {
+        let (status, body) = me_with(&app, &token).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // The second call was answered from the token cache; past `exp` the
+    // cache must not answer for it.
+    tokio::time::sleep(std::time::Duration::from_millis(3_200)).await;
+    assert_unauthorized(&app, &token, "expired").await;
+}
+
+#[tokio::test]
+async fn a_key_retired_from_the_jwks_no_longer_verifies_its_cached_tokens() {
+    // The second call is answered from the token cache.
+    let (jwks, app, token_a) = app_on_jwks_a(2).await;
+    // The provider retires key A (compromised, say) and publishes key B.
+    *jwks.keys.lock().unwrap() = vec![jwk(B_PRIVATE, "key-b")];
+    let token_b = sign(B_PRIVATE, Some("key-b"), &claims("user_1"));
+    let (status, body) = me_with(&app, &token_b).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The set changed: key A's tokens are checked again, and refused.
+    assert_unauthorized(&app, &token_a, "unknown key").await;
+}
+
+#[tokio::test]
+async fn dashboards_see_a_changed_user_at_once_despite_the_user_cache() {
+    let mut vars = pem_vars();
+    vars.insert("ADMIN_EMAILS", "boss@example.com".into());
+    let app = spawn_app_with(vars).await;
+    let id = ingest_user(&app, "user_dash", "someone@example.com", "Asia/Kolkata").await;
+    // No e-mail in the token: the stored one decides who is an admin.
+    let token = sign(A_PRIVATE, None, &claims("user_dash"));
+    let stats = "/api/v1/analytics/my-stats?days=7";
+    let overview = "/api/v1/analytics/admin/overview?days=7";
+    for _ in 0..2 {
+        let (status, body) = app.get_as(stats, &token).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["timezone"], "Asia/Kolkata");
+        let (status, _) = app.get_as(overview, &token).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let upsert = |email: &str, tz: &str, day: u32| {
+        json!({"id": id, "type": "user.upsert", "timestamp": format!("2026-01-{day:02}T00:00:00Z"),
+               "body": {"external_id": "user_dash", "email": email, "timezone": tz}})
+    };
+    // The platform moves the user and makes them an admin (stored e-mail).
+    ingest_items(&app, vec![upsert("boss@example.com", "America/Denver", 2)]).await;
+    let (status, body) = app.get_as(stats, &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["timezone"], "America/Denver", "{body}");
+    let (status, body) = app.get_as(overview, &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["timezone"], "America/Denver", "{body}");
+    // And takes the admin e-mail away again: refused at once.
+    ingest_items(
+        &app,
+        vec![upsert("nobody@example.com", "America/Denver", 3)],
+    )
+    .await;
+    let (status, body) = app.get_as(overview, &token).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "forbidden");
+}
+
+#[tokio::test]
+async fn a_subject_taken_over_by_the_platforms_user_shows_that_users_stats_at_once() {
+    let app = spawn_app_with(pem_vars()).await;
+    let token = sign(A_PRIVATE, None, &claims("user_early"));
+    let stats = "/api/v1/analytics/my-stats?days=7";
+    // First sight: a placeholder user, cached for this subject.
+    for _ in 0..2 {
+        let (status, body) = app.get_as(stats, &token).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["total_messages"], 0);
+    }
+    // The platform's record of the same person replaces the placeholder,
+    // with a conversation and a message.
+    let now = time::OffsetDateTime::now_utc();
+    let at = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (user, conversation) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    ingest_items(
+        &app,
+        vec![
+            json!({"id": user, "type": "user.upsert", "timestamp": at,
+                   "body": {"external_id": "user_early", "email": "early@example.com"}}),
+            json!({"id": conversation, "type": "conversation.upsert", "timestamp": at,
+                   "body": {"user_id": user}}),
+            json!({"id": uuid::Uuid::now_v7(), "type": "message.create", "timestamp": at,
+                   "body": {"conversation_id": conversation, "role": "user"}}),
+        ],
+    )
+    .await;
+    let (status, body) = app.get_as(stats, &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total_messages"], 1, "{body}");
+    let (_, me) = me_with(&app, &token).await;
+    assert_eq!(me["user_id"], user.to_string());
 }

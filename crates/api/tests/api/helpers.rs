@@ -68,6 +68,23 @@ impl TestApp {
             .expect("request")
     }
 
+    /// GET `path` with a bearer `token`: the status and the JSON body.
+    pub async fn get_as(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let resp = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        (status, json(resp).await)
+    }
+
     /// A fresh ingestion API key.
     pub async fn api_key(&self) -> String {
         self.store
