@@ -1,5 +1,6 @@
 //! Building and running the HTTP server.
 
+use crate::error::ErrorCode;
 use crate::{ApiError, Settings, openapi::ApiDoc, routes};
 use actix_web::{
     App, HttpRequest, HttpServer, dev::Server, error::JsonPayloadError, error::QueryPayloadError,
@@ -36,20 +37,23 @@ fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
             ApiError::PayloadTooLarge(format!("request body too large: {err}"))
         }
         JsonPayloadError::ContentType => ApiError::bad_request(
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "expected Content-Type: application/json",
         ),
         JsonPayloadError::Deserialize(e) => {
-            ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}"))
+            ApiError::bad_request(ErrorCode::InvalidJson, format!("invalid JSON body: {e}"))
         }
-        other => ApiError::bad_request("invalid_body", format!("unreadable request body: {other}")),
+        other => ApiError::bad_request(
+            ErrorCode::InvalidBody,
+            format!("unreadable request body: {other}"),
+        ),
     };
     api.into()
 }
 
 fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::bad_request(
-        "invalid_parameter",
+        ErrorCode::InvalidParameter,
         format!("invalid query parameters: {err}"),
     )
     .into()
@@ -57,7 +61,7 @@ fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
 
 fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::bad_request(
-        "invalid_parameter",
+        ErrorCode::InvalidParameter,
         format!("invalid path parameter: {err}"),
     )
     .into()

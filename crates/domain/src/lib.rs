@@ -8,6 +8,7 @@
 //! any provider: it depends only on serde, thiserror, time, uuid and a decimal
 //! type, so that every crate (the pure pricing core included) can import it.
 
+mod code;
 mod error;
 mod events;
 mod ids;
@@ -16,6 +17,7 @@ mod period;
 mod role;
 mod usage;
 
+pub use code::ErrorCode;
 pub use error::DomainError;
 pub use events::{EventCategory, EventType};
 pub use ids::{ComponentId, ConversationId, ErrorLogId, EventId, MessageId, UserId, WorkflowId};

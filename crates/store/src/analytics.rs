@@ -433,7 +433,7 @@ impl Store {
                 let slot = usize::try_from(i)
                     .ok()
                     .and_then(|i| partial.get_mut(i))
-                    .ok_or_else(|| crate::StoreError::Invalid(format!("range {i} unknown")))?;
+                    .ok_or_else(|| crate::StoreError::Corrupt(format!("range {i} unknown")))?;
                 *slot = bucket_counters(&row)?;
             }
         }
@@ -515,7 +515,7 @@ impl Store {
                 .ok()
                 .and_then(|i| usage.days.get_mut(i))
                 .ok_or_else(|| {
-                    crate::StoreError::Invalid(format!("day {day} outside the period"))
+                    crate::StoreError::Corrupt(format!("day {day} outside the period"))
                 })?;
             slot.counters.add(&bucket_counters(&row)?);
         }

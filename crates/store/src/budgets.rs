@@ -221,7 +221,7 @@ pub(crate) async fn record_month_usage<C: ConnectionTrait>(
             .or_insert_with(|| user_zone(tz.as_deref()));
         for (bucket, c) in rows {
             let at = OffsetDateTime::from_unix_timestamp(bucket.saturating_mul(BUCKET_SECONDS))
-                .map_err(|e| StoreError::Invalid(format!("bucket {bucket}: {e}")))?;
+                .map_err(|e| StoreError::Internal(format!("bucket {bucket}: {e}")))?;
             let d = deltas
                 .entry((*user, month_key(zone.date_of(at))))
                 .or_default();
@@ -589,7 +589,7 @@ async fn recount_month_usage<C: ConnectionTrait>(
                 Ok(v) => Ok(v),
                 Err(_) => {
                     let d: rust_decimal::Decimal = r.try_get("", c)?;
-                    i64::try_from(d).map_err(|e| StoreError::Invalid(format!("{c}: {e}")))
+                    i64::try_from(d).map_err(|e| StoreError::Internal(format!("{c}: {e}")))
                 }
             }
         };
@@ -598,7 +598,7 @@ async fn recount_month_usage<C: ConnectionTrait>(
             continue;
         }
         let at = OffsetDateTime::from_unix_timestamp(bucket.saturating_mul(BUCKET_SECONDS))
-            .map_err(|e| StoreError::Invalid(format!("bucket {bucket}: {e}")))?;
+            .map_err(|e| StoreError::Internal(format!("bucket {bucket}: {e}")))?;
         let zone = zones.get(&user).unwrap_or(&utc);
         let t = out.entry((user, month_key(zone.date_of(at)))).or_default();
         t.message_count += m;

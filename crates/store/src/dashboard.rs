@@ -249,7 +249,7 @@ impl Store {
                     let slot = usize::try_from(i - 1)
                         .ok()
                         .and_then(|i| partial.get_mut(i))
-                        .ok_or_else(|| StoreError::Invalid(format!("range {i} unknown")))?;
+                        .ok_or_else(|| StoreError::Corrupt(format!("range {i} unknown")))?;
                     *slot = bucket_counters(row)?;
                 }
                 "w" => {
@@ -264,7 +264,7 @@ impl Store {
                     out.total_conversations = opt_i64(row, "conversations_started")?;
                     out.user = Some(stored_user(row, ["t1", "t2", "t3"])?);
                 }
-                other => return Err(StoreError::Invalid(format!("row kind `{other}`"))),
+                other => return Err(StoreError::Corrupt(format!("row kind `{other}`"))),
             }
         }
         out.usage = plan.assemble(days, &totals, &partial);
@@ -347,7 +347,7 @@ impl Store {
             ],
         )
         .await?
-        .ok_or_else(|| StoreError::Invalid("the overview returned no row".into()))?;
+        .ok_or_else(|| StoreError::Corrupt("the overview returned no row".into()))?;
         let found: bool = row.try_get("", "user_found")?;
         let counters = |m: &str, c: &str, u: &str| -> StoreResult<Counters> {
             Ok(Counters {

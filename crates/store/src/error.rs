@@ -17,6 +17,11 @@ pub enum StoreError {
     /// internal fault, never the caller's.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// A fault of this service (a statement or value it built that cannot
+    /// be sent, a row that must exist and does not): a bug, never the
+    /// caller's. The API answers 500.
+    #[error("internal fault: {0}")]
+    Internal(String),
     /// The database URL is not one this service can use.
     #[error("unsupported database URL `{0}`: expected postgres://, postgresql:// or sqlite:")]
     UnsupportedUrl(String),
@@ -50,7 +55,7 @@ impl StoreError {
 
     /// A statement that could not be built (a bug, or values of the wrong shape).
     pub(crate) fn from_query(e: sea_orm::sea_query::error::Error) -> StoreError {
-        StoreError::Invalid(format!("cannot build statement: {e}"))
+        StoreError::Internal(format!("cannot build statement: {e}"))
     }
 }
 

@@ -607,7 +607,7 @@ async fn recount<C: ConnectionTrait + StreamTrait>(
             let role: String = row.try_get("", "role")?;
             let role: MessageRole = role
                 .parse()
-                .map_err(|e| crate::StoreError::Invalid(format!("stored role: {e}")))?;
+                .map_err(|e| crate::StoreError::Corrupt(format!("stored role: {e}")))?;
             let has_usage: bool = row.try_get("", "has_usage")?;
             let count = |c: &str| -> StoreResult<u64> {
                 let v: i64 = row.try_get("", c)?;

@@ -179,7 +179,7 @@ impl Store {
                 .usage
                 .map(|u| serde_json::to_string(&u))
                 .transpose()
-                .map_err(|e| crate::StoreError::Invalid(format!("span usage: {e}")))?;
+                .map_err(|e| crate::StoreError::Internal(format!("span usage: {e}")))?;
             rows.push(vec![
                 s.trace_id.clone().into(),
                 s.span_id.clone().into(),

@@ -54,7 +54,7 @@ struct AlertPayload<'a> {
 
 fn usd_number(nanos: i64) -> StoreResult<Box<RawValue>> {
     RawValue::from_string(Usd::from_nanos(nanos).to_string())
-        .map_err(|e| crate::StoreError::Invalid(format!("amount: {e}")))
+        .map_err(|e| crate::StoreError::Internal(format!("amount: {e}")))
 }
 
 /// The webhook body of `alert`, as sent.
@@ -70,7 +70,7 @@ pub fn alert_payload(alert: &Alert) -> StoreResult<String> {
         budget_usd: usd_number(alert.budget_nano_usd)?,
         created_at: alert.created_at.format(&Rfc3339).unwrap_or_default(),
     };
-    serde_json::to_string(&body).map_err(|e| crate::StoreError::Invalid(format!("payload: {e}")))
+    serde_json::to_string(&body).map_err(|e| crate::StoreError::Internal(format!("payload: {e}")))
 }
 
 /// Queues the webhook of each new alert (inside the alert's transaction).

@@ -311,7 +311,7 @@ impl Store {
             let model: String = r.try_get("", "model")?;
             let cost: i64 = r.try_get("", "cost_nano_usd")?;
             let at = OffsetDateTime::from_unix_timestamp(bucket.saturating_mul(crate::rollup::BUCKET_SECONDS))
-                .map_err(|e| StoreError::Invalid(format!("bucket {bucket}: {e}")))?;
+                .map_err(|e| StoreError::Internal(format!("bucket {bucket}: {e}")))?;
             *out.entry((at.date(), model)).or_default() += cost;
         }
         Ok(out)

@@ -253,7 +253,7 @@ async fn limits<C: ConnectionTrait>(
         vec![user_id.into(), workflow_id.into()],
     )
     .await?
-    .ok_or_else(|| StoreError::Invalid("no row".into()))?;
+    .ok_or_else(|| StoreError::Internal("no row".into()))?;
     Ok(Limits {
         timezone: r.try_get("", "timezone")?,
         user_soft: r.try_get("", "user_soft")?,
@@ -302,7 +302,7 @@ async fn usage<C: ConnectionTrait>(
     );
     let r = sql::query_one(txn, &sql, values)
         .await?
-        .ok_or_else(|| StoreError::Invalid("no row".into()))?;
+        .ok_or_else(|| StoreError::Internal("no row".into()))?;
     Ok(Usage {
         spent: r.try_get("", "spent")?,
         held: r.try_get("", "held")?,
@@ -603,7 +603,7 @@ async fn pg_attempt<C: ConnectionTrait>(
         ],
     )
     .await?
-    .ok_or_else(|| StoreError::Invalid("no row".into()))?;
+    .ok_or_else(|| StoreError::Internal("no row".into()))?;
     let lim = Limits {
         timezone: r.try_get("", "timezone")?,
         user_soft: r.try_get("", "user_soft")?,
@@ -644,7 +644,7 @@ async fn pg_attempt<C: ConnectionTrait>(
     }
     match facts.denial() {
         Some(s) => Ok(PgAttempt::Done(facts.denied(s))),
-        None => Err(StoreError::Invalid(
+        None => Err(StoreError::Internal(
             "reservation neither inserted nor denied".into(),
         )),
     }
@@ -697,7 +697,7 @@ impl Store {
                 }
                 PgAttempt::Zone(z) => zone = z,
                 PgAttempt::Stale => {
-                    return Err(StoreError::Invalid(format!(
+                    return Err(StoreError::Internal(format!(
                         "the budget lock of user {} was not held",
                         req.user_id
                     )));

@@ -137,7 +137,7 @@ impl Counters {
         for column in columns {
             let value = row.try_get::<Option<i64>>("", column)?.unwrap_or(0);
             let slot = c.slot(column).ok_or_else(|| {
-                crate::StoreError::Invalid(format!("`{column}` is not a rollup counter"))
+                crate::StoreError::Internal(format!("`{column}` is not a rollup counter"))
             })?;
             *slot = value;
         }

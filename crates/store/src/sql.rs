@@ -187,7 +187,7 @@ where
         let mut cells = row.into_iter();
         for (i, column) in columns.iter().enumerate() {
             let cell = cells.next().ok_or_else(|| {
-                crate::StoreError::Invalid(format!("row is missing column {column}"))
+                crate::StoreError::Internal(format!("row is missing column {column}"))
             })?;
             if i > 0 {
                 out.push(b',');
@@ -197,19 +197,19 @@ where
             cell.into().write_json(&mut out)?;
         }
         if cells.next().is_some() {
-            return Err(crate::StoreError::Invalid(
+            return Err(crate::StoreError::Internal(
                 "row has more values than columns".into(),
             ));
         }
         out.push(b'}');
     }
     out.push(b']');
-    String::from_utf8(out).map_err(|e| crate::StoreError::Invalid(e.to_string()))
+    String::from_utf8(out).map_err(|e| crate::StoreError::Internal(e.to_string()))
 }
 
 /// Appends `value` as JSON.
 fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> StoreResult<()> {
-    serde_json::to_writer(out, value).map_err(|e| crate::StoreError::Invalid(e.to_string()))
+    serde_json::to_writer(out, value).map_err(|e| crate::StoreError::Internal(e.to_string()))
 }
 
 /// A bound value or an expression on its way into a JSON record.
@@ -243,7 +243,7 @@ impl JsonCell {
         let v = match self {
             JsonCell::Value(v) => v,
             JsonCell::Expr(e) => {
-                return Err(crate::StoreError::Invalid(format!(
+                return Err(crate::StoreError::Internal(format!(
                     "only plain values can be sent as JSON records, not {e}"
                 )));
             }
@@ -275,7 +275,7 @@ impl JsonCell {
             Value::Uuid(u) => put(out, u.map(|u| u.hyphenated())),
             Value::TimeDate(d) => put(out, d.map(date_text)),
             Value::TimeDateTimeWithTimeZone(t) => put(out, t.map(timestamp_text)),
-            other => Err(crate::StoreError::Invalid(format!(
+            other => Err(crate::StoreError::Internal(format!(
                 "value {other:?} cannot be sent as a JSON record"
             ))),
         }

@@ -485,11 +485,14 @@ pub(super) async fn get_ok(
         match client.get(url).bearer_auth(token).send().await {
             Ok(r) => break r,
             Err(e) if attempt < 2 && (e.is_request() || e.is_connect()) => continue,
-            Err(e) => return Err(CliError(error_chain(&e))),
+            Err(e) => return Err(CliError(crate::error::chain(&e))),
         }
     };
     let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| CliError(error_chain(&e)))?;
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| CliError(crate::error::chain(&e)))?;
     if !status.is_success() {
         return Err(CliError(format!(
             "GET {url} answered {status}: {}",
@@ -497,18 +500,6 @@ pub(super) async fn get_ok(
         )));
     }
     Ok(())
-}
-
-/// An error with its causes.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// One row of the report.

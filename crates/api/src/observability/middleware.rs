@@ -220,7 +220,7 @@ fn report(
     let (method, route) = (facts.method.as_str(), facts.route.as_str());
     let (error_type, message) = match error {
         Some(err) => match err.as_error::<ApiError>() {
-            Some(api) => (api.code().to_owned(), api.to_string()),
+            Some(api) => (api.code().as_str().to_owned(), crate::error::chain(api)),
             None => (format!("http_{status}"), err.to_string()),
         },
         None => (

@@ -1,6 +1,7 @@
 //! The admin dashboard API: `/api/v1/analytics/admin/*`. Every route needs
 //! an admin session (`AdminUser`: 401 without a valid token, 403 for others).
 
+use crate::error::ErrorCode;
 use crate::{
     ApiError, AppState, ErrorBody,
     auth::{AdminUser, CurrentUser, DashboardAdmin},
@@ -109,7 +110,10 @@ fn today_and_week(
     now: OffsetDateTime,
 ) -> Result<Vec<charlie_store::calendar::LocalDay>, ApiError> {
     zone.days_ending(now, 7).ok_or_else(|| {
-        ApiError::bad_request("invalid_parameter", "the period is outside the calendar")
+        ApiError::bad_request(
+            ErrorCode::InvalidParameter,
+            "the period is outside the calendar",
+        )
     })
 }
 
@@ -120,7 +124,10 @@ async fn period_funnel(
     now: OffsetDateTime,
 ) -> Result<FunnelCounts, ApiError> {
     let period = zone.days_ending(now, days).ok_or_else(|| {
-        ApiError::bad_request("invalid_parameter", "the period is outside the calendar")
+        ApiError::bad_request(
+            ErrorCode::InvalidParameter,
+            "the period is outside the calendar",
+        )
     })?;
     let first = period
         .first()
@@ -185,7 +192,10 @@ async fn overview_for(
         return Err(ApiError::internal("empty week"));
     };
     let period = zone.days_ending(now, days).ok_or_else(|| {
-        ApiError::bad_request("invalid_parameter", "the period is outside the calendar")
+        ApiError::bad_request(
+            ErrorCode::InvalidParameter,
+            "the period is outside the calendar",
+        )
     })?;
     let funnel_from = period
         .first()
@@ -491,7 +501,7 @@ pub async fn costs(
         "component" => CostGrouping::Component,
         other => {
             return Err(ApiError::bad_request(
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 format!("group_by must be day, model, user, workflow or component, got `{other}`"),
             ));
         }
@@ -504,14 +514,14 @@ pub async fn costs(
     };
     if from > to {
         return Err(ApiError::bad_request(
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             format!("from ({from}) is after to ({to})"),
         ));
     }
     let span = (to - from).whole_days() + 1;
     if span > 366 {
         return Err(ApiError::bad_request(
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             format!("the range has {span} days; at most 366"),
         ));
     }
@@ -519,7 +529,7 @@ pub async fn costs(
     let mut d = from;
     while d <= to {
         days.push(zone.day(d).ok_or_else(|| {
-            ApiError::bad_request("invalid_parameter", "date outside the calendar")
+            ApiError::bad_request(ErrorCode::InvalidParameter, "date outside the calendar")
         })?);
         d = match d.next_day() {
             Some(n) => n,

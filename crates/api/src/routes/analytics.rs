@@ -3,6 +3,7 @@
 //! `user_stats` and `user_components` build the same responses for the admin
 //! view of any user.
 
+use crate::error::ErrorCode;
 use crate::{
     ApiError, AppState, ErrorBody,
     auth::{CurrentUser, DashboardUser},
@@ -121,7 +122,10 @@ async fn user_stats_and_row(
     // The week figures need at least seven days of buckets.
     let fetched = days.max(7);
     let local_days = zone.days_ending(now, fetched).ok_or_else(|| {
-        ApiError::bad_request("invalid_parameter", "the period is outside the calendar")
+        ApiError::bad_request(
+            ErrorCode::InvalidParameter,
+            "the period is outside the calendar",
+        )
     })?;
     let n = usize::from(days);
     let dash = state.store.user_dashboard(user_id, &local_days, n).await?;
@@ -337,11 +341,14 @@ pub async fn user_components(
     now: OffsetDateTime,
 ) -> Result<UserComponentsResponse, ApiError> {
     let local_days = zone.days_ending(now, days).ok_or_else(|| {
-        ApiError::bad_request("invalid_parameter", "the period is outside the calendar")
+        ApiError::bad_request(
+            ErrorCode::InvalidParameter,
+            "the period is outside the calendar",
+        )
     })?;
     let (Some(first), Some(last)) = (local_days.first(), local_days.last()) else {
         return Err(ApiError::bad_request(
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             "the period has no days",
         ));
     };

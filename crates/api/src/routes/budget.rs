@@ -4,6 +4,7 @@
 //! audit (`GET /api/v1/analytics/admin/reprice-runs`). The protocol and its
 //! guarantees are described in `charlie_store::reservations`.
 
+use crate::error::ErrorCode;
 use crate::{
     ApiError, AppState, ErrorBody,
     auth::{AdminUser, ServiceKey},
@@ -139,16 +140,16 @@ fn price(state: &AppState, model: &str, tokens: &TokenCounts) -> Result<i64, Api
     let usage = tokens.usage();
     usage
         .validate()
-        .map_err(|e| ApiError::bad_request("invalid_usage", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidUsage, e.to_string()))?;
     let cost = state
         .catalog
         .price(Some(model), &usage, OffsetDateTime::now_utc());
     match (cost.status, cost.total_usd) {
-        (PricingStatus::Priced, Some(usd)) => usd
-            .to_nanos()
-            .map_err(|e| ApiError::bad_request("invalid_usage", format!("cost out of range: {e}"))),
+        (PricingStatus::Priced, Some(usd)) => usd.to_nanos().map_err(|e| {
+            ApiError::bad_request(ErrorCode::InvalidUsage, format!("cost out of range: {e}"))
+        }),
         _ => Err(ApiError::bad_request(
-            "unpriced_model",
+            ErrorCode::UnpricedModel,
             format!(
                 "`{model}` has no complete price ({}); send a cost instead",
                 cost.warnings.join("; ")
@@ -273,7 +274,7 @@ fn check_ttl(settings: &BudgetSettings, ttl: Option<i64>) -> Result<i64, ApiErro
     let ttl = ttl.unwrap_or(settings.default_ttl_seconds);
     if !(1..=settings.max_ttl_seconds).contains(&ttl) {
         return Err(ApiError::bad_request(
-            "invalid_value",
+            ErrorCode::InvalidValue,
             format!("ttl_seconds must be from 1 to {}", settings.max_ttl_seconds),
         ));
     }
@@ -309,7 +310,7 @@ pub async fn reserve(
     let key = body.idempotency_key.trim();
     if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS {
         return Err(ApiError::bad_request(
-            "invalid_value",
+            ErrorCode::InvalidValue,
             format!("idempotency_key must have 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
         ));
     }
@@ -324,7 +325,7 @@ pub async fn reserve(
         (_, Some(m)) => price(&state, m, &body.tokens)?,
         _ => {
             return Err(ApiError::bad_request(
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 "send estimated_cost_usd, or model with input_tokens/output_tokens",
             ));
         }
@@ -508,7 +509,7 @@ pub async fn commit(
         _ if body.message_id.is_some() => None,
         _ => {
             return Err(ApiError::bad_request(
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 "send message_id, actual_cost_usd, or model with input_tokens/output_tokens",
             ));
         }
@@ -627,7 +628,7 @@ pub async fn set_workflow_budget(
     let hard = limit_field(&body, "monthly_hard_limit_usd")?;
     if soft.is_none() && hard.is_none() {
         return Err(ApiError::bad_request(
-            "invalid_value",
+            ErrorCode::InvalidValue,
             "send monthly_budget_usd and/or monthly_hard_limit_usd (null clears one)",
         ));
     }

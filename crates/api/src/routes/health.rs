@@ -41,7 +41,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             HttpResponse::ServiceUnavailable().json(ErrorBody {
-                code: "database_unavailable".into(),
+                code: crate::error::ErrorCode::DatabaseUnavailable.as_str().into(),
                 message: "the database is not reachable".into(),
             })
         }

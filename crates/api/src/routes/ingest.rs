@@ -1,5 +1,6 @@
 //! `POST /api/v1/ingest`: the platform pushes what happened.
 
+use crate::error::ErrorCode;
 use crate::{ApiError, AppState, ErrorBody, auth::ServiceKey};
 use actix_web::{HttpResponse, http::StatusCode, post, web};
 use charlie_store::ingest::{ItemResult, Outcome};
@@ -93,7 +94,11 @@ fn item_result(r: ItemResult) -> IngestItemResult {
     let status = match (&r.outcome, &r.error) {
         (Outcome::Created, _) => 201,
         (Outcome::Updated | Outcome::Duplicate, _) => 200,
-        (Outcome::Error, Some(e)) if matches!(e.code, "conflict" | "id_reused") => 409,
+        (Outcome::Error, Some(e))
+            if matches!(e.code, ErrorCode::Conflict | ErrorCode::IdReused) =>
+        {
+            409
+        }
         (Outcome::Error, _) => 400,
     };
     IngestItemResult {
@@ -107,7 +112,7 @@ fn item_result(r: ItemResult) -> IngestItemResult {
         }
         .to_owned(),
         error: r.error.map(|e| ErrorBody {
-            code: e.code.to_owned(),
+            code: e.code.as_str().to_owned(),
             message: e.message,
         }),
         warnings: r.warnings,
@@ -162,7 +167,7 @@ pub async fn ingest(
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("invalid_body", format!("cannot read the body: {e}"))
+            ApiError::bad_request(ErrorCode::InvalidBody, format!("cannot read the body: {e}"))
         })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(format!(
@@ -172,13 +177,16 @@ pub async fn ingest(
         body.extend_from_slice(&chunk);
     }
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+        ApiError::bad_request(
+            ErrorCode::InvalidJson,
+            format!("the body is not valid JSON: {e}"),
+        )
     })?;
     let items = match value.get("batch") {
         Some(serde_json::Value::Array(items)) => items,
         _ => {
             return Err(ApiError::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "the body must be an object with a `batch` array of items",
             ));
         }

@@ -4,6 +4,7 @@
 //! it exactly.
 
 use crate::ApiError;
+use crate::error::ErrorCode;
 use charlie_domain::Usd;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -36,7 +37,7 @@ pub fn parse_usd(v: &Value, field: &str, zero_ok: bool) -> Result<i64, ApiError>
         Value::Number(n) => n.to_string(),
         _ => {
             return Err(ApiError::bad_request(
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 format!("{field} must be a decimal string such as \"25.00\" or a number"),
             ));
         }
@@ -48,23 +49,23 @@ pub fn parse_usd(v: &Value, field: &str, zero_ok: bool) -> Result<i64, ApiError>
         .or_else(|_| rust_decimal::Decimal::from_scientific(&text).map(Usd))
         .map_err(|_| {
             ApiError::bad_request(
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 format!("{field} `{text}` is not a decimal amount"),
             )
         })?;
     let nanos = usd
         .to_nanos()
-        .map_err(|e| ApiError::bad_request("invalid_value", format!("{field}: {e}")))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidValue, format!("{field}: {e}")))?;
     // Nine integer digits, as the schemas say: far above any real budget.
     if nanos >= MAX_NANOS {
         return Err(ApiError::bad_request(
-            "invalid_value",
+            ErrorCode::InvalidValue,
             format!("{field} must be below 1000000000 USD"),
         ));
     }
     if nanos < 0 || (nanos == 0 && !zero_ok) {
         return Err(ApiError::bad_request(
-            "invalid_value",
+            ErrorCode::InvalidValue,
             format!(
                 "{field} must be {} 0",
                 if zero_ok { "at least" } else { "more than" }

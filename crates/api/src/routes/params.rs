@@ -1,6 +1,7 @@
 //! Query parameters shared by the analytics routes, checked with clear 400s.
 
 use crate::ApiError;
+use crate::error::ErrorCode;
 use charlie_store::calendar::Zone;
 
 /// `days`: 1 to 365, default 30.
@@ -11,7 +12,7 @@ pub fn days(v: Option<i64>) -> Result<u16, ApiError> {
         .filter(|d| (1..=365).contains(d))
         .ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 format!("days must be between 1 and 365, got {d}"),
             )
         })
@@ -25,7 +26,7 @@ pub fn limit(v: Option<i64>, default: u32) -> Result<u32, ApiError> {
         .filter(|l| (1..=200).contains(l))
         .ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 format!("limit must be between 1 and 200, got {l}"),
             )
         })
@@ -35,7 +36,7 @@ pub fn limit(v: Option<i64>, default: u32) -> Result<u32, ApiError> {
 pub fn zone(tz: Option<&str>, stored: Option<&str>) -> Result<Zone, ApiError> {
     match tz.map(str::trim).filter(|t| !t.is_empty()) {
         Some(name) => Zone::get(name)
-            .map_err(|e| ApiError::bad_request("invalid_parameter", format!("tz: {e}"))),
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParameter, format!("tz: {e}"))),
         // A stored zone was checked at ingestion; fall back to UTC if the
         // database no longer knows it.
         None => Ok(stored
@@ -50,7 +51,7 @@ pub fn wants_csv(format: Option<&str>) -> Result<bool, ApiError> {
         None | Some("") | Some("json") => Ok(false),
         Some("csv") => Ok(true),
         Some(other) => Err(ApiError::bad_request(
-            "invalid_parameter",
+            ErrorCode::InvalidParameter,
             format!("format must be json or csv, got `{other}`"),
         )),
     }
@@ -64,7 +65,7 @@ pub fn date(name: &str, v: Option<&str>) -> Result<Option<time::Date>, ApiError>
             time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).map_err(
                 |_| {
                     ApiError::bad_request(
-                        "invalid_parameter",
+                        ErrorCode::InvalidParameter,
                         format!("{name} must be a YYYY-MM-DD date, got `{s}`"),
                     )
                 },
@@ -87,13 +88,13 @@ pub fn csv_field(s: &str) -> String {
 pub fn body_keys(body: &serde_json::Value, allowed: &[&str]) -> Result<(), ApiError> {
     let Some(obj) = body.as_object() else {
         return Err(ApiError::bad_request(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "the body must be a JSON object",
         ));
     };
     if let Some(unknown) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(ApiError::bad_request(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("unknown field `{unknown}`; expected {}", allowed.join(", ")),
         ));
     }

@@ -1,6 +1,7 @@
 //! `GET /api/v1/analytics/admin/reports/preview`: the weekly report e-mail
 //! of any user and week, as it would be sent.
 
+use crate::error::ErrorCode;
 use crate::{
     ApiError, AppState, ErrorBody,
     auth::AdminUser,
@@ -62,7 +63,7 @@ pub async fn preview(
         Some("text") => true,
         Some(other) => {
             return Err(ApiError::bad_request(
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 format!("format must be html or text, got `{other}`"),
             ));
         }
@@ -74,8 +75,9 @@ pub async fn preview(
         .map(str::trim)
         .filter(|w| !w.is_empty())
     {
-        Some(w) => reports::parse_week(w)
-            .map_err(|e| ApiError::bad_request("invalid_parameter", format!("week: {e}")))?,
+        Some(w) => reports::parse_week(w).map_err(|e| {
+            ApiError::bad_request(ErrorCode::InvalidParameter, format!("week: {e}"))
+        })?,
         None => reports::last_complete_week(&zone, OffsetDateTime::now_utc()),
     };
     state

@@ -3,6 +3,7 @@
 //! `PUT /api/v1/analytics/admin/users/{id}/budget` and
 //! `GET /api/v1/analytics/admin/alerts`.
 
+use crate::error::ErrorCode;
 use crate::{
     ApiError, AppState, ErrorBody,
     auth::{AdminUser, CurrentUser},
@@ -327,7 +328,7 @@ pub async fn set_budget(
     let raw = body.get("monthly_budget_usd");
     if raw.is_none() && hard.is_none() {
         return Err(ApiError::bad_request(
-            "invalid_value",
+            ErrorCode::InvalidValue,
             "monthly_budget_usd is required (null removes the budget)",
         ));
     }
@@ -421,7 +422,7 @@ pub async fn list_alerts(
             && m[5..].parse::<u8>().is_ok_and(|n| (1..=12).contains(&n));
         if !ok {
             return Err(ApiError::bad_request(
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 format!("month must be YYYY-MM, got `{m}`"),
             ));
         }

@@ -861,3 +861,38 @@ async fn the_server_starts_with_litellm_s_whole_table_and_prices_by_it() {
     assert_eq!(day[0].input_tokens, 100_000);
     let _ = std::fs::remove_file(table);
 }
+
+/// A stored row this service cannot read back is its own fault: the batch
+/// that meets it answers 500 (`internal_error`) and writes nothing, never a
+/// 400 that would tell the platform to drop its items.
+#[tokio::test]
+async fn a_corrupt_pending_message_is_a_500_not_the_batchs_fault() {
+    let app = spawn_app().await;
+    let key = app.api_key().await;
+    let (u, conv, m) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let body = post(&app, &key, &[message(m, conv, "user", "09:00:00", None)]).await;
+    assert_eq!(outcomes(&body), vec!["created"]);
+    assert_eq!(
+        scalar(
+            &app,
+            "UPDATE pending_messages SET payload = '{\"not\": \"a message\"}'"
+        )
+        .await,
+        1
+    );
+    let resp = app
+        .ingest_with(&key, &[conversation(conv, u, None, "08:59:00")])
+        .await;
+    assert_eq!(resp.status(), 500);
+    let body = json(resp).await;
+    assert_eq!(body["code"], "internal_error", "{body}");
+    assert!(
+        !body["message"].as_str().unwrap().contains("pending"),
+        "{body}"
+    );
+    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM conversations").await, 0);
+    assert_eq!(
+        scalar(&app, "SELECT COUNT(*) FROM pending_messages").await,
+        1
+    );
+}

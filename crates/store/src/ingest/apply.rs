@@ -15,6 +15,7 @@ use crate::{
         update_from_values, update_from_values_returning, uuid_in,
     },
 };
+use charlie_domain::ErrorCode;
 use charlie_domain::{EventType, MessageRole};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, Value as DbValue};
 use serde_json::{Value, json};
@@ -39,7 +40,7 @@ impl Applied {
         }
     }
 
-    fn error(code: &'static str, message: String) -> Self {
+    fn error(code: ErrorCode, message: String) -> Self {
         Applied {
             outcome: Outcome::Error,
             error: Some(ItemError { code, message }),
@@ -237,7 +238,7 @@ async fn ledger(
                     Applied::new(Outcome::Duplicate).warn("repeated earlier in this batch")
                 } else {
                     Applied::error(
-                        "id_reused",
+                        ErrorCode::IdReused,
                         format!(
                             "id {} appears twice in this batch with different content",
                             item.id
@@ -301,7 +302,7 @@ async fn ledger(
             out[*i] = Applied::new(Outcome::Duplicate);
         } else {
             out[*i] = Applied::error(
-                "id_reused",
+                ErrorCode::IdReused,
                 format!("id {} was already ingested with different content", item.id),
             );
         }
@@ -363,7 +364,7 @@ async fn upsert_user(
         let placeholder: bool = other.try_get("", "is_placeholder")?;
         if !placeholder {
             return Ok(Applied::error(
-                "conflict",
+                ErrorCode::Conflict,
                 format!(
                     "external_id `{}` already belongs to user {other_id}",
                     u.external_id
@@ -665,7 +666,7 @@ async fn upsert_conversation(
     let owner: Uuid = row.try_get("", "user_id")?;
     if owner != c.user_id {
         return Ok(Applied::error(
-            "conflict",
+            ErrorCode::Conflict,
             format!(
                 "conversation {} belongs to user {owner}, not {}",
                 item.id, c.user_id
@@ -784,7 +785,7 @@ async fn place_messages(
     }
     let mut rows = Vec::with_capacity(pending.len());
     for (item, m) in &pending {
-        let payload = serde_json::to_value(m).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let payload = serde_json::to_value(m).map_err(|e| StoreError::Internal(e.to_string()))?;
         rows.push(vec![
             item.id.into(),
             m.conversation_id.into(),
@@ -832,7 +833,7 @@ async fn drain_pending(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreRes
         for row in rows {
             let payload: Value = row.try_get("", "payload")?;
             let m: MessageCreate = serde_json::from_value(payload)
-                .map_err(|e| StoreError::Invalid(format!("pending message: {e}")))?;
+                .map_err(|e| StoreError::Corrupt(format!("pending message: {e}")))?;
             let Some(&(user_id, workflow_id)) = owners.get(&m.conversation_id) else {
                 continue;
             };
@@ -937,7 +938,7 @@ async fn check_components(
         match r.index {
             Some(i) => {
                 out[i] = Applied::error(
-                    "conflict",
+                    ErrorCode::Conflict,
                     format!(
                         "component {component} belongs to user {owner}, not {} (the user of conversation {})",
                         r.user_id, r.m.conversation_id

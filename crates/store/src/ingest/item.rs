@@ -2,6 +2,7 @@
 //! item is found here, before anything is written, so that a bad item is
 //! refused whole and never aborts the batch it came in.
 
+use charlie_domain::ErrorCode;
 use charlie_domain::{EventCategory, EventType, MessageRole, TokenUsage, Usd};
 use charlie_pricing::{Catalog, PricingStatus};
 use serde_json::{Map, Value};
@@ -17,12 +18,12 @@ pub const MAX_FUTURE_SKEW: Duration = Duration::days(1);
 /// Why an item was refused: a stable code and a message naming the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ItemError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -197,27 +198,29 @@ pub fn parse_item(
 ) -> Result<Item, ItemError> {
     let obj = value
         .as_object()
-        .ok_or_else(|| ItemError::new("invalid_item", "an item must be a JSON object"))?;
+        .ok_or_else(|| ItemError::new(ErrorCode::InvalidItem, "an item must be a JSON object"))?;
     let mut warnings = Vec::new();
     unknown_keys(obj, &["id", "type", "timestamp", "body"], "", &mut warnings);
     let id = match obj.get("id") {
         None | Some(Value::Null) => {
-            return Err(ItemError::new("missing_field", "`id` is required"));
+            return Err(ItemError::new(ErrorCode::MissingField, "`id` is required"));
         }
         Some(v) => v
             .as_str()
             .and_then(|s| s.parse::<Uuid>().ok())
-            .ok_or_else(|| ItemError::new("invalid_id", format!("`id` is not a UUID: {v}")))?,
+            .ok_or_else(|| {
+                ItemError::new(ErrorCode::InvalidId, format!("`id` is not a UUID: {v}"))
+            })?,
     };
     let type_name = obj
         .get("type")
-        .ok_or_else(|| ItemError::new("missing_field", "`type` is required"))?
+        .ok_or_else(|| ItemError::new(ErrorCode::MissingField, "`type` is required"))?
         .as_str()
-        .ok_or_else(|| ItemError::new("invalid_field", "`type` must be a string"))?;
+        .ok_or_else(|| ItemError::new(ErrorCode::InvalidField, "`type` must be a string"))?;
     let item_type = ItemType::parse(type_name).ok_or_else(|| {
         let known: Vec<_> = ItemType::ALL.iter().map(ItemType::as_str).collect();
         ItemError::new(
-            "unknown_type",
+            ErrorCode::UnknownType,
             format!(
                 "unknown item type `{type_name}`; expected one of {}",
                 known.join(", ")
@@ -229,11 +232,16 @@ pub fn parse_item(
         Some(Value::Object(b)) => b,
         Some(_) => {
             return Err(ItemError::new(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "`body` must be a JSON object",
             ));
         }
-        None => return Err(ItemError::new("missing_field", "`body` is required")),
+        None => {
+            return Err(ItemError::new(
+                ErrorCode::MissingField,
+                "`body` is required",
+            ));
+        }
     };
     let fields = Fields { obj: body };
     let body = match item_type {
@@ -331,7 +339,7 @@ pub fn parse_item(
                 (None, Some(t)) => t.category().as_str().to_owned(),
                 (None, None) => {
                     return Err(ItemError::new(
-                        "missing_field",
+                        ErrorCode::MissingField,
                         "`body.event_category` is required for an event_type outside the standard vocabulary",
                     ));
                 }
@@ -413,17 +421,18 @@ fn parse_message(
     let role: MessageRole = role_text
         .parse()
         .map_err(|e: charlie_domain::DomainError| {
-            ItemError::new("unknown_role", format!("`body.role`: {e}"))
+            ItemError::new(ErrorCode::UnknownRole, format!("`body.role`: {e}"))
         })?;
     let explicit_model = fields.opt_str("model", 255)?;
     let explicit_usage = match fields.obj.get("usage") {
         None | Some(Value::Null) => None,
         Some(v) => {
-            let usage: TokenUsage = serde_json::from_value(v.clone())
-                .map_err(|e| ItemError::new("invalid_usage", format!("`body.usage`: {e}")))?;
-            usage
-                .validate()
-                .map_err(|e| ItemError::new("invalid_usage", format!("`body.usage`: {e}")))?;
+            let usage: TokenUsage = serde_json::from_value(v.clone()).map_err(|e| {
+                ItemError::new(ErrorCode::InvalidUsage, format!("`body.usage`: {e}"))
+            })?;
+            usage.validate().map_err(|e| {
+                ItemError::new(ErrorCode::InvalidUsage, format!("`body.usage`: {e}"))
+            })?;
             Some(usage)
         }
     };
@@ -431,7 +440,10 @@ fn parse_message(
         None | Some(Value::Null) => None,
         Some(v) => {
             let found = charlie_pricing::extract(v).map_err(|e| {
-                ItemError::new("invalid_llm_response", format!("`body.llm_response`: {e}"))
+                ItemError::new(
+                    ErrorCode::InvalidLlmResponse,
+                    format!("`body.llm_response`: {e}"),
+                )
             })?;
             warnings.extend(found.warnings.iter().map(|w| format!("llm_response: {w}")));
             Some(found)
@@ -456,7 +468,7 @@ fn parse_message(
             .unwrap_or(0);
         if i64::try_from(largest).is_err() {
             return Err(ItemError::new(
-                "invalid_usage",
+                ErrorCode::InvalidUsage,
                 format!(
                     "token count {largest} is larger than the storable maximum {}",
                     i64::MAX
@@ -474,7 +486,9 @@ fn parse_message(
                 .total_usd
                 .map(|usd| usd.to_nanos())
                 .transpose()
-                .map_err(|e| ItemError::new("invalid_usage", format!("cost out of range: {e}")))?;
+                .map_err(|e| {
+                    ItemError::new(ErrorCode::InvalidUsage, format!("cost out of range: {e}"))
+                })?;
             // The price id names the catalog entry and its valid-from date,
             // e.g. `builtin:gpt-4o@2024-10-02`.
             let price_ref = cost.price_id.clone();
@@ -496,12 +510,15 @@ fn parse_message(
 fn parse_timestamp(v: Option<&Value>, now: OffsetDateTime) -> Result<OffsetDateTime, ItemError> {
     let text = match v {
         None | Some(Value::Null) => {
-            return Err(ItemError::new("missing_field", "`timestamp` is required"));
+            return Err(ItemError::new(
+                ErrorCode::MissingField,
+                "`timestamp` is required",
+            ));
         }
         Some(Value::String(s)) => s,
         Some(other) => {
             return Err(ItemError::new(
-                "invalid_timestamp",
+                ErrorCode::InvalidTimestamp,
                 format!("`timestamp` must be an RFC 3339 string, got {other}"),
             ));
         }
@@ -509,7 +526,7 @@ fn parse_timestamp(v: Option<&Value>, now: OffsetDateTime) -> Result<OffsetDateT
     let at = OffsetDateTime::parse(text, &Rfc3339)
         .map_err(|e| {
             ItemError::new(
-                "invalid_timestamp",
+                ErrorCode::InvalidTimestamp,
                 format!("`timestamp` `{text}` is not RFC 3339: {e}"),
             )
         })?
@@ -518,7 +535,7 @@ fn parse_timestamp(v: Option<&Value>, now: OffsetDateTime) -> Result<OffsetDateT
         .checked_to_offset(UtcOffset::UTC)
         .ok_or_else(|| {
             ItemError::new(
-                "invalid_timestamp",
+                ErrorCode::InvalidTimestamp,
                 format!("`timestamp` `{text}` is beyond year 9999 in UTC"),
             )
         })?;
@@ -526,16 +543,16 @@ fn parse_timestamp(v: Option<&Value>, now: OffsetDateTime) -> Result<OffsetDateT
     // stored row compare equal to the item it came from on both engines.
     let at = at
         .replace_nanosecond(at.nanosecond() / 1_000 * 1_000)
-        .map_err(|e| ItemError::new("invalid_timestamp", e.to_string()))?;
+        .map_err(|e| ItemError::new(ErrorCode::InvalidTimestamp, e.to_string()))?;
     if at > now + MAX_FUTURE_SKEW {
         return Err(ItemError::new(
-            "timestamp_in_future",
+            ErrorCode::TimestampInFuture,
             format!("`timestamp` {text} is more than a day in the future"),
         ));
     }
     if at.year() < 2000 {
         return Err(ItemError::new(
-            "invalid_timestamp",
+            ErrorCode::InvalidTimestamp,
             format!("`timestamp` {text} is before 2000"),
         ));
     }
@@ -553,7 +570,7 @@ fn parse_email(s: &str) -> Result<String, ItemError> {
             Ok(trimmed.to_owned())
         }
         _ => Err(ItemError::new(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("`body.email` `{s}` is not an e-mail address"),
         )),
     }
@@ -565,7 +582,7 @@ pub fn check_timezone(name: &str) -> Result<String, ItemError> {
         .map(|_| name.to_owned())
         .map_err(|_| {
             ItemError::new(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("`body.timezone` `{name}` is not an IANA time zone"),
             )
         })
@@ -600,42 +617,53 @@ impl Fields<'_> {
     }
 
     fn req_str(&self, name: &str, max_chars: usize) -> Result<String, ItemError> {
-        self.opt_str(name, max_chars)?
-            .ok_or_else(|| ItemError::new("missing_field", format!("`body.{name}` is required")))
+        self.opt_str(name, max_chars)?.ok_or_else(|| {
+            ItemError::new(
+                ErrorCode::MissingField,
+                format!("`body.{name}` is required"),
+            )
+        })
     }
 
     fn opt_str(&self, name: &str, max_chars: usize) -> Result<Option<String>, ItemError> {
         match self.present(name) {
             None => Ok(None),
             Some(Value::String(s)) if s.trim().is_empty() => Err(ItemError::new(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("`body.{name}` must not be empty"),
             )),
             Some(Value::String(s)) if s.chars().count() > max_chars => Err(ItemError::new(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("`body.{name}` is longer than {max_chars} characters"),
             )),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(other) => Err(ItemError::new(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("`body.{name}` must be a string, got {}", kind(other)),
             )),
         }
     }
 
     fn req_uuid(&self, name: &str) -> Result<Uuid, ItemError> {
-        self.opt_uuid(name)?
-            .ok_or_else(|| ItemError::new("missing_field", format!("`body.{name}` is required")))
+        self.opt_uuid(name)?.ok_or_else(|| {
+            ItemError::new(
+                ErrorCode::MissingField,
+                format!("`body.{name}` is required"),
+            )
+        })
     }
 
     fn opt_uuid(&self, name: &str) -> Result<Option<Uuid>, ItemError> {
         match self.present(name) {
             None => Ok(None),
             Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
-                ItemError::new("invalid_id", format!("`body.{name}` is not a UUID: `{s}`"))
+                ItemError::new(
+                    ErrorCode::InvalidId,
+                    format!("`body.{name}` is not a UUID: `{s}`"),
+                )
             }),
             Some(other) => Err(ItemError::new(
-                "invalid_id",
+                ErrorCode::InvalidId,
                 format!("`body.{name}` must be a UUID string, got {}", kind(other)),
             )),
         }
@@ -646,7 +674,7 @@ impl Fields<'_> {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
             Some(other) => Err(ItemError::new(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("`body.{name}` must be true or false, got {}", kind(other)),
             )),
         }
@@ -657,7 +685,7 @@ impl Fields<'_> {
             None => Ok(Value::Object(Map::new())),
             Some(v @ Value::Object(_)) => Ok(v.clone()),
             Some(other) => Err(ItemError::new(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("`body.{name}` must be a JSON object, got {}", kind(other)),
             )),
         }
@@ -673,7 +701,7 @@ impl Fields<'_> {
             Some(Value::Number(n)) => n.to_string(),
             Some(other) => {
                 return Err(ItemError::new(
-                    "invalid_field",
+                    ErrorCode::InvalidField,
                     format!(
                         "`body.{name}` must be a decimal amount, got {}",
                         kind(other)
@@ -683,18 +711,18 @@ impl Fields<'_> {
         };
         let usd: Usd = text.trim().parse().map_err(|_| {
             ItemError::new(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("`body.{name}` `{text}` is not a decimal amount"),
             )
         })?;
         if usd.decimal().is_sign_negative() {
             return Err(ItemError::new(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("`body.{name}` must not be negative"),
             ));
         }
         usd.to_nanos()
-            .map_err(|e| ItemError::new("invalid_field", format!("`body.{name}`: {e}")))?;
+            .map_err(|e| ItemError::new(ErrorCode::InvalidField, format!("`body.{name}`: {e}")))?;
         Ok(Some(Some(usd)))
     }
 }
@@ -722,7 +750,7 @@ mod tests {
         let now = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
         let text = Value::from("9999-12-31T23:59:59-01:00");
         let err = parse_timestamp(Some(&text), now).err();
-        assert_eq!(err.map(|e| e.code), Some("invalid_timestamp"));
+        assert_eq!(err.map(|e| e.code), Some(ErrorCode::InvalidTimestamp));
         let ok = Value::from("2024-10-03T23:30:00-01:00");
         assert!(parse_timestamp(Some(&ok), now).is_ok());
     }
