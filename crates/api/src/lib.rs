@@ -21,6 +21,7 @@ pub mod ratelimit;
 pub mod reconcile;
 pub mod routes;
 pub mod samples;
+pub mod service;
 pub mod telemetry;
 
 pub use app::{AppState, Application};

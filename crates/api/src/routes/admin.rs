@@ -2,6 +2,7 @@
 //! an admin session (`AdminUser`: 401 without a valid token, 403 for others).
 
 use crate::error::ErrorCode;
+use crate::service::overview::{self as overview_service, Overview, overview as platform_overview};
 use crate::{
     ApiError, AppState, ErrorBody,
     auth::{AdminUser, CurrentUser, DashboardAdmin},
@@ -18,7 +19,6 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use charlie_store::{
     analytics::{CostGrouping, FunnelCounts},
     calendar::Zone,
-    dashboard::{OverviewWindow, StoredUser},
     rollup::Counters,
 };
 use serde::{Deserialize, Serialize};
@@ -105,36 +105,6 @@ pub struct PeriodQuery {
     pub tz: Option<String>,
 }
 
-fn today_and_week(
-    zone: &Zone,
-    now: OffsetDateTime,
-) -> Result<Vec<charlie_store::calendar::LocalDay>, ApiError> {
-    zone.days_ending(now, 7).ok_or_else(|| {
-        ApiError::bad_request(
-            ErrorCode::InvalidParameter,
-            "the period is outside the calendar",
-        )
-    })
-}
-
-async fn period_funnel(
-    state: &AppState,
-    zone: &Zone,
-    days: u16,
-    now: OffsetDateTime,
-) -> Result<FunnelCounts, ApiError> {
-    let period = zone.days_ending(now, days).ok_or_else(|| {
-        ApiError::bad_request(
-            ErrorCode::InvalidParameter,
-            "the period is outside the calendar",
-        )
-    })?;
-    let first = period
-        .first()
-        .ok_or_else(|| ApiError::internal("empty period"))?;
-    Ok(state.store.funnel(first.first_bucket).await?)
-}
-
 /// Platform overview.
 ///
 /// "Today" and "week" are local to `timezone`: today starts at local
@@ -161,9 +131,10 @@ pub async fn overview(
 ) -> Result<HttpResponse, ApiError> {
     let days = params::days(query.days)?;
     let now = OffsetDateTime::now_utc();
-    let (body, row) = overview_for(&state, &admin, days, query.tz.as_deref(), now).await?;
-    if admin.confirmed_by(row.as_ref()) {
-        return Ok(HttpResponse::Ok().json(body));
+    let zone = params::zone(query.tz.as_deref(), admin.timezone.as_deref())?;
+    let o = platform_overview(&state.store, admin.user_id, days, &zone, now).await?;
+    if admin.confirmed_by(o.figures.user.as_ref()) {
+        return Ok(HttpResponse::Ok().json(AdminOverviewResponse::from(o)));
     }
     // The cached identity is outdated: read it again; it may no longer be
     // an admin's, or have another time zone.
@@ -173,68 +144,31 @@ pub async fn overview(
             "this endpoint is for admins only".into(),
         ));
     }
-    let (body, _) = overview_for(&state, &admin, days, query.tz.as_deref(), now).await?;
-    Ok(HttpResponse::Ok().json(body))
+    let zone = params::zone(query.tz.as_deref(), admin.timezone.as_deref())?;
+    let o = platform_overview(&state.store, admin.user_id, days, &zone, now).await?;
+    Ok(HttpResponse::Ok().json(AdminOverviewResponse::from(o)))
 }
 
-/// The overview as `admin` sees it (its zone by default), and the admin's
-/// row as the same statement read it.
-async fn overview_for(
-    state: &AppState,
-    admin: &CurrentUser,
-    days: u16,
-    tz: Option<&str>,
-    now: OffsetDateTime,
-) -> Result<(AdminOverviewResponse, Option<StoredUser>), ApiError> {
-    let zone = params::zone(tz, admin.timezone.as_deref())?;
-    let week_days = today_and_week(&zone, now)?;
-    let (Some(week_start), Some(today)) = (week_days.first(), week_days.last()) else {
-        return Err(ApiError::internal("empty week"));
-    };
-    let period = zone.days_ending(now, days).ok_or_else(|| {
-        ApiError::bad_request(
-            ErrorCode::InvalidParameter,
-            "the period is outside the calendar",
-        )
-    })?;
-    let funnel_from = period
-        .first()
-        .ok_or_else(|| ApiError::internal("empty period"))?
-        .first_bucket;
-    let f = state
-        .store
-        .platform_overview(
-            OverviewWindow {
-                today: today.first_bucket,
-                week: week_start.first_bucket,
-                end: today.end_bucket,
-                funnel_from,
-            },
-            admin.user_id,
-        )
-        .await?;
-    let error_rate = if f.today.message_count > 0 {
-        (f.errors_today as f64 / f.today.message_count as f64 * 10_000.0).round() / 10_000.0
-    } else {
-        0.0
-    };
-    let body = AdminOverviewResponse {
-        total_users: f.total_users,
-        active_users_today: f.active_users_today,
-        active_users_week: f.active_users_week,
-        total_workflows: f.total_workflows,
-        total_messages_today: f.today.message_count,
-        total_messages_week: f.week.message_count,
-        error_count_today: f.errors_today,
-        error_rate,
-        estimated_cost_today_usd: UsdNumber::from_nanos(f.today.cost_nano_usd),
-        funnel: f.funnel.into(),
-        estimated_cost_week_usd: UsdNumber::from_nanos(f.week.cost_nano_usd),
-        unpriced_messages_today: f.today.unpriced_message_count,
-        period_days: days,
-        timezone: zone.name().to_owned(),
-    };
-    Ok((body, f.user))
+impl From<Overview> for AdminOverviewResponse {
+    fn from(o: Overview) -> Self {
+        let f = o.figures;
+        AdminOverviewResponse {
+            total_users: f.total_users,
+            active_users_today: f.active_users_today,
+            active_users_week: f.active_users_week,
+            total_workflows: f.total_workflows,
+            total_messages_today: f.today.message_count,
+            total_messages_week: f.week.message_count,
+            error_count_today: f.errors_today,
+            error_rate: o.error_rate,
+            estimated_cost_today_usd: UsdNumber::from_nanos(f.today.cost_nano_usd),
+            funnel: f.funnel.into(),
+            estimated_cost_week_usd: UsdNumber::from_nanos(f.week.cost_nano_usd),
+            unpriced_messages_today: f.today.unpriced_message_count,
+            period_days: o.days,
+            timezone: o.timezone,
+        }
+    }
 }
 
 /// One error row.
@@ -664,7 +598,7 @@ pub async fn funnel(
 ) -> Result<HttpResponse, ApiError> {
     let days = params::days(query.days)?;
     let zone = params::zone(query.tz.as_deref(), admin.0.timezone.as_deref())?;
-    let f = period_funnel(&state, &zone, days, OffsetDateTime::now_utc()).await?;
+    let f = overview_service::funnel(&state.store, &zone, days, OffsetDateTime::now_utc()).await?;
     let order = [
         ("signed_up", f.signed_up),
         ("created_component", f.created_component),

@@ -4,13 +4,14 @@
 //! view of any user.
 
 use crate::error::ErrorCode;
+use crate::service::stats::{self, UserStats};
 use crate::{
     ApiError, AppState, ErrorBody,
     auth::{CurrentUser, DashboardUser},
     routes::{money::UsdNumber, params},
 };
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use charlie_store::{calendar::Zone, dashboard::StoredUser, rollup::Counters};
+use charlie_store::{calendar::Zone, rollup::Counters};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -108,43 +109,14 @@ pub async fn user_stats(
     zone: &Zone,
     now: OffsetDateTime,
 ) -> Result<UserStatsResponse, ApiError> {
-    Ok(user_stats_and_row(state, user_id, days, zone, now).await?.0)
+    let stats = stats::user_stats(&state.store, user_id, days, zone, now).await?;
+    Ok(UserStatsResponse::from(stats))
 }
 
-/// [`user_stats`] and the user's row as the same statement read it.
-async fn user_stats_and_row(
-    state: &AppState,
-    user_id: Uuid,
-    days: u16,
-    zone: &Zone,
-    now: OffsetDateTime,
-) -> Result<(UserStatsResponse, Option<StoredUser>), ApiError> {
-    // The week figures need at least seven days of buckets.
-    let fetched = days.max(7);
-    let local_days = zone.days_ending(now, fetched).ok_or_else(|| {
-        ApiError::bad_request(
-            ErrorCode::InvalidParameter,
-            "the period is outside the calendar",
-        )
-    })?;
-    let n = usize::from(days);
-    let dash = state.store.user_dashboard(user_id, &local_days, n).await?;
-    let usage = &dash.usage;
-    let week = usage.total_last(7);
-    let period = usage.total_last(n);
-    let (total_messages, total_conversations) = (dash.total_messages, dash.total_conversations);
-    let avg = if total_conversations > 0 {
-        (total_messages as f64 / total_conversations as f64 * 10.0).round() / 10.0
-    } else {
-        0.0
-    };
-    let stats = UserStatsResponse {
-        total_messages,
-        total_conversations,
-        messages_this_week: week.message_count,
-        conversations_this_week: week.conversations_started,
-        daily_breakdown: usage
-            .last(n)
+impl From<UserStats> for UserStatsResponse {
+    fn from(s: UserStats) -> Self {
+        let daily_breakdown = s
+            .period_days()
             .iter()
             .map(|d| DailyBreakdown {
                 date: d.date.to_string(),
@@ -153,25 +125,32 @@ async fn user_stats_and_row(
                 total_tokens: d.counters.input_tokens + d.counters.output_tokens,
                 estimated_cost_usd: UsdNumber::from_nanos(d.counters.cost_nano_usd),
             })
-            .collect(),
-        most_active_workflow: dash.top_workflow.map(|w| MostActiveWorkflow {
-            id: w.id.to_string(),
-            name: w.name,
-            message_count: w.message_count,
-        }),
-        avg_messages_per_conversation: avg,
-        period_days: days,
-        timezone: zone.name().to_owned(),
-        period_messages: period.message_count,
-        period_conversations: period.conversations_started,
-        period_input_tokens: period.input_tokens,
-        period_output_tokens: period.output_tokens,
-        period_total_tokens: period.input_tokens + period.output_tokens,
-        period_estimated_cost_usd: UsdNumber::from_nanos(period.cost_nano_usd),
-        period_unpriced_messages: period.unpriced_message_count,
-        period_unpriced_tokens: period.unpriced_tokens,
-    };
-    Ok((stats, dash.user))
+            .collect();
+        let (period, dash) = (s.period, s.dashboard);
+        UserStatsResponse {
+            total_messages: dash.total_messages,
+            total_conversations: dash.total_conversations,
+            messages_this_week: s.week.message_count,
+            conversations_this_week: s.week.conversations_started,
+            daily_breakdown,
+            most_active_workflow: dash.top_workflow.map(|w| MostActiveWorkflow {
+                id: w.id.to_string(),
+                name: w.name,
+                message_count: w.message_count,
+            }),
+            avg_messages_per_conversation: s.avg_messages_per_conversation,
+            period_days: s.days,
+            timezone: s.timezone,
+            period_messages: period.message_count,
+            period_conversations: period.conversations_started,
+            period_input_tokens: period.input_tokens,
+            period_output_tokens: period.output_tokens,
+            period_total_tokens: period.input_tokens + period.output_tokens,
+            period_estimated_cost_usd: UsdNumber::from_nanos(period.cost_nano_usd),
+            period_unpriced_messages: period.unpriced_message_count,
+            period_unpriced_tokens: period.unpriced_tokens,
+        }
+    }
 }
 
 /// Charlie Stats: the signed-in user's activity.
@@ -200,9 +179,9 @@ pub async fn my_stats(
     let days = params::days(query.days)?;
     let now = OffsetDateTime::now_utc();
     let zone = params::zone(query.tz.as_deref(), user.timezone.as_deref())?;
-    let (stats, row) = user_stats_and_row(&state, user.user_id, days, &zone, now).await?;
-    if user.confirmed_by(row.as_ref()) {
-        return Ok(HttpResponse::Ok().json(stats));
+    let stats = stats::user_stats(&state.store, user.user_id, days, &zone, now).await?;
+    if user.confirmed_by(stats.dashboard.user.as_ref()) {
+        return Ok(HttpResponse::Ok().json(UserStatsResponse::from(stats)));
     }
     // The cached identity is outdated (time zone, e-mail, or the subject is
     // now another user's): read it again and answer from the fresh one.

@@ -4,13 +4,14 @@
 //! `GET /api/v1/analytics/admin/alerts`.
 
 use crate::error::ErrorCode;
+use crate::service::budgets::{Defaults, month_usage};
 use crate::{
     ApiError, AppState, ErrorBody,
     auth::{AdminUser, CurrentUser},
     routes::{money::UsdNumber, params},
 };
 use actix_web::{HttpResponse, get, put, web};
-use charlie_store::budgets::{self, Alert, AlertFilter};
+use charlie_store::budgets::{Alert, AlertFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
@@ -122,14 +123,6 @@ pub struct MyUsageResponse {
     pub open_reservations: Vec<crate::routes::budget::ReservationItem>,
 }
 
-/// The projected month-end cost: `cost × (end − start) ÷ (now − start)`,
-/// truncated; elapsed time counts at least one second.
-pub fn projected_nanos(cost_nanos: i64, start: i64, end: i64, now: i64) -> i64 {
-    let total = i128::from((end - start).max(1));
-    let elapsed = i128::from((now - start).clamp(1, end - start));
-    i64::try_from(i128::from(cost_nanos) * total / elapsed).unwrap_or(i64::MAX)
-}
-
 /// My month-to-date usage.
 ///
 /// Cost and tokens of the current calendar month in the user's time zone,
@@ -149,75 +142,44 @@ pub async fn my_usage(
     user: CurrentUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let now = OffsetDateTime::now_utc();
-    let profile = state
-        .store
-        .budget_profile(user.user_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("user {} not found", user.user_id)))?;
-    let zone = budgets::user_zone(profile.timezone.as_deref());
-    let month = budgets::month_of(&zone, now)
-        .ok_or_else(|| ApiError::internal("month outside the calendar"))?;
-    let totals = state.store.month_totals(user.user_id, &month.month).await?;
-    let (budget, source) = match (
-        profile.monthly_budget_nano_usd,
-        state.settings.notify.default_monthly_budget_nano_usd,
-    ) {
-        (Some(b), _) => (Some(b), Some("user")),
-        (None, Some(b)) => (Some(b), Some("default")),
-        (None, None) => (None, None),
+    let defaults = Defaults {
+        monthly_budget_nano_usd: state.settings.notify.default_monthly_budget_nano_usd,
+        hard_limit_nano_usd: state.settings.budget.default_hard_limit_nano_usd,
     };
-    let percent_used = budget.filter(|b| *b > 0).map(|b| {
-        let hundredths = i128::from(totals.cost_nano_usd) * 10_000 / i128::from(b);
-        hundredths as f64 / 100.0
-    });
-    let mut alerts = state
-        .store
-        .alerts(&AlertFilter {
-            user_id: Some(user.user_id),
-            month: Some(month.month.clone()),
-            limit: 100,
-        })
-        .await?;
-    alerts.sort_by_key(|a| std::cmp::Reverse(a.threshold_percent));
-    let held = state.store.held_reservations(user.user_id, now).await?;
-    let reserved: i64 = held.iter().map(|r| r.amount_nano_usd).sum();
-    let hard_limit = state
-        .store
-        .hard_limit(user.user_id)
-        .await?
-        .or(state.settings.budget.default_hard_limit_nano_usd);
+    let u = month_usage(
+        &state.store,
+        defaults,
+        user.user_id,
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
     let instant = |s: i64| {
         OffsetDateTime::from_unix_timestamp(s)
             .map(rfc3339)
             .map_err(ApiError::internal)
     };
     Ok(HttpResponse::Ok().json(MyUsageResponse {
-        timezone: zone.name().to_owned(),
-        month_start: instant(month.start)?,
-        month_end: instant(month.end)?,
-        message_count: totals.message_count,
-        input_tokens: totals.input_tokens,
-        output_tokens: totals.output_tokens,
-        total_tokens: totals.input_tokens + totals.output_tokens,
-        cost_usd: UsdNumber::from_nanos(totals.cost_nano_usd),
-        budget_usd: budget.map(UsdNumber::from_nanos),
-        budget_source: source.map(str::to_owned),
-        percent_used,
-        projected_month_end_cost_usd: UsdNumber::from_nanos(projected_nanos(
-            totals.cost_nano_usd,
-            month.start,
-            month.end,
-            now.unix_timestamp(),
-        )),
-        alerts: alerts.into_iter().map(AlertItem::from).collect(),
-        hard_limit_usd: hard_limit.map(UsdNumber::from_nanos),
-        reserved_usd: UsdNumber::from_nanos(reserved),
-        open_reservations: held
+        timezone: u.timezone,
+        month_start: instant(u.month.start)?,
+        month_end: instant(u.month.end)?,
+        message_count: u.totals.message_count,
+        input_tokens: u.totals.input_tokens,
+        output_tokens: u.totals.output_tokens,
+        total_tokens: u.totals.input_tokens + u.totals.output_tokens,
+        cost_usd: UsdNumber::from_nanos(u.totals.cost_nano_usd),
+        budget_usd: u.budget.map(|(b, _)| UsdNumber::from_nanos(b)),
+        budget_source: u.budget.map(|(_, source)| source.as_str().to_owned()),
+        percent_used: u.percent_used,
+        projected_month_end_cost_usd: UsdNumber::from_nanos(u.projected_nano_usd),
+        alerts: u.alerts.into_iter().map(AlertItem::from).collect(),
+        hard_limit_usd: u.hard_limit_nano_usd.map(UsdNumber::from_nanos),
+        reserved_usd: UsdNumber::from_nanos(u.reserved_nano_usd),
+        open_reservations: u
+            .held
             .into_iter()
             .map(crate::routes::budget::ReservationItem::from)
             .collect(),
-        month: month.month,
+        month: u.month.month,
     }))
 }
 
@@ -443,21 +405,6 @@ pub async fn list_alerts(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn projection_extrapolates_the_month_so_far() {
-        // A 30-day month, 10 days in, $1 spent: $3 projected.
-        let day = 86_400;
-        assert_eq!(
-            projected_nanos(1_000_000_000, 0, 30 * day, 10 * day),
-            3_000_000_000
-        );
-        // Truncated to the nano-dollar.
-        assert_eq!(projected_nanos(1, 0, 3, 2), 1);
-        // At (or past) the end, the projection is the cost.
-        assert_eq!(projected_nanos(5, 0, 100, 500), 5);
-        assert_eq!(projected_nanos(0, 0, 100, 0), 0);
-    }
 
     #[test]
     fn budgets_are_positive_decimals() {
