@@ -42,6 +42,16 @@ impl ServiceError {
     }
 }
 
+/// `num ÷ den` rounded to `places` decimals (half away from zero); 0 when
+/// `den` is not positive. For the API's ratios, which are floats by contract.
+pub fn rounded_ratio(num: i64, den: i64, places: i32) -> f64 {
+    if den <= 0 {
+        return 0.0;
+    }
+    let scale = 10f64.powi(places);
+    (num as f64 / den as f64 * scale).round() / scale
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {

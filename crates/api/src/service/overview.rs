@@ -26,11 +26,7 @@ pub struct Overview {
 
 /// `errors ÷ messages` rounded to 4 decimals, 0 without messages.
 pub fn error_rate(errors: i64, messages: i64) -> f64 {
-    if messages > 0 {
-        (errors as f64 / messages as f64 * 10_000.0).round() / 10_000.0
-    } else {
-        0.0
-    }
+    super::rounded_ratio(errors, messages, 4)
 }
 
 /// The overview in `zone` at `now`, with the funnel over `days` local

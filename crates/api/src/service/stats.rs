@@ -36,11 +36,7 @@ impl UserStats {
 
 /// `messages ÷ conversations` rounded to one decimal, 0 without conversations.
 pub fn average_per_conversation(messages: i64, conversations: i64) -> f64 {
-    if conversations > 0 {
-        (messages as f64 / conversations as f64 * 10.0).round() / 10.0
-    } else {
-        0.0
-    }
+    super::rounded_ratio(messages, conversations, 1)
 }
 
 /// The stats of `user_id` over `days` local days in `zone` ending at `now`.
