@@ -5,7 +5,6 @@
 //! (`reservations.rs`), plus their settings (`settings.rs`).
 
 pub mod posthog;
-pub mod report_email;
 pub mod reports;
 pub mod reservations;
 pub mod settings;

@@ -5,7 +5,7 @@ use crate::error::ErrorCode;
 use crate::{
     ApiError, AppState, ErrorBody,
     auth::AdminUser,
-    jobs::{report_email, reports},
+    service::reports::{self, email as report_email},
 };
 use actix_web::{HttpResponse, get, web};
 use charlie_store::calendar::Zone;

@@ -10,9 +10,11 @@
 //! - [`stats`]: Charlie Stats of one user (my-stats, the admin view of a user).
 //! - [`overview`]: the admin overview.
 //! - [`budgets`]: month-to-date usage against a budget.
+//! - [`reports`]: weekly reports' week maths, figures and e-mail rendering.
 
 pub mod budgets;
 pub mod overview;
+pub mod reports;
 pub mod stats;
 
 use crate::{ApiError, error::ErrorCode};
