@@ -121,3 +121,100 @@ async fn a_method_a_path_does_not_serve_is_405_with_allow_and_an_unknown_path_40
         assert_eq!(body["code"], code, "{method} {path}");
     }
 }
+
+/// Every route a handler attribute (`#[get("…")]`, `#[post("…")]`, …)
+/// declares under `src/`, as `(METHOD, path)`.
+fn declared_routes() -> std::collections::BTreeSet<(String, String)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
+        &mut files,
+    );
+    let mut routes = std::collections::BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for line in text.lines().map(str::trim) {
+            for method in ["get", "post", "put", "delete", "patch"] {
+                if let Some(rest) = line.strip_prefix(&format!("#[{method}(\"")) {
+                    let path = rest.split('"').next().unwrap_or_default();
+                    routes.insert((method.to_uppercase(), path.to_owned()));
+                }
+            }
+        }
+    }
+    routes
+}
+
+/// `(METHOD, path)` of every operation of the spec.
+fn documented_routes() -> std::collections::BTreeSet<(String, String)> {
+    let spec: serde_json::Value = serde_json::from_str(&charlie_api::openapi::spec_json()).unwrap();
+    let mut routes = std::collections::BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in ["get", "post", "put", "delete", "patch"] {
+            if item.get(method).is_some() {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+#[test]
+fn every_served_route_is_in_the_spec_and_the_reverse() {
+    let (declared, documented) = (declared_routes(), documented_routes());
+    assert!(declared.len() > 20, "{declared:?}");
+    let undocumented: Vec<_> = declared.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "served but missing from the spec (add them to `ApiDoc`'s paths): {undocumented:?}"
+    );
+    let unserved: Vec<_> = documented.difference(&declared).collect();
+    assert!(
+        unserved.is_empty(),
+        "in the spec but no handler declares them: {unserved:?}"
+    );
+}
+
+/// Each operation of the spec, called without credentials on the running
+/// app, is answered by its handler (or its auth check): never by the
+/// fallback that answers unknown routes.
+#[tokio::test]
+async fn every_operation_of_the_spec_reaches_a_handler() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    for (method, path) in documented_routes() {
+        let concrete = path
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "0190b6d0-0000-7000-8000-000000000000"
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = client
+            .request(method.clone(), app.url(&concrete))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        assert!(
+            status != 405 && !body.contains("no route for"),
+            "{method} {concrete} fell through to the fallback: {status} {body}"
+        );
+    }
+}
