@@ -271,15 +271,7 @@ enum MigrateAction {
     },
 }
 
-/// A failure that ends the process with a message on stderr.
-#[derive(Debug)]
-pub struct CliError(pub String);
-
-impl<E: std::fmt::Display> From<E> for CliError {
-    fn from(e: E) -> Self {
-        CliError(e.to_string())
-    }
-}
+pub use crate::error::CliError;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {

@@ -174,6 +174,17 @@ impl ResponseError for ApiError {
     }
 }
 
+/// A failure of a command that ends the process with a message on stderr:
+/// the error and every cause of its chain.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::error::Error + 'static> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(chain(&e))
+    }
+}
+
 /// An error and its causes, `: `-separated.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();

@@ -1,7 +1,7 @@
 //! Builds the price catalog from configuration: the built-in prices, then
 //! `PRICING_FILE` (read here, parsed by `charlie-pricing`), then `MODEL_ALIASES`.
 
-use crate::{Settings, config::ConfigError};
+use crate::{Settings, config::env::ConfigError};
 use charlie_pricing::Catalog;
 
 /// The catalog the server prices with; what `PRICING_FILE` held is logged

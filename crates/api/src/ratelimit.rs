@@ -9,7 +9,7 @@
 
 use crate::{
     ApiError, AppState,
-    config::{ConfigError, Env, parse_bool, parse_var},
+    config::env::{ConfigError, Env, parse_bool, parse_var},
 };
 use std::{
     collections::HashMap,

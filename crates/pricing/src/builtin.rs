@@ -10,7 +10,7 @@
 //! A tier's rates replace the base rates for the whole request when the
 //! prompt exceeds its threshold.
 
-use crate::catalog::{ModelPrice, PriceSource, Rates, Tier, TokenType};
+use crate::price::{ModelPrice, PriceSource, Rates, Tier, TokenType};
 use rust_decimal::Decimal;
 use time::{Date, macros::format_description};
 

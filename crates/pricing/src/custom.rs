@@ -26,20 +26,10 @@
 use crate::{
     PricingError,
     builtin::{parse_date, per_token},
-    catalog::{ModelPrice, PriceSource, Rates, Tier, TokenType},
+    price::{EPOCH, ModelPrice, Parsed, PriceSource, Rates, Tier, TokenType, decimal, float_text},
 };
-use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, de};
 use std::{collections::BTreeMap, fmt};
-use time::Date;
-
-pub(crate) struct Parsed {
-    pub prices: Vec<ModelPrice>,
-    pub aliases: Vec<(String, String)>,
-    /// Entries of a LiteLLM table with no per-token price (search, image,
-    /// audio, per-second, ...), sorted by name.
-    pub skipped: Vec<String>,
-}
 
 /// A rate as written: a decimal string, an integer or a float. Floats are
 /// read through their shortest round-trip representation, which is the
@@ -70,26 +60,6 @@ impl<'de> Deserialize<'de> for RateText {
         }
         d.deserialize_any(V)
     }
-}
-
-pub(crate) fn float_text(n: f64) -> String {
-    // Rust's Display for f64 prints the shortest round-trip digits, never
-    // in exponent form.
-    format!("{n}")
-}
-
-pub(crate) fn decimal(model: &str, field: &str, text: &str) -> Result<Decimal, PricingError> {
-    let err = |reason: String| PricingError::InvalidPrice {
-        model: model.to_owned(),
-        field: field.to_owned(),
-        reason,
-    };
-    let d = Decimal::from_str_exact(text)
-        .map_err(|e| err(format!("`{text}` is not a decimal: {e}")))?;
-    if d.is_sign_negative() {
-        return Err(err(format!("`{text}` is negative")));
-    }
-    Ok(d)
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,8 +125,6 @@ impl OurRates {
         Ok(rates)
     }
 }
-
-pub(crate) const EPOCH: Date = time::macros::date!(1970 - 01 - 01);
 
 fn our_prices(file: OurFile) -> Result<Parsed, PricingError> {
     let mut prices = Vec::with_capacity(file.prices.len());

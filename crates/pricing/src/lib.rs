@@ -33,6 +33,7 @@ mod litellm;
 mod matching;
 mod node;
 pub mod otel;
+mod price;
 
 pub use catalog::{
     Catalog, Cost, CostLine, ModelPrice, ModelPriceInfo, PriceFileSummary, PriceSource,

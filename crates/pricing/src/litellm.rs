@@ -27,8 +27,7 @@
 
 use crate::{
     PricingError,
-    catalog::{ModelPrice, PriceSource, Rates, Tier, TokenType},
-    custom::{EPOCH, Parsed, decimal, float_text},
+    price::{EPOCH, ModelPrice, Parsed, PriceSource, Rates, Tier, TokenType, decimal, float_text},
 };
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};

@@ -21,10 +21,13 @@ use crate::{
     rollup::{BUCKET_SECONDS, Counters, Rollups},
     sql::{self, placeholders},
 };
+use charlie_domain::Usd;
 use sea_orm::{ConnectionTrait, Value};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -323,7 +326,17 @@ pub(crate) async fn record_month_usage<C: ConnectionTrait>(
         }
     }
     if policy.webhook && !raised.is_empty() {
-        crate::outbox::enqueue_alerts(txn, &raised, now_ms(now)).await?;
+        let messages = raised
+            .iter()
+            .map(|a| {
+                Ok(crate::outbox::NewMessage {
+                    topic: ALERT_TOPIC,
+                    event_id: a.id,
+                    payload: alert_payload(a)?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        crate::outbox::enqueue(txn, &messages, now_ms(now)).await?;
     }
     Ok(())
 }
@@ -607,6 +620,42 @@ async fn recount_month_usage<C: ConnectionTrait>(
         t.cost_nano_usd += c;
     }
     Ok(out)
+}
+
+/// The webhook body of a usage alert.
+#[derive(Debug, Serialize)]
+struct AlertPayload<'a> {
+    id: Uuid,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    user_id: Uuid,
+    threshold_percent: u32,
+    level: &'a str,
+    month: &'a str,
+    cost_usd: Box<RawValue>,
+    budget_usd: Box<RawValue>,
+    created_at: String,
+}
+
+fn usd_number(nanos: i64) -> StoreResult<Box<RawValue>> {
+    RawValue::from_string(Usd::from_nanos(nanos).to_string())
+        .map_err(|e| StoreError::Internal(format!("amount: {e}")))
+}
+
+/// The webhook body of `alert`, as sent.
+pub fn alert_payload(alert: &Alert) -> StoreResult<String> {
+    let body = AlertPayload {
+        id: alert.id,
+        kind: ALERT_TOPIC,
+        user_id: alert.user_id,
+        threshold_percent: alert.threshold_percent,
+        level: &alert.level,
+        month: &alert.month,
+        cost_usd: usd_number(alert.cost_nano_usd)?,
+        budget_usd: usd_number(alert.budget_nano_usd)?,
+        created_at: alert.created_at.format(&Rfc3339).unwrap_or_default(),
+    };
+    serde_json::to_string(&body).map_err(|e| StoreError::Internal(format!("payload: {e}")))
 }
 
 #[cfg(test)]

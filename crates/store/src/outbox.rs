@@ -1,5 +1,5 @@
 //! The transactional outbox: messages to deliver to the outside world
-//! (usage-alert webhooks), written in the same transaction as the fact they
+//! (usage-alert webhooks, whose bodies `budgets.rs` writes), written in the same transaction as the fact they
 //! announce, so a committed alert is delivered even if the process dies
 //! right after the commit.
 //!
@@ -14,14 +14,9 @@
 
 use crate::{
     Engine, Store, StoreResult,
-    budgets::{ALERT_TOPIC, Alert},
     sql::{self, placeholders},
 };
-use charlie_domain::Usd;
 use sea_orm::{ConnectionTrait, Value};
-use serde::Serialize;
-use serde_json::value::RawValue;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 /// One message claimed for delivery.
@@ -37,58 +32,31 @@ pub struct OutboxMessage {
     pub attempts: i32,
 }
 
-/// The webhook body of a usage alert.
-#[derive(Debug, Serialize)]
-struct AlertPayload<'a> {
-    id: Uuid,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    user_id: Uuid,
-    threshold_percent: u32,
-    level: &'a str,
-    month: &'a str,
-    cost_usd: Box<RawValue>,
-    budget_usd: Box<RawValue>,
-    created_at: String,
+/// A message to queue: its topic, the id receivers dedupe by, and the
+/// exact body to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NewMessage {
+    pub topic: &'static str,
+    pub event_id: Uuid,
+    pub payload: String,
 }
 
-fn usd_number(nanos: i64) -> StoreResult<Box<RawValue>> {
-    RawValue::from_string(Usd::from_nanos(nanos).to_string())
-        .map_err(|e| crate::StoreError::Internal(format!("amount: {e}")))
-}
-
-/// The webhook body of `alert`, as sent.
-pub fn alert_payload(alert: &Alert) -> StoreResult<String> {
-    let body = AlertPayload {
-        id: alert.id,
-        kind: ALERT_TOPIC,
-        user_id: alert.user_id,
-        threshold_percent: alert.threshold_percent,
-        level: &alert.level,
-        month: &alert.month,
-        cost_usd: usd_number(alert.cost_nano_usd)?,
-        budget_usd: usd_number(alert.budget_nano_usd)?,
-        created_at: alert.created_at.format(&Rfc3339).unwrap_or_default(),
-    };
-    serde_json::to_string(&body).map_err(|e| crate::StoreError::Internal(format!("payload: {e}")))
-}
-
-/// Queues the webhook of each new alert (inside the alert's transaction).
-pub(crate) async fn enqueue_alerts<C: ConnectionTrait>(
+/// Queues `messages` (inside the transaction of the facts they announce).
+pub(crate) async fn enqueue<C: ConnectionTrait>(
     txn: &C,
-    alerts: &[Alert],
+    messages: &[NewMessage],
     now_ms: i64,
 ) -> StoreResult<()> {
-    for chunk in alerts.chunks(500) {
+    for chunk in messages.chunks(500) {
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
         let mut tuples = Vec::with_capacity(chunk.len());
-        for (n, a) in chunk.iter().enumerate() {
+        for (n, m) in chunk.iter().enumerate() {
             tuples.push(format!("({}, 0)", placeholders(6 * n + 1, 6)));
             values.extend([
                 Uuid::now_v7().into(),
-                ALERT_TOPIC.to_owned().into(),
-                a.id.into(),
-                alert_payload(a)?.into(),
+                m.topic.to_owned().into(),
+                m.event_id.into(),
+                m.payload.clone().into(),
                 now_ms.into(),
                 now_ms.into(),
             ]);

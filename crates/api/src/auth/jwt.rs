@@ -9,9 +9,10 @@
 //! from the token: a token saying `none`, or HS256 "signed" with the public
 //! key as an HMAC secret, is refused before any key is touched.
 
+use super::keys::{RsaKey, demo_key};
 use crate::config::{AppEnv, Settings};
 use jsonwebtoken::{
-    Algorithm, DecodingKey, DecodingKeyKind, EncodingKey, Header, Validation,
+    Algorithm, EncodingKey, Header, Validation,
     errors::ErrorKind,
     jwk::{AlgorithmParameters, Jwk, PublicKeyUse},
 };
@@ -32,7 +33,6 @@ pub const DEMO_KEY_ID: &str = "charlie-stats-demo";
 /// signed with it prove nothing, and the server accepts them only when
 /// `APP_ENV=development`.
 const DEMO_PRIVATE_PEM: &str = include_str!("../../dev-keys/demo-private.pem");
-const DEMO_PUBLIC_PEM: &str = include_str!("../../dev-keys/demo-public.pem");
 
 /// Refetches of the JWKS allowed in a burst, and how often one more is
 /// allowed after that. A flood of tokens with made-up `kid`s costs the JWKS
@@ -138,79 +138,6 @@ impl VerifiedToken {
             _ => false,
         }
     }
-}
-
-/// An RSA public key and the modulus that identifies it.
-#[derive(Clone)]
-struct RsaKey {
-    key: Arc<DecodingKey>,
-    modulus: Vec<u8>,
-}
-
-impl std::fmt::Debug for RsaKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RsaKey")
-            .field("modulus_bits", &(self.modulus.len() * 8))
-            .finish()
-    }
-}
-
-impl RsaKey {
-    fn from_pem(pem: &str) -> Result<RsaKey, String> {
-        if pem.contains("PRIVATE KEY") {
-            return Err("this is a private key; give the public key".into());
-        }
-        let key = DecodingKey::from_rsa_pem(pem.as_bytes())
-            .map_err(|e| format!("not a PEM RSA public key: {e}"))?;
-        // The PEM parser only unwraps; reading the components checks that
-        // the content really is an RSA public key.
-        let jwk = Jwk::from_decoding_key(&key, Some(Algorithm::RS256))
-            .map_err(|e| format!("not an RSA public key: {e}"))?;
-        let AlgorithmParameters::RSA(rsa) = &jwk.algorithm else {
-            return Err("not an RSA public key".into());
-        };
-        RsaKey::from_components(&rsa.n, &rsa.e)
-    }
-
-    fn from_components(n: &str, e: &str) -> Result<RsaKey, String> {
-        let key = DecodingKey::from_rsa_components(n, e)
-            .map_err(|e| format!("invalid RSA key components: {e}"))?;
-        let DecodingKeyKind::RsaModulusExponent { n, .. } = key.kind() else {
-            return Err("invalid RSA key components".into());
-        };
-        let modulus: Vec<u8> = n.iter().copied().skip_while(|b| *b == 0).collect();
-        if modulus.len() < 256 {
-            return Err(format!(
-                "an RSA key of {} bits is too short (2048 at least)",
-                modulus.len() * 8
-            ));
-        }
-        Ok(RsaKey {
-            key: Arc::new(key),
-            modulus,
-        })
-    }
-}
-
-/// The development key's public half.
-fn demo_key() -> Result<RsaKey, String> {
-    RsaKey::from_pem(DEMO_PUBLIC_PEM)
-}
-
-/// PEM text from an environment variable: `\n` escapes (as `.env` files
-/// and container settings often carry them) become line breaks.
-pub fn normalize_pem(raw: &str) -> String {
-    raw.trim().replace("\\n", "\n")
-}
-
-/// Checks `AUTH_PUBLIC_KEY_PEM`; in production the development key is
-/// refused.
-pub fn check_public_key_pem(pem: &str, production: bool) -> Result<(), String> {
-    let key = RsaKey::from_pem(pem)?;
-    if production && demo_key().is_ok_and(|demo| demo.modulus == key.modulus) {
-        return Err("this is the development key, refused when APP_ENV=production".into());
-    }
-    Ok(())
 }
 
 /// Signs a token with the development key (RS256, `kid` [`DEMO_KEY_ID`]),

@@ -4,6 +4,7 @@
 
 mod cors;
 pub mod jwt;
+pub mod keys;
 pub mod session;
 mod user;
 

@@ -8,7 +8,7 @@ use super::{
     BenchDatabases, Latency, ServerChild, admin_url, bench_db_name, data, load_average,
     machine_summary, mib, ms, thousands,
 };
-use crate::{Settings, cli::CliError};
+use crate::{Settings, error::CliError};
 use charlie_store::{
     bench::{MessageRow, UserRow},
     maintenance::RollupRange,

@@ -17,7 +17,7 @@ pub mod ingest;
 pub mod read;
 pub mod soak;
 
-use crate::{Settings, cli::CliError};
+use crate::{Settings, error::CliError};
 use std::{
     net::{SocketAddr, TcpListener},
     process::{Child, Command, Stdio},

@@ -20,7 +20,7 @@ use super::{
     BenchDatabases, Latency, ServerChild, admin_url, bench_db_name, data, load_average,
     machine_summary, mib, ms, thousands,
 };
-use crate::{Settings, cli::CliError};
+use crate::{Settings, error::CliError};
 use charlie_pricing::Catalog;
 use charlie_store::{
     Store,

@@ -10,7 +10,7 @@ use super::{
     BenchDatabases, Latency, ServerChild, admin_url, bench_db_name, data, ingest::World,
     load_average, machine_summary, mib, ms, read::get_ok, thousands,
 };
-use crate::{Settings, cli::CliError};
+use crate::{Settings, error::CliError};
 use charlie_store::maintenance::RollupRange;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;

@@ -17,7 +17,7 @@
 //! is split in halves and each half sent again at once, so one bad event
 //! does not sink its neighbours.
 
-use crate::config::{ConfigError, Env, Secret, parse_bool, parse_var};
+use crate::config::env::{ConfigError, Env, Secret, parse_bool, parse_var};
 use crate::observability::Metrics;
 use charlie_store::{Store, StoreError, posthog::ForwardedEvent};
 use serde_json::{Map, Value, json};

@@ -296,7 +296,7 @@ pub enum ReportsAction {
 pub async fn command(
     action: ReportsAction,
     settings: crate::Settings,
-) -> Result<(), crate::cli::CliError> {
+) -> Result<(), crate::error::CliError> {
     let ReportsAction::Send {
         week,
         dry_run: dry,
@@ -305,7 +305,7 @@ pub async fn command(
     let settings = settings.with_database_url(database_url)?;
     let store = Store::connect(settings.database_url.expose())
         .await
-        .map_err(|e| crate::cli::CliError(format!("cannot open the database: {e}")))?;
+        .map_err(|e| crate::error::CliError(format!("cannot open the database: {e}")))?;
     let reports = &settings.notify.reports;
     if dry {
         let list = dry_run(&store, reports, week).await?;
@@ -330,7 +330,7 @@ pub async fn command(
         s.week, s.recipients, s.sent, s.failed, s.retry_later, s.skipped, s.in_doubt
     );
     if s.failed > 0 || s.retry_later > 0 {
-        return Err(crate::cli::CliError(format!(
+        return Err(crate::error::CliError(format!(
             "{} report(s) could not be sent; run the command again to retry those not failed for good",
             s.failed + s.retry_later
         )));

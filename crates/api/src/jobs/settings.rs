@@ -1,7 +1,7 @@
 //! The variables of budgets, alerts, the webhook and weekly reports, read by
 //! `Settings::from_env` (through [`NotifySettings::from_env`]).
 
-use crate::config::{ConfigError, Env, Secret, parse_bool, parse_var};
+use crate::config::env::{ConfigError, Env, Secret, parse_bool, parse_var};
 use charlie_domain::Usd;
 use time::Weekday;
 

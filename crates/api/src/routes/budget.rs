@@ -8,7 +8,7 @@ use crate::error::ErrorCode;
 use crate::{
     ApiError, AppState, ErrorBody,
     auth::{AdminUser, ServiceKey},
-    config::{ConfigError, Env, parse_var},
+    config::env::{ConfigError, Env, parse_var},
     routes::{
         money::{self, UsdNumber},
         params,

@@ -1,94 +1,20 @@
 //! Configuration from the environment (and a `.env` file, loaded by `main`).
 //!
-//! Every variable is read here and nowhere else (those of budgets, alerts
-//! and reports by `jobs/settings.rs`, called from here); `.env.example` documents each
-//! one. A bad value stops start-up with one line naming the variable.
+//! [`Settings`] is assembled here, once, and hands each component its own
+//! slice: the service's own variables are read here; a component's are read
+//! by its `from_env` (`jobs/settings.rs`, `jobs/posthog.rs`,
+//! `routes/budget.rs`, `ratelimit.rs`), called from here, with the parsers
+//! of the leaf module [`env`]. `.env.example` documents every variable. A
+//! bad value stops start-up with one line naming the variable.
 
-use std::{fmt, net::SocketAddr, str::FromStr};
-use thiserror::Error;
+pub mod env;
+
+pub use env::{AppEnv, ConfigError, Env, ProcessEnv, Secret, parse_bool, parse_var};
+use std::net::SocketAddr;
 
 /// The embedded default: a SQLite file under `./data/`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/charlie-stats.db?mode=rwc";
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
-
-/// A configuration value that cannot be used.
-#[derive(Debug, Error)]
-#[error("invalid configuration: {var}: {reason}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub fn new(var: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            var,
-            reason: reason.into(),
-        }
-    }
-}
-
-/// A string that never shows in `Debug` output or logs.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// `APP_ENV`: development enables conveniences that production refuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppEnv {
-    Development,
-    Production,
-}
-
-impl FromStr for AppEnv {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "development" | "dev" => Ok(AppEnv::Development),
-            "production" | "prod" => Ok(AppEnv::Production),
-            other => Err(format!("`{other}` is not development or production")),
-        }
-    }
-}
-
-/// Source of variables, so tests can configure without touching the process
-/// environment.
-pub trait Env {
-    fn get(&self, key: &str) -> Option<String>;
-}
-
-/// The process environment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn get(&self, key: &str) -> Option<String> {
-        std::env::var(key).ok().filter(|v| !v.trim().is_empty())
-    }
-}
-
-impl Env for std::collections::HashMap<&str, &str> {
-    fn get(&self, key: &str) -> Option<String> {
-        self.get(key)
-            .map(|v| (*v).to_owned())
-            .filter(|v| !v.trim().is_empty())
-    }
-}
 
 /// Sentry settings (`SENTRY_*`).
 #[derive(Debug, Clone, Default)]
@@ -183,38 +109,6 @@ pub struct Settings {
     pub posthog: crate::jobs::posthog::PosthogSettings,
 }
 
-/// `var` parsed as `T`, or `default` when unset; a bad value names `var`.
-pub(crate) fn parse_var<T: FromStr>(
-    env: &dyn Env,
-    var: &'static str,
-    default: T,
-) -> Result<T, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    match env.get(var) {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|e| ConfigError::new(var, format!("`{}`: {e}", raw.trim()))),
-    }
-}
-
-/// `var` as a boolean (1/0, true/false, yes/no, on/off), or `default`.
-pub(crate) fn parse_bool(
-    env: &dyn Env,
-    var: &'static str,
-    default: bool,
-) -> Result<bool, ConfigError> {
-    match env.get(var).map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(default),
-        Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
-        Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
-        Some(v) => Err(ConfigError::new(var, format!("`{v}` is not true or false"))),
-    }
-}
-
 fn auth_settings(env: &dyn Env, app_env: AppEnv) -> Result<AuthSettings, ConfigError> {
     let jwks_url = match env.get("AUTH_JWKS_URL") {
         None => None,
@@ -240,8 +134,8 @@ fn auth_settings(env: &dyn Env, app_env: AppEnv) -> Result<AuthSettings, ConfigE
     let public_key_pem = match env.get("AUTH_PUBLIC_KEY_PEM") {
         None => None,
         Some(raw) => {
-            let pem = crate::auth::jwt::normalize_pem(&raw);
-            crate::auth::jwt::check_public_key_pem(&pem, app_env == AppEnv::Production)
+            let pem = crate::auth::keys::normalize_pem(&raw);
+            crate::auth::keys::check_public_key_pem(&pem, app_env == AppEnv::Production)
                 .map_err(|reason| ConfigError::new("AUTH_PUBLIC_KEY_PEM", reason))?;
             Some(pem)
         }
