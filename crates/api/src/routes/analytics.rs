@@ -3,7 +3,6 @@
 //! `user_stats` and `user_components` build the same responses for the admin
 //! view of any user.
 
-use crate::error::ErrorCode;
 use crate::service::stats::{self, UserStats};
 use crate::{
     ApiError, AppState, ErrorBody,
@@ -295,21 +294,6 @@ pub struct UserComponentsResponse {
     pub totals: UsageFigures,
 }
 
-/// A workflow's components and their sum, while the breakdown is built.
-#[derive(Default)]
-struct WorkflowSums {
-    total: Counters,
-    components: Vec<(Uuid, Counters)>,
-}
-
-/// Largest cost first, then most messages, then the smaller id.
-fn by_cost<K: Ord>(a: &(K, Counters), b: &(K, Counters)) -> std::cmp::Ordering {
-    b.1.cost_nano_usd
-        .cmp(&a.1.cost_nano_usd)
-        .then(b.1.message_count.cmp(&a.1.message_count))
-        .then(a.0.cmp(&b.0))
-}
-
 /// Builds the per-component breakdown of `user_id` over `days` local days
 /// in `zone`, from `component_buckets` (exact in any zone).
 pub async fn user_components(
@@ -319,73 +303,34 @@ pub async fn user_components(
     zone: &Zone,
     now: OffsetDateTime,
 ) -> Result<UserComponentsResponse, ApiError> {
-    let local_days = zone.days_ending(now, days).ok_or_else(|| {
-        ApiError::bad_request(
-            ErrorCode::InvalidParameter,
-            "the period is outside the calendar",
-        )
-    })?;
-    let (Some(first), Some(last)) = (local_days.first(), local_days.last()) else {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidParameter,
-            "the period has no days",
-        ));
+    let b = stats::component_breakdown(&state.store, user_id, days, zone, now).await?;
+    let named = |id: &Uuid, names: &std::collections::HashMap<Uuid, String>| {
+        names.get(id).cloned().unwrap_or_default()
     };
-    let (from, to) = (first.date.to_string(), last.date.to_string());
-    let rows = state
-        .store
-        .user_component_usage(user_id, &local_days)
-        .await?;
-    let mut workflows: std::collections::BTreeMap<Option<Uuid>, WorkflowSums> =
-        std::collections::BTreeMap::new();
-    let mut totals = Counters::default();
-    for r in &rows {
-        let slot = workflows.entry(r.workflow_id).or_default();
-        slot.total.add(&r.counters);
-        slot.components.push((r.component_id, r.counters));
-        totals.add(&r.counters);
-    }
-    let workflow_ids: Vec<Uuid> = workflows.keys().filter_map(|w| *w).collect();
-    let component_ids: Vec<Uuid> = rows.iter().map(|r| r.component_id).collect();
-    let workflow_names = state.store.workflow_names(&workflow_ids).await?;
-    let component_names = state.store.component_names(&component_ids).await?;
-    let mut ordered: Vec<(Option<Uuid>, WorkflowSums)> = workflows.into_iter().collect();
-    // `None` (no workflow) sorts before any id on a tie, like the smaller id.
-    ordered.sort_by(|a, b| by_cost(&(a.0, a.1.total), &(b.0, b.1.total)));
-    let workflows = ordered
-        .into_iter()
-        .map(
-            |(
-                w,
-                WorkflowSums {
-                    total,
-                    mut components,
-                },
-            )| {
-                components.sort_by(by_cost);
-                WorkflowBreakdown {
-                    workflow_id: w.map(|w| w.to_string()),
-                    workflow_name: w.map(|w| workflow_names.get(&w).cloned().unwrap_or_default()),
-                    usage: UsageFigures::of(&total),
-                    components: components
-                        .iter()
-                        .map(|(id, c)| ComponentBreakdown {
-                            component_id: id.to_string(),
-                            name: component_names.get(id).cloned().unwrap_or_default(),
-                            usage: UsageFigures::of(c),
-                        })
-                        .collect(),
-                }
-            },
-        )
-        .collect();
     Ok(UserComponentsResponse {
-        period_days: days,
-        timezone: zone.name().to_owned(),
-        from,
-        to,
-        workflows,
-        totals: UsageFigures::of(&totals),
+        period_days: b.days,
+        timezone: b.timezone,
+        from: b.from.to_string(),
+        to: b.to.to_string(),
+        workflows: b
+            .workflows
+            .iter()
+            .map(|w| WorkflowBreakdown {
+                workflow_id: w.workflow_id.map(|id| id.to_string()),
+                workflow_name: w.workflow_id.map(|id| named(&id, &b.workflow_names)),
+                usage: UsageFigures::of(&w.total),
+                components: w
+                    .components
+                    .iter()
+                    .map(|(id, c)| ComponentBreakdown {
+                        component_id: id.to_string(),
+                        name: named(id, &b.component_names),
+                        usage: UsageFigures::of(c),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        totals: UsageFigures::of(&b.totals),
     })
 }
 
