@@ -93,6 +93,9 @@ pub struct UserComponents {
     pub component_names: HashMap<Uuid, String>,
 }
 
+/// A workflow's sum and its components' sums, while the breakdown is built.
+type Sums = (Counters, Vec<(Uuid, Counters)>);
+
 /// Largest cost first, then most messages, then the smaller key.
 fn by_cost<K: Ord>(a: &(K, Counters), b: &(K, Counters)) -> std::cmp::Ordering {
     b.1.cost_nano_usd
@@ -117,8 +120,7 @@ pub async fn component_breakdown(
         return Err(ServiceError::outside_calendar());
     };
     let rows = store.user_component_usage(user_id, &local_days).await?;
-    let mut by_workflow: BTreeMap<Option<Uuid>, (Counters, Vec<(Uuid, Counters)>)> =
-        BTreeMap::new();
+    let mut by_workflow: BTreeMap<Option<Uuid>, Sums> = BTreeMap::new();
     let mut totals = Counters::default();
     for r in &rows {
         let slot = by_workflow.entry(r.workflow_id).or_default();
@@ -128,8 +130,7 @@ pub async fn component_breakdown(
     }
     let workflow_ids: Vec<Uuid> = by_workflow.keys().filter_map(|w| *w).collect();
     let component_ids: Vec<Uuid> = rows.iter().map(|r| r.component_id).collect();
-    let mut ordered: Vec<(Option<Uuid>, (Counters, Vec<(Uuid, Counters)>))> =
-        by_workflow.into_iter().collect();
+    let mut ordered: Vec<(Option<Uuid>, Sums)> = by_workflow.into_iter().collect();
     // `None` (no workflow) sorts before any id on a tie, like the smaller id.
     ordered.sort_by(|a, b| by_cost(&(a.0, a.1.0), &(b.0, b.1.0)));
     Ok(UserComponents {
