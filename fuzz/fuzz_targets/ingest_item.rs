@@ -31,7 +31,7 @@ fn check(result: Result<Item, ItemError>, now: OffsetDateTime) {
     let item = match result {
         Ok(item) => item,
         Err(e) => {
-            assert!(!e.code.is_empty() && !e.message.is_empty(), "{e:?}");
+            assert!(!e.code.as_str().is_empty() && !e.message.is_empty(), "{e:?}");
             return;
         }
     };

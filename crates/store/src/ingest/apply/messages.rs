@@ -1,0 +1,388 @@
+//! Messages: parked in `pending_messages` until their conversation is
+//! known, checked against their component's owner, written with their
+//! rollups and sessions.
+
+use super::*;
+
+/// Sends new messages to `messages` when their conversation is known, or to
+/// `pending_messages` when it is not.
+pub(super) async fn place_messages(
+    txn: &DatabaseTransaction,
+    new: &[(usize, &Item, &MessageCreate)],
+    out: &mut [Applied],
+    batch: &mut Batch,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let wanted: BTreeSet<Uuid> = new.iter().map(|(_, _, m)| m.conversation_id).collect();
+    let mut known = conversations_of(txn, &wanted).await?;
+    let missing: BTreeSet<Uuid> = wanted
+        .iter()
+        .filter(|id| !known.contains_key(id))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        // A conversation may be committing right now in another batch: wait
+        // for it, then look again, so no message is parked for a conversation
+        // that already exists.
+        advisory_locks(txn, missing.iter().map(|id| lock_key(*id)).collect()).await?;
+        known.extend(conversations_of(txn, &missing).await?);
+    }
+    let mut pending = Vec::new();
+    for (i, item, m) in new {
+        match known.get(&m.conversation_id) {
+            Some(&(user_id, workflow_id)) => batch.messages.push(MessageRow {
+                index: Some(*i),
+                id: item.id,
+                at: item.at,
+                user_id,
+                workflow_id,
+                m: (*m).clone(),
+            }),
+            None => {
+                pending.push((*item, *m));
+                out[*i] = Applied::new(Outcome::Created).warn(format!(
+                    "conversation {} is not known yet; the message is kept and counted when it arrives",
+                    m.conversation_id
+                ));
+            }
+        }
+    }
+    let mut rows = Vec::with_capacity(pending.len());
+    for (item, m) in &pending {
+        let payload = serde_json::to_value(m).map_err(|e| StoreError::Internal(e.to_string()))?;
+        rows.push(vec![
+            item.id.into(),
+            m.conversation_id.into(),
+            item.at.into(),
+            payload.into(),
+            now.into(),
+        ]);
+    }
+    insert_many(
+        txn,
+        "pending_messages",
+        &[
+            "id",
+            "conversation_id",
+            "created_at",
+            "payload",
+            "received_at",
+        ],
+        rows,
+        None,
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves messages that waited for a conversation of this batch into the batch.
+pub(super) async fn drain_pending(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreResult<()> {
+    if batch.conversations_touched.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = batch.conversations_touched.iter().copied().collect();
+    let owners = conversations_of(txn, &batch.conversations_touched).await?;
+    for chunk in ids.chunks(500) {
+        let (filter, values) = uuid_in("conversation_id", chunk, 1, txn.get_database_backend());
+        let rows = query_all(
+            txn,
+            &format!("SELECT id, created_at, payload FROM pending_messages WHERE {filter}"),
+            values.clone(),
+        )
+        .await?;
+        if rows.is_empty() {
+            continue;
+        }
+        for row in rows {
+            let payload: Value = row.try_get("", "payload")?;
+            let m: MessageCreate = serde_json::from_value(payload)
+                .map_err(|e| StoreError::Corrupt(format!("pending message: {e}")))?;
+            let Some(&(user_id, workflow_id)) = owners.get(&m.conversation_id) else {
+                continue;
+            };
+            batch.messages.push(MessageRow {
+                index: None,
+                id: row.try_get("", "id")?,
+                at: row.try_get("", "created_at")?,
+                user_id,
+                workflow_id,
+                m,
+            });
+        }
+        execute(
+            txn,
+            &format!("DELETE FROM pending_messages WHERE {filter}"),
+            values,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Makes sure the components the batch's messages name exist, and that each
+/// belongs to the user of the message's conversation.
+///
+/// An unknown component gets a placeholder owned by that user (its own
+/// `component.upsert` fills it later), as an unknown workflow does. A
+/// component of another user refuses the message with `conflict`, as a
+/// conversation upsert naming another user's conversation is refused: the
+/// user's breakdown must never show another user's component. The refused
+/// message's ledger row goes too, so a corrected re-send is not taken for a
+/// retry. A message that waited in `pending_messages` was already answered,
+/// so it cannot be refused any more: it is counted without the component.
+pub(super) async fn check_components(
+    txn: &DatabaseTransaction,
+    batch: &mut Batch,
+    out: &mut [Applied],
+) -> StoreResult<()> {
+    // The earliest message decides a placeholder's owner and time, as for users.
+    let mut wanted: BTreeMap<Uuid, (OffsetDateTime, Uuid)> = BTreeMap::new();
+    for r in &batch.messages {
+        if let Some(c) = r.m.component_id {
+            wanted
+                .entry(c)
+                .and_modify(|x| {
+                    if r.at < x.0 {
+                        *x = (r.at, r.user_id)
+                    }
+                })
+                .or_insert((r.at, r.user_id));
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let rows = wanted
+        .iter()
+        .map(|(id, (at, user))| {
+            vec![
+                (*id).into(),
+                (*user).into(),
+                "".into(),
+                true.into(),
+                (*at).into(),
+                (*at).into(),
+            ]
+        })
+        .collect();
+    insert_many(
+        txn,
+        "agent_components",
+        &[
+            "id",
+            "user_id",
+            "name",
+            "is_placeholder",
+            "created_at",
+            "updated_at",
+        ],
+        rows,
+        Some(ignore_conflicts(&["id"])),
+        &[],
+    )
+    .await?;
+    let ids: Vec<Uuid> = wanted.keys().copied().collect();
+    let mut owners: HashMap<Uuid, Uuid> = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let (filter, values) = uuid_in("id", chunk, 1, txn.get_database_backend());
+        let sql = format!("SELECT id, user_id FROM agent_components WHERE {filter}");
+        for row in query_all(txn, &sql, values).await? {
+            owners.insert(row.try_get("", "id")?, row.try_get("", "user_id")?);
+        }
+    }
+    let mut refused: Vec<Uuid> = Vec::new();
+    batch.messages.retain_mut(|r| {
+        let Some(component) = r.m.component_id else {
+            return true;
+        };
+        let Some(&owner) = owners.get(&component).filter(|o| **o != r.user_id) else {
+            return true;
+        };
+        match r.index {
+            Some(i) => {
+                out[i] = Applied::error(
+                    ErrorCode::Conflict,
+                    format!(
+                        "component {component} belongs to user {owner}, not {} (the user of conversation {})",
+                        r.user_id, r.m.conversation_id
+                    ),
+                );
+                refused.push(r.id);
+                false
+            }
+            None => {
+                tracing::warn!(
+                    message_id = %r.id,
+                    %component,
+                    %owner,
+                    user = %r.user_id,
+                    "a waiting message names another user's component; counted without it"
+                );
+                r.m.component_id = None;
+                true
+            }
+        }
+    });
+    refused.sort_unstable();
+    for chunk in refused.chunks(500) {
+        let (filter, values) = uuid_in("id", chunk, 1, txn.get_database_backend());
+        execute(
+            txn,
+            &format!("DELETE FROM ingested_items WHERE {filter}"),
+            values,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The columns of a `messages` row, in the order `write_messages` fills them.
+pub(super) const MESSAGE_COLUMNS: &[&str] = &[
+    "id",
+    "created_at",
+    "user_id",
+    "conversation_id",
+    "workflow_id",
+    "component_id",
+    "role",
+    "model",
+    "has_usage",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write1h_tokens",
+    "reasoning_tokens",
+    "cost_nano_usd",
+    "pricing_status",
+    "price_ref",
+];
+
+/// Inserts the batch's messages and adds them to rollups, sessions, activity
+/// and the `message_sent` milestone.
+pub(super) async fn write_messages(
+    txn: &DatabaseTransaction,
+    batch: &mut Batch,
+) -> StoreResult<()> {
+    if batch.messages.is_empty() {
+        return Ok(());
+    }
+    let messages = std::mem::take(&mut batch.messages);
+    let rows = messages
+        .iter()
+        .map(|r| {
+            let u = r.m.usage.unwrap_or_default();
+            vec![
+                r.id.into(),
+                r.at.into(),
+                r.user_id.into(),
+                r.m.conversation_id.into(),
+                r.workflow_id.into(),
+                r.m.component_id.into(),
+                r.m.role.as_str().into(),
+                r.m.model.clone().into(),
+                r.m.usage.is_some().into(),
+                tokens_i64(u.input_tokens).into(),
+                tokens_i64(u.output_tokens).into(),
+                tokens_i64(u.cache_read_input_tokens).into(),
+                tokens_i64(u.cache_creation_input_tokens).into(),
+                tokens_i64(u.cache_creation_1h_input_tokens).into(),
+                tokens_i64(u.reasoning_tokens).into(),
+                r.m.cost_nano_usd.into(),
+                r.m.pricing_status.clone().into(),
+                r.m.price_ref.clone().into(),
+            ]
+        })
+        .collect();
+    insert_many(txn, "messages", MESSAGE_COLUMNS, rows, None, &[]).await?;
+
+    // Rollups, and the first message of each conversation on each UTC day.
+    let mut days: BTreeMap<(Uuid, time::Date), (Uuid, Option<Uuid>)> = BTreeMap::new();
+    let mut last_active: BTreeMap<Uuid, i64> = BTreeMap::new();
+    let mut first_sent: BTreeMap<Uuid, (OffsetDateTime, Uuid)> = BTreeMap::new();
+    for r in &messages {
+        let facts = MessageFacts {
+            role: r.m.role,
+            usage: r.m.usage.as_ref(),
+            cost_nano_usd: r.m.cost_nano_usd,
+            pricing_status: &r.m.pricing_status,
+        };
+        let counters = Counters::for_message(&facts);
+        batch.rollups.add(
+            r.user_id,
+            r.workflow_id,
+            r.m.model.as_deref(),
+            r.at,
+            &counters,
+        );
+        if let Some(component) = r.m.component_id {
+            batch
+                .rollups
+                .add_component(r.user_id, r.workflow_id, component, r.at, &counters);
+        }
+        days.entry((r.m.conversation_id, r.at.date()))
+            .or_insert((r.user_id, r.workflow_id));
+        if r.m.role == MessageRole::User {
+            let b = bucket_of(r.at);
+            last_active
+                .entry(r.user_id)
+                .and_modify(|x| *x = (*x).max(b))
+                .or_insert(b);
+            first_sent
+                .entry(r.user_id)
+                .and_modify(|x| {
+                    if r.at < x.0 {
+                        *x = (r.at, r.m.conversation_id)
+                    }
+                })
+                .or_insert((r.at, r.m.conversation_id));
+        }
+    }
+    batch.sessions = days;
+    batch.last_active = last_active;
+    for (user, (at, conversation)) in first_sent {
+        batch.milestones.push(Milestone {
+            conversation_id: Some(conversation),
+            ..Milestone::auto(EventType::MessageSent, user, user, at)
+        });
+    }
+    Ok(())
+}
+
+/// Records which conversations had a message on which UTC day; a
+/// conversation's first message of a day adds a session to the rollups.
+pub(super) async fn write_sessions(
+    txn: &DatabaseTransaction,
+    batch: &mut Batch,
+) -> StoreResult<()> {
+    let rows = batch
+        .sessions
+        .iter()
+        .map(|((conversation, date), (user, _))| {
+            vec![(*conversation).into(), (*date).into(), (*user).into()]
+        })
+        .collect();
+    let first_of_day = insert_many(
+        txn,
+        "conversation_days",
+        &["conversation_id", "date", "user_id"],
+        rows,
+        Some(ignore_conflicts(&["conversation_id", "date"])),
+        &["conversation_id", "date"],
+    )
+    .await?;
+    for row in first_of_day {
+        let key: (Uuid, time::Date) = (
+            row.try_get("", "conversation_id")?,
+            row.try_get("", "date")?,
+        );
+        if let Some(&(user, workflow)) = batch.sessions.get(&key) {
+            batch.rollups.add_session(user, workflow, key.1);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! The body of the ingest transaction, one module per concern (`ledger`,
+//! `entities`, `messages`, `users`, `events`, `milestones`); this module
+//! holds the batch's state and runs the steps in order. See the module
+//! above for guarantees.
+
+use super::{
+    Outcome,
+    item::{
+        Body, ConversationUpsert, EventTrack, Item, ItemError, ItemType, MessageCreate,
+        NamedUpsert, UserUpsert,
+    },
+};
+use crate::{
+    StoreError, StoreResult,
+    rollup::{Counters, MessageFacts, Rollups, bucket_of, tokens_i64},
+    sql::{
+        advisory_locks, execute, ignore_conflicts, insert_many, lock_key, query_all, query_one,
+        update_from_values, update_from_values_returning, uuid_in,
+    },
+};
+use charlie_domain::ErrorCode;
+use charlie_domain::{EventType, MessageRole};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, Value as DbValue};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+mod entities;
+mod events;
+mod ledger;
+mod messages;
+mod milestones;
+mod users;
+
+use entities::*;
+use events::*;
+use ledger::*;
+use messages::*;
+use milestones::*;
+use users::*;
+
+/// What applying did to one item (ignored for items that failed parsing).
+#[derive(Debug, Clone)]
+pub(super) struct Applied {
+    pub outcome: Outcome,
+    pub error: Option<ItemError>,
+    pub warnings: Vec<String>,
+}
+
+impl Applied {
+    fn new(outcome: Outcome) -> Self {
+        Applied {
+            outcome,
+            error: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn error(code: ErrorCode, message: String) -> Self {
+        Applied {
+            outcome: Outcome::Error,
+            error: Some(ItemError { code, message }),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn warn(mut self, w: impl Into<String>) -> Self {
+        self.warnings.push(w.into());
+        self
+    }
+}
+
+/// A funnel milestone to record once per entity.
+#[derive(Debug, Clone)]
+struct Milestone {
+    event_type: EventType,
+    entity_id: Uuid,
+    user_id: Uuid,
+    at: OffsetDateTime,
+    /// The explicit `event.track` item that reported it, if any: its index
+    /// in the batch and its id.
+    explicit: Option<(usize, Uuid)>,
+    workflow_id: Option<Uuid>,
+    component_id: Option<Uuid>,
+    conversation_id: Option<Uuid>,
+    metadata: Value,
+}
+
+/// A message ready for `messages`.
+#[derive(Debug, Clone)]
+struct MessageRow {
+    /// Its index in this batch; `None` for a message that waited in
+    /// `pending_messages` (its item was answered by an earlier batch).
+    index: Option<usize>,
+    id: Uuid,
+    at: OffsetDateTime,
+    user_id: Uuid,
+    workflow_id: Option<Uuid>,
+    m: MessageCreate,
+}
+
+#[derive(Default)]
+struct Batch {
+    rollups: Rollups,
+    milestones: Vec<Milestone>,
+    messages: Vec<MessageRow>,
+    /// Conversations created or re-read in this batch: their waiting messages are drained.
+    conversations_touched: BTreeSet<Uuid>,
+    /// The latest own-message bucket of each user who sent one.
+    last_active: BTreeMap<Uuid, i64>,
+    /// `(conversation, UTC day) -> (user, workflow)` of the batch's messages.
+    sessions: BTreeMap<(Uuid, time::Date), (Uuid, Option<Uuid>)>,
+    /// The `user_activity_events` rows written, `(id, created_at)`: queued
+    /// for PostHog when forwarding is on.
+    events_written: Vec<(Uuid, OffsetDateTime)>,
+}
+
+pub(super) async fn apply(
+    txn: &DatabaseTransaction,
+    items: &[Result<Item, ItemError>],
+    now: OffsetDateTime,
+    budgets: &crate::budgets::BudgetPolicy,
+    posthog: bool,
+) -> StoreResult<Vec<Applied>> {
+    let mut out: Vec<Applied> = items.iter().map(|_| Applied::new(Outcome::Error)).collect();
+    let mut batch = Batch::default();
+
+    // 1. The ledger decides which append-only items are new.
+    let fresh = ledger(txn, items, now, &mut out).await?;
+
+    // 2. Entities, parents before children.
+    for kind in [
+        ItemType::User,
+        ItemType::Workflow,
+        ItemType::Component,
+        ItemType::Conversation,
+    ] {
+        for (i, item) in items.iter().enumerate() {
+            let Ok(item) = item else { continue };
+            if item.item_type() != kind {
+                continue;
+            }
+            out[i] = match &item.body {
+                Body::User(u) => upsert_user(txn, item, u, &mut batch).await?,
+                Body::Workflow(w) => {
+                    upsert_named(
+                        txn,
+                        "workflows",
+                        EventType::WorkflowCreated,
+                        item,
+                        w,
+                        &mut batch,
+                    )
+                    .await?
+                }
+                Body::Component(c) => {
+                    upsert_named(
+                        txn,
+                        "agent_components",
+                        EventType::ComponentCreated,
+                        item,
+                        c,
+                        &mut batch,
+                    )
+                    .await?
+                }
+                Body::Conversation(c) => upsert_conversation(txn, item, c, &mut batch).await?,
+                _ => continue,
+            };
+        }
+    }
+
+    // 3. Messages (with those that waited for a conversation of this batch).
+    let new_messages: Vec<(usize, &Item, &MessageCreate)> = fresh
+        .iter()
+        .filter_map(|&i| match &items[i] {
+            Ok(
+                item @ Item {
+                    body: Body::Message(m),
+                    ..
+                },
+            ) => Some((i, item, m)),
+            _ => None,
+        })
+        .collect();
+    place_messages(txn, &new_messages, &mut out, &mut batch, now).await?;
+    drain_pending(txn, &mut batch).await?;
+    check_components(txn, &mut batch, &mut out).await?;
+    write_messages(txn, &mut batch).await?;
+
+    // 4. Events and errors.
+    let mut events = Vec::new();
+    let mut errors = Vec::new();
+    for &i in &fresh {
+        match &items[i] {
+            Ok(
+                item @ Item {
+                    body: Body::Event(e),
+                    ..
+                },
+            ) => events.push((i, item, e)),
+            Ok(
+                item @ Item {
+                    body: Body::Error(e),
+                    ..
+                },
+            ) => errors.push((i, item, e)),
+            _ => {}
+        }
+    }
+    write_events(txn, &events, &mut out, &mut batch).await?;
+    write_errors(txn, &errors, &mut batch).await?;
+
+    // 5. Rows other batches write too go last, so their locks are held only
+    // until the commit: sessions, then the users (locked once, in id order,
+    // before the milestones stamp them and the counters move: two rounds of
+    // row locks in different orders deadlock with a concurrent batch), then
+    // the rollups.
+    write_sessions(txn, &mut batch).await?;
+    lock_users(txn, &batch).await?;
+    record_milestones(txn, &mut batch, &mut out).await?;
+    update_users(txn, &mut batch).await?;
+    batch.rollups.write(txn, now).await?;
+    // Month-to-date usage, and the alerts (and their outbox rows) it raises.
+    crate::budgets::record_month_usage(txn, &batch.rollups, budgets, now).await?;
+    // The PostHog outbox rows of the events, committed with them.
+    if posthog {
+        crate::posthog::enqueue(txn, &batch.events_written, now).await?;
+    }
+    Ok(out)
+}
