@@ -64,11 +64,6 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Benchmarks against PostgreSQL (they print figures; see BENCHMARKS.md).
-    Bench {
-        #[command(subcommand)]
-        action: crate::bench::BenchCommand,
-    },
     /// Weekly report e-mails (see `reports send --help`).
     Reports {
         #[command(subcommand)]
@@ -344,7 +339,6 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
         Command::Demo { json, db } => {
             Ok(crate::demo::command(settings.with_database_url(db.database_url)?, json).await?)
         }
-        Command::Bench { action } => crate::bench::run(action, settings).await,
         Command::Reports { action } => crate::jobs::reports::command(action, settings).await,
         Command::Posthog { action } => posthog(action, settings).await,
         Command::Reprice {

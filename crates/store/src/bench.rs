@@ -1,4 +1,4 @@
-//! Storage helpers of `charlie-stats bench` (PostgreSQL only): throw-away
+//! Storage helpers of `charlie-bench` (PostgreSQL only): throw-away
 //! databases, the baselines the ingestion path is compared with (`COPY` of
 //! the same message rows, and the seed's one-transaction-per-message design),
 //! bulk loading for the read benchmark, and the seed's own read queries

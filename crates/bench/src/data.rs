@@ -2,7 +2,7 @@
 //! realistic message bodies (explicit usage, or a raw OpenAI / Anthropic
 //! response so extraction and pricing run).
 
-use crate::samples::{Shape, draw_usage, llm_response};
+use charlie_api::samples::{Shape, draw_usage, llm_response};
 use charlie_pricing::Catalog;
 use charlie_store::{
     bench::MessageRow,

@@ -1,5 +1,9 @@
-//! `charlie-stats bench`: benchmarks against a PostgreSQL server. They print
-//! figures; they are commands, never timed tests.
+//! `charlie-bench`: benchmarks of Charlie Stats against a PostgreSQL server.
+//! They print figures; they are commands, never timed tests. Not part of the
+//! product: this crate uses `charlie-api` and `charlie-store`, nothing uses
+//! it. The server under test is the `charlie-stats` binary built next to
+//! this one (`cargo build --release -p charlie-api -p charlie-bench`), or
+//! `CHARLIE_STATS_BIN`.
 //!
 //! - `bench ingest`: `POST /api/v1/ingest` of the real server (a child
 //!   process), beside `COPY` of the same rows and the seed's
@@ -11,13 +15,13 @@
 //! - `bench soak`: a steady mix of ingestion and reads for N minutes;
 //!   errors, latency and server RSS each minute.
 
-pub mod budget;
-pub mod data;
-pub mod ingest;
-pub mod read;
-pub mod soak;
+mod budget;
+mod data;
+mod ingest;
+mod read;
+mod soak;
 
-use crate::{Settings, error::CliError};
+use charlie_api::{Settings, error::CliError};
 use std::{
     net::{SocketAddr, TcpListener},
     process::{Child, Command, Stdio},
@@ -37,8 +41,75 @@ pub enum BenchCommand {
     Soak(soak::SoakArgs),
 }
 
+/// `charlie-bench`: one benchmark per subcommand.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "charlie-bench",
+    version,
+    about = "Benchmarks of Charlie Stats (PostgreSQL)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("charlie-bench: cannot read .env: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    let cli = Cli::parse();
+    let settings = match Settings::from_env(&charlie_api::config::ProcessEnv) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("charlie-bench: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("charlie-bench: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(CliError(message)) => {
+            eprintln!("charlie-bench: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `charlie-stats` executable the benchmarks start: `CHARLIE_STATS_BIN`,
+/// else the one next to this executable.
+fn server_executable() -> Result<std::path::PathBuf, CliError> {
+    if let Some(path) = std::env::var_os("CHARLIE_STATS_BIN") {
+        return Ok(path.into());
+    }
+    let me = std::env::current_exe()
+        .map_err(|e| CliError(format!("cannot find this executable: {e}")))?;
+    let sibling = me.with_file_name(format!("charlie-stats{}", std::env::consts::EXE_SUFFIX));
+    if sibling.exists() {
+        Ok(sibling)
+    } else {
+        Err(CliError(format!(
+            "{} does not exist: build the server with the same profile \
+             (cargo build --release -p charlie-api -p charlie-bench) or set CHARLIE_STATS_BIN",
+            sibling.display()
+        )))
+    }
+}
+
 /// Runs a `bench` subcommand.
-pub async fn run(command: BenchCommand, settings: Settings) -> Result<(), CliError> {
+async fn run(command: BenchCommand, settings: Settings) -> Result<(), CliError> {
     match command {
         BenchCommand::Ingest(args) => ingest::run(args, settings).await,
         BenchCommand::Read(args) => read::run(args, settings).await,
@@ -185,9 +256,7 @@ impl ServerChild {
             .map_err(|e| CliError(format!("cannot find a free port: {e}")))?
             .port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let exe = std::env::current_exe()
-            .map_err(|e| CliError(format!("cannot find this executable: {e}")))?;
-        let mut cmd = Command::new(exe);
+        let mut cmd = Command::new(server_executable()?);
         cmd.args([
             "serve",
             "--bind",

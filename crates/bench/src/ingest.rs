@@ -1,4 +1,4 @@
-//! `charlie-stats bench ingest`: messages over HTTP into the real server,
+//! `charlie-bench ingest`: messages over HTTP into the real server,
 //! beside (a) `COPY` of the same rows into `messages`, (a') `COPY` of every
 //! row ingestion stores for them, and (b) the seed's design (one
 //! transaction per message with a `daily_metrics` upsert), then a full
@@ -8,7 +8,7 @@ use super::{
     BenchDatabases, Latency, ServerChild, admin_url, bench_db_name, data, load_average,
     machine_summary, mib, ms, thousands,
 };
-use crate::{Settings, error::CliError};
+use charlie_api::{Settings, error::CliError};
 use charlie_store::{
     bench::{MessageRow, UserRow},
     maintenance::RollupRange,
@@ -239,7 +239,7 @@ pub async fn run(args: IngestArgs, settings: Settings) -> Result<(), CliError> {
         ));
     }
     let admin = admin_url(args.database_url.clone(), &settings)?;
-    let catalog = crate::pricing::load_catalog(&settings)?;
+    let catalog = charlie_api::pricing::load_catalog(&settings)?;
     let load_before = load_average();
     let now = OffsetDateTime::now_utc();
     let run_id = now.unix_timestamp();
@@ -462,7 +462,7 @@ async fn run_inner(
     let _ = writeln!(out, "postgres: {pg_version}");
     let _ = writeln!(
         out,
-        "command:  cargo run --release -p charlie-api -- bench ingest --messages {} --batch {} --clients {} --users {} --days {} --seed-messages {} --pattern {}",
+        "command:  target/release/charlie-bench ingest --messages {} --batch {} --clients {} --users {} --days {} --seed-messages {} --pattern {}",
         args.messages,
         args.batch,
         args.clients,

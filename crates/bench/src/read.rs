@@ -1,4 +1,4 @@
-//! `charlie-stats bench read`: latency of `my-stats` (random users, random
+//! `charlie-bench read`: latency of `my-stats` (random users, random
 //! users with a token the server has never seen, one heavy user) and
 //! `admin/overview` of the real server on a large database, at one client
 //! and at `--concurrency`, beside `GET /health` (the floor of an HTTP
@@ -20,7 +20,7 @@ use super::{
     BenchDatabases, Latency, ServerChild, admin_url, bench_db_name, data, load_average,
     machine_summary, mib, ms, thousands,
 };
-use crate::{Settings, error::CliError};
+use charlie_api::{Settings, error::CliError};
 use charlie_pricing::Catalog;
 use charlie_store::{
     Store,
@@ -485,14 +485,14 @@ pub(super) async fn get_ok(
         match client.get(url).bearer_auth(token).send().await {
             Ok(r) => break r,
             Err(e) if attempt < 2 && (e.is_request() || e.is_connect()) => continue,
-            Err(e) => return Err(CliError(crate::error::chain(&e))),
+            Err(e) => return Err(CliError(charlie_api::error::chain(&e))),
         }
     };
     let status = resp.status();
     let body = resp
         .bytes()
         .await
-        .map_err(|e| CliError(crate::error::chain(&e)))?;
+        .map_err(|e| CliError(charlie_api::error::chain(&e)))?;
     if !status.is_success() {
         return Err(CliError(format!(
             "GET {url} answered {status}: {}",
@@ -615,7 +615,7 @@ pub async fn run(args: ReadArgs, settings: Settings) -> Result<(), CliError> {
         ));
     }
     let admin = admin_url(args.database_url.clone(), &settings)?;
-    let catalog = crate::pricing::load_catalog(&settings)?;
+    let catalog = charlie_api::pricing::load_catalog(&settings)?;
     let now = OffsetDateTime::now_utc();
     let mut dbs = BenchDatabases::new(
         admin.clone(),
@@ -778,7 +778,7 @@ async fn run_inner(
 
     // Tokens: a sample of ordinary users, the heavy user, an admin.
     let token_of = |n: usize, admin: bool| {
-        crate::demo::demo_token(
+        charlie_api::demo::demo_token(
             settings,
             &Plan::external_id(n),
             &format!("bench.user.{n}@example.com"),
@@ -828,7 +828,7 @@ async fn run_inner(
     let fresh_tokens: Vec<String> = (0..args.requests * 2)
         .map(|i| {
             let n = sample[i % sample.len()];
-            crate::demo::demo_token(
+            charlie_api::demo::demo_token(
                 settings,
                 &Plan::external_id(n),
                 &format!("bench.user.{n}@example.com"),
@@ -950,7 +950,7 @@ async fn run_inner(
     let _ = writeln!(out, "postgres: {pg_version}");
     let _ = writeln!(
         out,
-        "command:  cargo run --release -p charlie-api -- bench read --messages {} --users {} --heavy-messages {} --days {} --requests {} --concurrency {} {}",
+        "command:  target/release/charlie-bench read --messages {} --users {} --heavy-messages {} --days {} --requests {} --concurrency {} {}",
         args.messages,
         args.users,
         args.heavy_messages,

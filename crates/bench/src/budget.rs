@@ -5,7 +5,7 @@
 //! one user (the lock's worst case).
 
 use super::{BenchDatabases, Latency, admin_url, bench_db_name, load_average, machine_summary, ms};
-use crate::{Settings, error::CliError};
+use charlie_api::{Settings, error::CliError};
 use charlie_store::{
     Store,
     reservations::{ReserveOutcome, ReservePolicy, ReserveRequest},

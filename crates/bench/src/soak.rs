@@ -1,4 +1,4 @@
-//! `charlie-stats bench soak`: the real server under a steady mix of
+//! `charlie-bench soak`: the real server under a steady mix of
 //! ingestion and dashboard reads for N minutes, at a fixed rate (open loop:
 //! requests start on schedule whether or not earlier ones have answered).
 //! Each minute it prints the requests made, the errors, p50/p99 latency of
@@ -10,7 +10,7 @@ use super::{
     BenchDatabases, Latency, ServerChild, admin_url, bench_db_name, data, ingest::World,
     load_average, machine_summary, mib, ms, read::get_ok, thousands,
 };
-use crate::{Settings, error::CliError};
+use charlie_api::{Settings, error::CliError};
 use charlie_store::maintenance::RollupRange;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
@@ -161,7 +161,7 @@ async fn run_inner(
         }
     }
     let token_of = |n: usize, admin: bool| {
-        crate::demo::demo_token(
+        charlie_api::demo::demo_token(
             settings,
             &format!("bench_user_{n}"),
             &format!("bench.user.{n}@example.com"),
