@@ -8,6 +8,7 @@
 //! [`StoreError`] to status codes.
 
 pub mod analytics;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod budgets;
 pub mod calendar;
