@@ -6,12 +6,7 @@
 //!
 //! Nothing here is used by the service itself.
 
-use crate::{
-    Store, StoreError, StoreResult,
-    ingest::item::MessageCreate,
-    rollup::{BUCKET_SECONDS, tokens_i64},
-    sql,
-};
+use crate::{Store, StoreError, StoreResult, rollup::BUCKET_SECONDS, sql};
 use sea_orm::{
     ConnectionTrait, Database, DbBackend, DbErr, Statement, TransactionTrait, Value,
     sqlx::postgres::PgPoolCopyExt,
@@ -88,59 +83,14 @@ pub async fn drop_database(admin_url: &str, name: &str) -> StoreResult<()> {
     .await
 }
 
-/// One `messages` row, as ingestion writes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MessageRow {
-    pub id: Uuid,
-    pub created_at: OffsetDateTime,
-    pub user_id: Uuid,
-    pub conversation_id: Uuid,
-    pub workflow_id: Option<Uuid>,
-    pub role: &'static str,
-    pub model: Option<String>,
-    pub has_usage: bool,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cache_read_tokens: i64,
-    pub cache_write_tokens: i64,
-    pub cache_write1h_tokens: i64,
-    pub reasoning_tokens: i64,
-    pub cost_nano_usd: Option<i64>,
-    pub pricing_status: String,
-    pub price_ref: Option<String>,
+pub use crate::ingest::row::MessageRow;
+
+/// How the benchmarks write a [`MessageRow`]: a line of `COPY` text.
+trait CopyRow {
+    fn write_copy_line(&self, out: &mut String);
 }
 
-impl MessageRow {
-    /// The row ingestion writes for a checked and priced `message.create`.
-    pub fn from_message(
-        id: Uuid,
-        at: OffsetDateTime,
-        user_id: Uuid,
-        workflow_id: Option<Uuid>,
-        m: &MessageCreate,
-    ) -> MessageRow {
-        let u = m.usage.unwrap_or_default();
-        MessageRow {
-            id,
-            created_at: at,
-            user_id,
-            conversation_id: m.conversation_id,
-            workflow_id,
-            role: m.role.as_str(),
-            model: m.model.clone(),
-            has_usage: m.usage.is_some(),
-            input_tokens: tokens_i64(u.input_tokens),
-            output_tokens: tokens_i64(u.output_tokens),
-            cache_read_tokens: tokens_i64(u.cache_read_input_tokens),
-            cache_write_tokens: tokens_i64(u.cache_creation_input_tokens),
-            cache_write1h_tokens: tokens_i64(u.cache_creation_1h_input_tokens),
-            reasoning_tokens: tokens_i64(u.reasoning_tokens),
-            cost_nano_usd: m.cost_nano_usd,
-            pricing_status: m.pricing_status.clone(),
-            price_ref: m.price_ref.clone(),
-        }
-    }
-
+impl CopyRow for MessageRow {
     /// The row as one line of `COPY … FROM STDIN` text format.
     fn write_copy_line(&self, out: &mut String) {
         let mut f = CopyLine::new(out);
@@ -149,6 +99,7 @@ impl MessageRow {
         f.uuid(self.user_id);
         f.uuid(self.conversation_id);
         f.opt_uuid(self.workflow_id);
+        f.opt_uuid(self.component_id);
         f.text(Some(self.role));
         f.text(self.model.as_deref());
         f.raw(if self.has_usage { "t" } else { "f" });
@@ -167,33 +118,12 @@ impl MessageRow {
         f.text(self.price_ref.as_deref());
         f.end();
     }
-
-    fn values(&self) -> Vec<Value> {
-        vec![
-            self.id.into(),
-            self.created_at.into(),
-            self.user_id.into(),
-            self.conversation_id.into(),
-            self.workflow_id.into(),
-            self.role.into(),
-            self.model.clone().into(),
-            self.has_usage.into(),
-            self.input_tokens.into(),
-            self.output_tokens.into(),
-            self.cache_read_tokens.into(),
-            self.cache_write_tokens.into(),
-            self.cache_write1h_tokens.into(),
-            self.reasoning_tokens.into(),
-            self.cost_nano_usd.into(),
-            self.pricing_status.clone().into(),
-            self.price_ref.clone().into(),
-        ]
-    }
 }
 
-const MESSAGE_COLUMNS: &str = "id, created_at, user_id, conversation_id, workflow_id, role, model, has_usage, \
-     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write1h_tokens, reasoning_tokens, \
-     cost_nano_usd, pricing_status, price_ref";
+/// The `messages` columns, in [`MessageRow::values`] order, for `COPY`.
+fn message_columns() -> String {
+    crate::ingest::row::MESSAGE_COLUMNS.join(", ")
+}
 
 /// Builds one line of COPY text format, escaping as PostgreSQL requires.
 struct CopyLine<'a> {
@@ -313,7 +243,7 @@ pub async fn copy_messages(
         .chunks(per)
         .map(|part| chunked(part, |r, out| r.write_copy_line(out)))
         .collect();
-    let statement = format!("COPY messages ({MESSAGE_COLUMNS}) FROM STDIN");
+    let statement = format!("COPY messages ({}) FROM STDIN", message_columns());
     let started = Instant::now();
     let copied = futures_util::future::try_join_all(
         parts
@@ -408,7 +338,7 @@ pub async fn copy_everything(
     };
     let split = |n: usize| n.div_ceil(streams).max(1);
     add(
-        format!("COPY messages ({MESSAGE_COLUMNS}) FROM STDIN"),
+        format!("COPY messages ({}) FROM STDIN", message_columns()),
         rows.chunks(split(rows.len()))
             .map(|part| chunked(part, |r, out| r.write_copy_line(out)))
             .collect(),
@@ -646,8 +576,9 @@ pub async fn seed_design_insert(
     clients: usize,
 ) -> StoreResult<Duration> {
     let insert = format!(
-        "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({})",
-        sql::placeholders(1, 17)
+        "INSERT INTO messages ({}) VALUES ({})",
+        message_columns(),
+        sql::placeholders(1, crate::ingest::row::MESSAGE_COLUMNS.len())
     );
     // The plan's DailyMetrics upsert, per message.
     let upsert = "INSERT INTO daily_metrics (id, user_id, workflow_id, workflow_key, date, message_count, \

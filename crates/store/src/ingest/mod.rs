@@ -16,6 +16,7 @@
 
 mod apply;
 pub mod item;
+pub mod row;
 
 use crate::{Store, StoreResult, sql};
 use charlie_pricing::Catalog;

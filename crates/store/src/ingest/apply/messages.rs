@@ -3,6 +3,7 @@
 //! rollups and sessions.
 
 use super::*;
+use crate::ingest::row::{MESSAGE_COLUMNS, MessageRow as StoredRow};
 
 /// Sends new messages to `messages` when their conversation is known, or to
 /// `pending_messages` when it is not.
@@ -240,28 +241,6 @@ pub(super) async fn check_components(
     Ok(())
 }
 
-/// The columns of a `messages` row, in the order `write_messages` fills them.
-pub(super) const MESSAGE_COLUMNS: &[&str] = &[
-    "id",
-    "created_at",
-    "user_id",
-    "conversation_id",
-    "workflow_id",
-    "component_id",
-    "role",
-    "model",
-    "has_usage",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write1h_tokens",
-    "reasoning_tokens",
-    "cost_nano_usd",
-    "pricing_status",
-    "price_ref",
-];
-
 /// Inserts the batch's messages and adds them to rollups, sessions, activity
 /// and the `message_sent` milestone.
 pub(super) async fn write_messages(
@@ -275,27 +254,11 @@ pub(super) async fn write_messages(
     let rows = messages
         .iter()
         .map(|r| {
-            let u = r.m.usage.unwrap_or_default();
-            vec![
-                r.id.into(),
-                r.at.into(),
-                r.user_id.into(),
-                r.m.conversation_id.into(),
-                r.workflow_id.into(),
-                r.m.component_id.into(),
-                r.m.role.as_str().into(),
-                r.m.model.clone().into(),
-                r.m.usage.is_some().into(),
-                tokens_i64(u.input_tokens).into(),
-                tokens_i64(u.output_tokens).into(),
-                tokens_i64(u.cache_read_input_tokens).into(),
-                tokens_i64(u.cache_creation_input_tokens).into(),
-                tokens_i64(u.cache_creation_1h_input_tokens).into(),
-                tokens_i64(u.reasoning_tokens).into(),
-                r.m.cost_nano_usd.into(),
-                r.m.pricing_status.clone().into(),
-                r.m.price_ref.clone().into(),
-            ]
+            StoredRow::from_message(r.id, r.at, r.user_id, r.workflow_id, &r.m)
+                .values()
+                .into_iter()
+                .map(Into::into)
+                .collect()
         })
         .collect();
     insert_many(txn, "messages", MESSAGE_COLUMNS, rows, None, &[]).await?;

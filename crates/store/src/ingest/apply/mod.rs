@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     StoreError, StoreResult,
-    rollup::{Counters, MessageFacts, Rollups, bucket_of, tokens_i64},
+    rollup::{Counters, MessageFacts, Rollups, bucket_of},
     sql::{
         advisory_locks, execute, ignore_conflicts, insert_many, lock_key, query_all, query_one,
         update_from_values, update_from_values_returning, uuid_in,
