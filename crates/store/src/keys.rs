@@ -1,7 +1,15 @@
 //! Service API keys for the platform's ingestion calls. A key is shown once
 //! at creation; only its SHA-256 is stored.
 
-use crate::{Store, StoreError, StoreResult, sql};
+use crate::{
+    Store, StoreError, StoreResult,
+    entity::api_keys::{self, ActiveModel, Column, Entity},
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::{Expr, ExprTrait},
+};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -34,15 +42,17 @@ fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-fn info(row: &sea_orm::QueryResult) -> StoreResult<ApiKeyInfo> {
-    Ok(ApiKeyInfo {
-        id: row.try_get("", "id")?,
-        name: row.try_get("", "name")?,
-        prefix: row.try_get("", "prefix")?,
-        created_at: row.try_get("", "created_at")?,
-        revoked_at: row.try_get("", "revoked_at")?,
-        last_used_at: row.try_get("", "last_used_at")?,
-    })
+impl From<api_keys::Model> for ApiKeyInfo {
+    fn from(m: api_keys::Model) -> Self {
+        ApiKeyInfo {
+            id: m.id,
+            name: m.name,
+            prefix: m.prefix,
+            created_at: m.created_at,
+            revoked_at: m.revoked_at,
+            last_used_at: m.last_used_at,
+        }
+    }
 }
 
 impl Store {
@@ -62,43 +72,43 @@ impl Store {
         );
         let id = Uuid::now_v7();
         let _guard = self.write_guard().await;
-        sql::execute(
-            self.conn(),
-            "INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)",
-            vec![
-                id.into(),
-                name.to_owned().into(),
-                hash(&secret).into(),
-                secret.chars().take(10).collect::<String>().into(),
-                OffsetDateTime::now_utc().into(),
-            ],
-        )
+        Entity::insert(ActiveModel {
+            id: Set(id),
+            name: Set(name.to_owned()),
+            key_hash: Set(hash(&secret)),
+            prefix: Set(secret.chars().take(10).collect()),
+            created_at: Set(OffsetDateTime::now_utc()),
+            revoked_at: Set(None),
+            last_used_at: Set(None),
+        })
+        .exec_without_returning(self.conn())
         .await?;
         Ok(NewApiKey { id, key: secret })
     }
 
     /// Every key, newest first.
     pub async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyInfo>> {
-        sql::query_all(
-            self.conn(),
-            "SELECT id, name, prefix, created_at, revoked_at, last_used_at FROM api_keys ORDER BY id DESC",
-            vec![],
-        )
-        .await?
-        .iter()
-        .map(info)
-        .collect()
+        Ok(Entity::find()
+            .order_by_desc(Column::Id)
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .map(ApiKeyInfo::from)
+            .collect())
     }
 
     /// Revokes a key; revoking twice is fine, an unknown id is not.
     pub async fn revoke_api_key(&self, id: Uuid) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        let changed = sql::execute(
-            self.conn(),
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
-            vec![OffsetDateTime::now_utc().into(), id.into()],
-        )
-        .await?;
+        let changed = Entity::update_many()
+            .col_expr(
+                Column::RevokedAt,
+                Expr::col(Column::RevokedAt).if_null(OffsetDateTime::now_utc()),
+            )
+            .filter(Column::Id.eq(id))
+            .exec(self.conn())
+            .await?
+            .rows_affected;
         if changed == 0 {
             return Err(StoreError::NotFound(format!("API key {id}")));
         }
@@ -111,27 +121,26 @@ impl Store {
         if !key.starts_with(KEY_PREFIX) {
             return Ok(None);
         }
-        let row = sql::query_one(
-            self.conn(),
-            "SELECT id, name, prefix, created_at, revoked_at, last_used_at FROM api_keys \
-             WHERE key_hash = $1 AND revoked_at IS NULL",
-            vec![hash(key).into()],
-        )
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let found = info(&row)?;
+        let Some(found) = Entity::find()
+            .filter(Column::KeyHash.eq(hash(key)))
+            .filter(Column::RevokedAt.is_null())
+            .one(self.conn())
+            .await?
+            .map(ApiKeyInfo::from)
+        else {
+            return Ok(None);
+        };
         let now = OffsetDateTime::now_utc();
         if found
             .last_used_at
             .is_none_or(|t| now - t > time::Duration::minutes(1))
         {
             let _guard = self.write_guard().await;
-            sql::execute(
-                self.conn(),
-                "UPDATE api_keys SET last_used_at = $1 WHERE id = $2",
-                vec![now.into(), found.id.into()],
-            )
-            .await?;
+            Entity::update_many()
+                .col_expr(Column::LastUsedAt, Expr::value(now))
+                .filter(Column::Id.eq(found.id))
+                .exec(self.conn())
+                .await?;
         }
         Ok(Some(found))
     }

@@ -14,6 +14,7 @@ pub mod budgets;
 pub mod calendar;
 pub mod dashboard;
 mod db;
+mod entity;
 mod error;
 pub mod errors;
 pub mod ingest;
