@@ -5,7 +5,7 @@
 //! `rollups verify` of the ingested database.
 
 use super::{
-    BenchDatabases, Latency, ServerChild, admin_url, bench_db_name, data, load_average,
+    BenchDatabases, Latency, ServerChild, admin_url, bench_db_name, data, finish, load_average,
     machine_summary, mib, ms, thousands,
 };
 use charlie_api::{Settings, error::CliError};
@@ -245,11 +245,7 @@ pub async fn run(args: IngestArgs, settings: Settings) -> Result<(), CliError> {
     let run_id = now.unix_timestamp();
     let mut dbs = BenchDatabases::new(admin.clone(), args.keep);
     let result = run_inner(&args, &catalog, &mut dbs, run_id, now).await;
-    let cleanup = dbs.finish().await;
-    let report = result?;
-    cleanup?;
-    println!();
-    println!("{report}");
+    finish(dbs, result).await?;
     println!(
         "load average before: {load_before}, after: {}",
         load_average()

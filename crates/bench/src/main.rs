@@ -186,18 +186,20 @@ pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// A number with thousands separators.
+/// A number, rounded, with thousands separators (the reports' format).
 pub fn thousands(n: f64) -> String {
-    let n = n.round() as i64;
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
+    charlie_api::service::reports::email::thousands(n.round() as i64)
+}
+
+/// Drops the run's databases (unless kept), then prints its report: the
+/// end of every benchmark, whether or not the run failed.
+pub async fn finish(dbs: BenchDatabases, result: Result<String, CliError>) -> Result<(), CliError> {
+    let cleanup = dbs.finish().await;
+    let report = result?;
+    cleanup?;
+    println!();
+    println!("{report}");
+    Ok(())
 }
 
 /// The machine, for the report: CPUs, memory, load.

@@ -17,7 +17,7 @@
 //! with `verify_rollups` (in full, or on sample weeks at large scale).
 
 use super::{
-    BenchDatabases, Latency, ServerChild, admin_url, bench_db_name, data, load_average,
+    BenchDatabases, Latency, ServerChild, admin_url, bench_db_name, data, finish, load_average,
     machine_summary, mib, ms, thousands,
 };
 use charlie_api::{Settings, error::CliError};
@@ -622,11 +622,7 @@ pub async fn run(args: ReadArgs, settings: Settings) -> Result<(), CliError> {
         args.keep || args.seed_only || args.reuse.is_some(),
     );
     let result = run_inner(&args, &settings, &catalog, &admin, &mut dbs, now).await;
-    let cleanup = dbs.finish().await;
-    let report = result?;
-    cleanup?;
-    println!();
-    println!("{report}");
+    finish(dbs, result).await?;
     Ok(())
 }
 
@@ -777,16 +773,17 @@ async fn run_inner(
     let pg_version = sb::server_version(&store).await?;
 
     // Tokens: a sample of ordinary users, the heavy user, an admin.
-    let token_of = |n: usize, admin: bool| {
+    let token_issued_at = |n: usize, admin: bool, issued: OffsetDateTime| {
         charlie_api::demo::demo_token(
             settings,
             &Plan::external_id(n),
             &format!("bench.user.{n}@example.com"),
             admin,
-            OffsetDateTime::now_utc(),
+            issued,
         )
         .map_err(|e| CliError(e.to_string()))
     };
+    let token_of = |n: usize, admin: bool| token_issued_at(n, admin, OffsetDateTime::now_utc());
     let mut rng = StdRng::seed_from_u64(run_id ^ 0x5eed);
     let sample: Vec<usize> = (0..1000).map(|_| rng.random_range(0..plan.users)).collect();
     let tokens: Vec<String> = sample
@@ -827,15 +824,11 @@ async fn run_inner(
     // session (RSA verification; the user lookup is cached by subject).
     let fresh_tokens: Vec<String> = (0..args.requests * 2)
         .map(|i| {
-            let n = sample[i % sample.len()];
-            charlie_api::demo::demo_token(
-                settings,
-                &Plan::external_id(n),
-                &format!("bench.user.{n}@example.com"),
+            token_issued_at(
+                sample[i % sample.len()],
                 false,
                 OffsetDateTime::now_utc() - time::Duration::seconds(i as i64),
             )
-            .map_err(|e| CliError(e.to_string()))
         })
         .collect::<Result<_, _>>()?;
     let health = format!("{base}/health");

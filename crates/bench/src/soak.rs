@@ -7,7 +7,7 @@
 //! error total, and a full `rollups verify` of what was ingested.
 
 use super::{
-    BenchDatabases, Latency, ServerChild, admin_url, bench_db_name, data, ingest::World,
+    BenchDatabases, Latency, ServerChild, admin_url, bench_db_name, data, finish, ingest::World,
     load_average, machine_summary, mib, ms, read::get_ok, thousands,
 };
 use charlie_api::{Settings, error::CliError};
@@ -125,11 +125,7 @@ pub async fn run(args: SoakArgs, settings: Settings) -> Result<(), CliError> {
     let run_id = now.unix_timestamp();
     let mut dbs = BenchDatabases::new(admin, args.keep);
     let result = run_inner(&args, &settings, &mut dbs, run_id).await;
-    let cleanup = dbs.finish().await;
-    let report = result?;
-    cleanup?;
-    println!();
-    println!("{report}");
+    finish(dbs, result).await?;
     Ok(())
 }
 

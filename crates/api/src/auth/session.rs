@@ -21,6 +21,7 @@ use super::jwt::VerifiedToken;
 use charlie_store::AuthUser;
 use sha2::{Digest, Sha256};
 use std::{
+    borrow::Borrow,
     collections::HashMap,
     hash::Hash,
     sync::{Arc, Mutex},
@@ -49,7 +50,10 @@ impl<K: Eq + Hash, V: Clone> Bounded<K, V> {
         }
     }
 
-    fn get(&self, key: &K, now: Instant) -> Option<V> {
+    fn get<Q: Eq + Hash + ?Sized>(&self, key: &Q, now: Instant) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
         let mut map = self.entries.lock().ok()?;
         match map.get(key) {
             Some((v, until)) if now < *until => Some(v.clone()),
@@ -74,7 +78,10 @@ impl<K: Eq + Hash, V: Clone> Bounded<K, V> {
         map.insert(key, (value, until));
     }
 
-    fn remove(&self, key: &K) {
+    fn remove<Q: Eq + Hash + ?Sized>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
         if let Ok(mut map) = self.entries.lock() {
             map.remove(key);
         }
@@ -182,7 +189,7 @@ impl Default for UserCache {
 
 impl UserCache {
     pub fn get(&self, subject: &str) -> Option<AuthUser> {
-        self.map.get(&subject.to_owned(), Instant::now())
+        self.map.get(subject, Instant::now())
     }
 
     pub fn insert(&self, subject: &str, user: AuthUser) {
@@ -192,7 +199,7 @@ impl UserCache {
     }
 
     pub fn forget(&self, subject: &str) {
-        self.map.remove(&subject.to_owned());
+        self.map.remove(subject);
     }
 }
 
