@@ -1,4 +1,4 @@
-//! The ingest item check (`charlie_store::ingest::parse_item`) from any
+//! The ingest item check (`charlie_wire::parse_item`) from any
 //! bytes read as JSON: the value as a whole item (envelope, id, type,
 //! timestamp), the value (when an object) as the body of every item type
 //! in a valid envelope, a string as the timestamp of a valid item, and the
@@ -9,11 +9,8 @@
 #![no_main]
 
 use charlie_pricing::Catalog;
-use charlie_store::ingest::{
-    ItemError, ItemType,
-    item::{Body, Item, MAX_ERROR_MESSAGE_CHARS, MAX_FUTURE_SKEW},
-    parse_item,
-};
+use charlie_domain::ingest::{Body, Item, ItemError, ItemType, MAX_ERROR_MESSAGE_CHARS};
+use charlie_wire::{MAX_FUTURE_SKEW, parse_item};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 use std::sync::OnceLock;
@@ -77,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
-    let _ = charlie_store::ingest::item::raw_id(&value);
+    let _ = charlie_wire::raw_id(&value);
     check(parse_item(&value, now, catalog()), now);
 
     // The value as the body of each item type, in a valid envelope.

@@ -1,14 +1,14 @@
 //! Building and running the HTTP server.
 
 use crate::error::ErrorCode;
-use crate::{ApiError, Settings, openapi::ApiDoc, routes};
+use crate::{ApiError, Settings, routes};
 use actix_web::{
     App, HttpRequest, HttpServer, dev::Server, error::JsonPayloadError, error::QueryPayloadError,
     web,
 };
 use charlie_store::Store;
 use std::{net::TcpListener, sync::Arc};
-use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 /// What every handler can reach.
@@ -72,7 +72,7 @@ fn route_table() -> &'static [(actix_web::dev::ResourceDef, Vec<&'static str>)] 
     static TABLE: std::sync::OnceLock<Vec<(actix_web::dev::ResourceDef, Vec<&'static str>)>> =
         std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
-        ApiDoc::openapi()
+        crate::openapi::openapi()
             .paths
             .paths
             .iter()
@@ -185,12 +185,15 @@ impl Application {
                 )
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
+                .into_utoipa_app()
                 .configure(routes::configure)
+                .into_app()
                 // Swagger UI lives under `/docs/`; `/docs` (what the README
                 // links) is sent there with a permanent redirect.
                 .service(web::redirect("/docs", "/docs/").permanent())
                 .service(
-                    SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", ApiDoc::openapi()),
+                    SwaggerUi::new("/docs/{_:.*}")
+                        .url("/api-docs/openapi.json", crate::openapi::openapi().clone()),
                 )
                 .default_service(web::to(not_found))
         })

@@ -1,5 +1,5 @@
 //! `charlie-stats demo`: realistic data for newcomers, written through
-//! [`Store::ingest`] (the code path of `POST /api/v1/ingest`), then an
+//! [`crate::service::ingest::ingest`] (the code path of `POST /api/v1/ingest`), then an
 //! ingestion API key and two session tokens signed with the development key.
 //!
 //! The data is generated from a seeded RNG and named ids (UUID v5), per
@@ -7,12 +7,10 @@
 //! (every item comes back `duplicate`); on a later day it adds the new days.
 
 use crate::samples::{self, Shape};
+use crate::service::ingest::BatchReport;
 use crate::{Settings, auth::jwt};
 use charlie_pricing::Catalog;
-use charlie_store::{
-    Store, StoreError,
-    ingest::{BatchReport, Outcome},
-};
+use charlie_store::{Store, StoreError, ingest::Outcome};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
@@ -743,7 +741,8 @@ pub async fn run(
     let mut refused = Vec::new();
     for phase in items(now) {
         for chunk in phase.chunks(BATCH) {
-            let report: BatchReport = store.ingest(chunk, catalog, now).await?;
+            let report: BatchReport =
+                crate::service::ingest::ingest(store, chunk, catalog, now).await?;
             for (raw, result) in chunk.iter().zip(&report.results) {
                 let kind = raw["type"].as_str().unwrap_or_default();
                 let Some((_, c)) = counts.iter_mut().find(|(n, _)| *n == kind) else {

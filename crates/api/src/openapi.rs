@@ -1,11 +1,18 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 //! `openapi/openapi.json` is this document, committed; a test keeps it equal.
+//!
+//! The paths are not listed here: [`openapi`] collects them from the route
+//! table (`routes::configure`), where each handler is registered once with
+//! its `#[utoipa::path]`, and the schemas those paths name come with them.
+//! `ApiDoc` holds the rest: info and tags.
 
-use crate::{error::ErrorBody, routes};
+use crate::routes;
+use std::sync::OnceLock;
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
+use utoipa_actix_web::AppExt;
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -13,64 +20,6 @@ use utoipa::{
         title = "Charlie Stats",
         description = "Reporting and analytics for the Teach Charlie agent platform: ingestion, Charlie Stats for users, and the admin dashboard API.",
     ),
-    paths(routes::health::health, routes::health::ready, routes::ingest::ingest, routes::me::me, routes::metrics::metrics,
-        routes::analytics::my_stats, routes::analytics::my_components, routes::admin::overview, routes::admin::errors, routes::admin::costs,
-        routes::admin::funnel, routes::admin::user_stats_route, routes::admin::user_components_route,
-        routes::usage::my_usage, routes::usage::my_preferences, routes::usage::set_budget, routes::usage::list_alerts,
-        routes::reports::preview,
-        routes::budget::reserve, routes::budget::commit, routes::budget::release,
-        routes::budget::set_workflow_budget, routes::budget::reprice_runs,
-        routes::otlp::traces, routes::otlp::metrics, routes::otlp::langfuse_traces, routes::otlp::langfuse_projects),
-    components(schemas(
-        ErrorBody,
-        routes::health::HealthBody,
-        routes::ingest::IngestItem,
-        routes::ingest::IngestRequest,
-        routes::ingest::IngestItemResult,
-        routes::ingest::IngestResponse,
-        routes::me::MeResponse,
-        routes::analytics::UserStatsResponse,
-        routes::analytics::DailyBreakdown,
-        routes::analytics::MostActiveWorkflow,
-        routes::analytics::UserComponentsResponse,
-        routes::analytics::WorkflowBreakdown,
-        routes::analytics::ComponentBreakdown,
-        routes::analytics::UsageFigures,
-        routes::admin::AdminOverviewResponse,
-        routes::admin::FunnelData,
-        routes::admin::RecentErrorsResponse,
-        routes::admin::ErrorLogItem,
-        routes::admin::CostsResponse,
-        routes::admin::CostGroupItem,
-        routes::admin::FunnelResponse,
-        routes::admin::FunnelStep,
-        routes::admin::AdminUserStatsResponse,
-        routes::admin::AdminUserInfo,
-        routes::admin::AdminConversation,
-        routes::usage::AlertItem,
-        routes::usage::MyUsageResponse,
-        routes::usage::PreferencesBody,
-        routes::usage::BudgetRequest,
-        routes::usage::BudgetResponse,
-        routes::usage::AlertsResponse,
-        routes::budget::TokenCounts,
-        routes::budget::ReserveBody,
-        routes::budget::ReserveResponse,
-        routes::budget::LimitStanding,
-        routes::budget::ReservationItem,
-        routes::budget::CommitBody,
-        routes::budget::ReleaseBody,
-        routes::budget::WorkflowBudgetRequest,
-        routes::budget::WorkflowBudgetResponse,
-        routes::budget::RepriceRunItem,
-        routes::budget::RepriceRunsResponse,
-        routes::otlp::LangfuseProjects,
-        routes::otlp::OtlpExportResponse,
-        routes::otlp::OtlpPartialSuccess,
-        routes::otlp::LangfuseProject,
-        routes::otlp::LangfuseOrganization,
-    )),
-    modifiers(&SecuritySchemes, &CommonErrors),
     tags(
         (name = "Health", description = "Liveness and readiness probes"),
         (name = "Ingestion", description = "The platform pushes users, workflows, components, conversations, messages, events and errors"),
@@ -237,9 +186,26 @@ impl Modify for CommonErrors {
     }
 }
 
+/// The whole document: `ApiDoc`, the paths and schemas of every route that
+/// `routes::configure` registers (under their scopes), the security schemes,
+/// then the common error responses of authenticated operations. Built once.
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let (_, mut doc) = actix_web::App::new()
+            .into_utoipa_app()
+            .openapi(ApiDoc::openapi())
+            .configure(routes::configure)
+            .split_for_parts();
+        SecuritySchemes.modify(&mut doc);
+        CommonErrors.modify(&mut doc);
+        doc
+    })
+}
+
 /// The document as pretty JSON with a trailing newline, as committed.
 pub fn spec_json() -> String {
-    let mut json = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
+    let mut json = openapi().to_pretty_json().unwrap_or_default();
     json.push('\n');
     json
 }

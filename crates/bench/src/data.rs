@@ -3,11 +3,10 @@
 //! response so extraction and pricing run).
 
 use charlie_api::samples::{Shape, draw_usage, llm_response};
+use charlie_domain::ingest::Body;
 use charlie_pricing::Catalog;
-use charlie_store::{
-    bench::MessageRow,
-    ingest::{item::Body, parse_item},
-};
+use charlie_store::bench::MessageRow;
+use charlie_wire::parse_item;
 use rand::{Rng, rngs::StdRng};
 use serde_json::{Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
@@ -96,7 +95,7 @@ pub fn message_body(
 }
 
 /// The `messages` row ingestion writes for a `message.create` item, priced
-/// with the same code (`parse_item`). `None` for a refused item.
+/// with the same code (`charlie_wire::parse_item`). `None` for a refused item.
 pub fn message_row(
     value: &Value,
     now: OffsetDateTime,

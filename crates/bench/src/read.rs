@@ -195,10 +195,9 @@ impl Sink<'_> {
         if self.items.is_empty() {
             return Ok(());
         }
-        let report = self
-            .store
-            .ingest(&self.items, self.catalog, self.now)
-            .await?;
+        let report =
+            charlie_api::service::ingest::ingest(self.store, &self.items, self.catalog, self.now)
+                .await?;
         let errors = report.count(charlie_store::ingest::Outcome::Error);
         if errors > 0 {
             let first = report

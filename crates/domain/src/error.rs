@@ -6,8 +6,6 @@ use thiserror::Error;
 pub enum DomainError {
     #[error("unknown message role `{0}`: expected user, assistant, system or tool")]
     UnknownRole(String),
-    #[error("invalid date range: {0}")]
-    InvalidRange(String),
     #[error("token usage is inconsistent: {0}")]
     InconsistentUsage(String),
     #[error("token counts overflow a 64-bit counter")]

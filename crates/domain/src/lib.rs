@@ -1,28 +1,26 @@
 //! Plain domain types of Charlie Stats.
 //!
-//! This crate holds the vocabulary every other crate shares: typed ids, the
+//! This crate holds the vocabulary every other crate shares: the
 //! activity-event and message-role vocabularies from the reporting plan, the
-//! normalized token usage, exact money and date ranges.
+//! normalized token usage, exact money, the error-code table and the typed
+//! ingestion items (`ingest`).
 //!
 //! It must not know about databases, HTTP, async runtimes or JSON formats of
-//! any provider: it depends only on serde, thiserror, time, uuid and a decimal
-//! type, so that every crate (the pure pricing core included) can import it.
+//! any provider: it depends only on serde (and `serde_json::Value` for free-form metadata),
+//! thiserror, time, uuid and a decimal type, so that every crate (the pure pricing core included) can import it.
 
 mod code;
 mod error;
 mod events;
-mod ids;
+pub mod ingest;
 mod money;
-mod period;
 mod role;
 mod usage;
 
 pub use code::ErrorCode;
 pub use error::DomainError;
 pub use events::{EventCategory, EventType};
-pub use ids::{ComponentId, ConversationId, ErrorLogId, EventId, MessageId, UserId, WorkflowId};
 pub use money::Usd;
-pub use period::DateRange;
 pub use role::MessageRole;
 pub use usage::TokenUsage;
 

@@ -3,7 +3,8 @@
 //! returns here, next to the Sentry event id, so that admins can query
 //! errors without leaving the dashboard.
 
-use crate::{Store, StoreResult, ingest::item::MAX_ERROR_MESSAGE_CHARS, sql};
+use crate::{Store, StoreResult, sql};
+use charlie_domain::ingest::MAX_ERROR_MESSAGE_CHARS;
 use sea_orm::TransactionTrait;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -239,13 +240,23 @@ mod tests {
         let store = db.migrated_store().await.unwrap_or_else(|e| panic!("{e}"));
         let user = Uuid::now_v7();
         let now = OffsetDateTime::now_utc();
-        let item = serde_json::json!({
-            "id": user.to_string(), "type": "user.upsert",
-            "timestamp": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-            "body": {"external_id": "ext-1", "email": "someone@example.com"}
-        });
+        // The store takes typed items: no wire format is involved.
+        let item = charlie_domain::ingest::Item {
+            id: user,
+            at: now,
+            body: charlie_domain::ingest::Body::User(charlie_domain::ingest::UserUpsert {
+                external_id: "ext-1".into(),
+                email: "someone@example.com".into(),
+                timezone: None,
+                monthly_budget: None,
+                monthly_hard_limit: None,
+                weekly_report_opt_out: None,
+            }),
+            content_hash: "test".into(),
+            warnings: Vec::new(),
+        };
         store
-            .ingest(&[item], &charlie_pricing::Catalog::builtin(), now)
+            .ingest(&[item], now)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let mut e = failure("req-2");

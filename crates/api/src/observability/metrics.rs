@@ -5,7 +5,8 @@
 //! a raw path), methods outside the standard set become `OTHER`, and model
 //! names stop getting their own series after [`MAX_MODEL_LABELS`].
 
-use charlie_store::ingest::{BatchReport, Outcome};
+use crate::service::ingest::BatchReport;
+use charlie_store::ingest::Outcome;
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt::Write,
@@ -341,7 +342,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use charlie_store::ingest::{ItemPricing, ItemResult, ItemType};
+    use crate::service::ingest::{ItemPricing, ItemResult};
+    use charlie_domain::ingest::ItemType;
 
     fn result(t: Option<ItemType>, outcome: Outcome, pricing: Option<(&str, &str)>) -> ItemResult {
         ItemResult {

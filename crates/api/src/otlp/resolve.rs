@@ -74,7 +74,8 @@ pub async fn resolve(
     let mut total = Resolved::default();
     for trace in ready {
         let (items, span_of_item) = items_for(&trace);
-        let report = state.store.ingest(&items, &state.catalog, now).await?;
+        let report =
+            crate::service::ingest::ingest(&state.store, &items, &state.catalog, now).await?;
         state.metrics.observe_ingest(&report);
         for (result, item) in report.results.iter().zip(&items) {
             let Some(span) = result.id.and_then(|id| span_of_item.get(&id)) else {

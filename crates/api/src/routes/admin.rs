@@ -1,4 +1,5 @@
-//! The admin dashboard API: `/api/v1/analytics/admin/*`. Every route needs
+//! The admin dashboard API (overview, errors, costs, funnel, a user's stats),
+//! under `routes::ADMIN_SCOPE`. Every route needs
 //! an admin session (`AdminUser`: 401 without a valid token, 403 for others).
 
 use crate::error::ErrorCode;
@@ -24,9 +25,11 @@ use charlie_store::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The routes of the admin scope (`/api/v1/analytics/admin`).
+pub fn admin_routes(cfg: &mut ServiceConfig) {
     cfg.service(overview)
         .service(errors)
         .service(costs)
@@ -122,7 +125,7 @@ pub struct PeriodQuery {
         (status = 403, description = "Not an admin", body = ErrorBody),
     )
 )]
-#[get("/api/v1/analytics/admin/overview")]
+#[get("/overview")]
 pub async fn overview(
     req: HttpRequest,
     DashboardAdmin(admin): DashboardAdmin,
@@ -243,7 +246,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
         (status = 403, description = "Not an admin", body = ErrorBody),
     )
 )]
-#[get("/api/v1/analytics/admin/errors")]
+#[get("/errors")]
 pub async fn errors(
     _admin: AdminUser,
     state: web::Data<AppState>,
@@ -418,7 +421,7 @@ pub struct CostsQuery {
         (status = 403, description = "Not an admin", body = ErrorBody),
     )
 )]
-#[get("/api/v1/analytics/admin/costs")]
+#[get("/costs")]
 pub async fn costs(
     admin: AdminUser,
     state: web::Data<AppState>,
@@ -590,7 +593,7 @@ fn ratio(n: i64, d: i64) -> Option<f64> {
         (status = 403, description = "Not an admin", body = ErrorBody),
     )
 )]
-#[get("/api/v1/analytics/admin/funnel")]
+#[get("/funnel")]
 pub async fn funnel(
     admin: AdminUser,
     state: web::Data<AppState>,
@@ -698,7 +701,7 @@ pub struct AdminUserStatsResponse {
         (status = 404, description = "No such user", body = ErrorBody),
     )
 )]
-#[get("/api/v1/analytics/admin/users/{id}/stats")]
+#[get("/users/{id}/stats")]
 pub async fn user_stats_route(
     _admin: AdminUser,
     state: web::Data<AppState>,
@@ -753,7 +756,7 @@ pub async fn user_stats_route(
         (status = 404, description = "No such user", body = ErrorBody),
     )
 )]
-#[get("/api/v1/analytics/admin/users/{id}/components")]
+#[get("/users/{id}/components")]
 pub async fn user_components_route(
     _admin: AdminUser,
     state: web::Data<AppState>,

@@ -28,14 +28,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(reserve)
-        .service(commit)
-        .service(release)
-        .service(set_workflow_budget)
-        .service(reprice_runs);
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(reserve).service(commit).service(release);
+}
+
+/// The routes of the admin scope (`/api/v1/analytics/admin`).
+pub fn admin_routes(cfg: &mut ServiceConfig) {
+    cfg.service(set_workflow_budget).service(reprice_runs);
 }
 
 /// Reservation settings.
@@ -615,7 +617,7 @@ pub fn limit_field(body: &Value, field: &str) -> Result<Option<Option<i64>>, Api
         (status = 404, description = "No such workflow", body = ErrorBody),
     )
 )]
-#[put("/api/v1/analytics/admin/workflows/{id}/budget")]
+#[put("/workflows/{id}/budget")]
 pub async fn set_workflow_budget(
     _admin: AdminUser,
     state: web::Data<AppState>,
@@ -717,7 +719,7 @@ pub struct RepriceRunsQuery {
         (status = 403, description = "Not an admin", body = ErrorBody),
     )
 )]
-#[get("/api/v1/analytics/admin/reprice-runs")]
+#[get("/reprice-runs")]
 pub async fn reprice_runs(
     _admin: AdminUser,
     state: web::Data<AppState>,

@@ -4,6 +4,7 @@ use crate::{AppState, ErrorBody};
 use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Body of a successful probe.
 #[derive(Debug, Serialize, ToSchema)]
@@ -12,7 +13,7 @@ pub struct HealthBody {
     pub status: &'static str,
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(health).service(ready);
 }
 

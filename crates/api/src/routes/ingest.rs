@@ -1,14 +1,16 @@
 //! `POST /api/v1/ingest`: the platform pushes what happened.
 
 use crate::error::ErrorCode;
+use crate::service::{self, ingest::ItemResult};
 use crate::{ApiError, AppState, ErrorBody, auth::ServiceKey};
 use actix_web::{HttpResponse, http::StatusCode, post, web};
-use charlie_store::ingest::{ItemResult, Outcome};
+use charlie_store::ingest::Outcome;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(ingest);
 }
 
@@ -198,10 +200,13 @@ pub async fn ingest(
             items.len()
         )));
     }
-    let report = state
-        .store
-        .ingest(items, &state.catalog, time::OffsetDateTime::now_utc())
-        .await?;
+    let report = service::ingest::ingest(
+        &state.store,
+        items,
+        &state.catalog,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?;
     state.metrics.observe_ingest(&report);
     let response = IngestResponse {
         created: report.count(Outcome::Created),

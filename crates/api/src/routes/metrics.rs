@@ -2,8 +2,9 @@
 
 use crate::{ApiError, AppState, auth::bearer_token};
 use actix_web::{HttpRequest, HttpResponse, get, web};
+use utoipa_actix_web::service_config::ServiceConfig;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(metrics);
 }
 

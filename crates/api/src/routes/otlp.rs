@@ -27,6 +27,7 @@ use opentelemetry_proto::tonic::collector::{
 };
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Body size limit for one export, before and after decompression: four
 /// times `INGEST_MAX_BYTES` (OTLP batches are verbose protobuf).
@@ -297,7 +298,7 @@ pub async fn langfuse_projects(key: LangfuseKey) -> web::Json<LangfuseProjects> 
     })
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(traces)
         .service(metrics)
         .service(langfuse_traces)

@@ -12,9 +12,11 @@ use charlie_store::calendar::Zone;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The routes of the admin scope (`/api/v1/analytics/admin`).
+pub fn admin_routes(cfg: &mut ServiceConfig) {
     cfg.service(preview);
 }
 
@@ -52,7 +54,7 @@ pub struct PreviewQuery {
         (status = 404, description = "No such user", body = ErrorBody),
     )
 )]
-#[get("/api/v1/analytics/admin/reports/preview")]
+#[get("/reports/preview")]
 pub async fn preview(
     _admin: AdminUser,
     state: web::Data<AppState>,

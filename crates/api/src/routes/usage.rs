@@ -16,13 +16,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(my_usage)
-        .service(my_preferences)
-        .service(set_budget)
-        .service(list_alerts);
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(my_usage).service(my_preferences);
+}
+
+/// The routes of the admin scope (`/api/v1/analytics/admin`).
+pub fn admin_routes(cfg: &mut ServiceConfig) {
+    cfg.service(set_budget).service(list_alerts);
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -277,7 +280,7 @@ fn parse_budget(v: &Value) -> Result<i64, ApiError> {
         (status = 404, description = "No such user", body = ErrorBody),
     )
 )]
-#[put("/api/v1/analytics/admin/users/{id}/budget")]
+#[put("/users/{id}/budget")]
 pub async fn set_budget(
     _admin: AdminUser,
     state: web::Data<AppState>,
@@ -365,7 +368,7 @@ pub struct AlertsResponse {
         (status = 403, description = "Not an admin", body = ErrorBody),
     )
 )]
-#[get("/api/v1/analytics/admin/alerts")]
+#[get("/alerts")]
 pub async fn list_alerts(
     _admin: AdminUser,
     state: web::Data<AppState>,

@@ -10,9 +10,12 @@
 //! - [`stats`]: Charlie Stats of one user (my-stats, the admin view of a user).
 //! - [`overview`]: the admin overview.
 //! - [`budgets`]: month-to-date usage against a budget.
+//! - [`ingest`]: raw items checked, written and answered in order, for every
+//!   transport.
 //! - [`reports`]: weekly reports' week maths, figures and e-mail rendering.
 
 pub mod budgets;
+pub mod ingest;
 pub mod overview;
 pub mod reports;
 pub mod stats;

@@ -310,11 +310,14 @@ async fn ingest_user(app: &TestApp, external_id: &str, email: &str, tz: &str) ->
     let item = json!({"id": id, "type": "user.upsert", "timestamp": "2026-01-01T00:00:00Z",
                       "body": {"external_id": external_id, "email": email, "timezone": tz}});
     let catalog = charlie_pricing::Catalog::builtin();
-    let report = app
-        .store
-        .ingest(&[item], &catalog, time::OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let report = charlie_api::service::ingest::ingest(
+        &app.store,
+        &[item],
+        &catalog,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
     assert!(report.results[0].error.is_none());
     id
 }
@@ -750,14 +753,17 @@ async fn cors_allows_the_configured_origins_with_credentials_only() {
     assert!(resp.headers().get("access-control-allow-origin").is_none());
 }
 
-/// Ingests `items` through the store, failing on any item error.
+/// Ingests `items` through the ingest service, failing on any item error.
 async fn ingest_items(app: &TestApp, items: Vec<Value>) {
     let catalog = charlie_pricing::Catalog::builtin();
-    let report = app
-        .store
-        .ingest(&items, &catalog, time::OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let report = charlie_api::service::ingest::ingest(
+        &app.store,
+        &items,
+        &catalog,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
     for r in &report.results {
         assert!(r.error.is_none(), "{:?}", r.error);
     }

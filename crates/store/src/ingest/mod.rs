@@ -1,8 +1,11 @@
-//! Batch ingestion: checks every item, then writes the whole batch (raw rows,
-//! placeholders, funnel milestones and rollups) in one transaction.
+//! Batch ingestion: writes a batch of checked items (`charlie_domain::ingest`)
+//! whole (raw rows, placeholders, funnel milestones and rollups) in one
+//! transaction. Checking an item's content is the transport edge's work
+//! (`charlie-wire`); what is checked here is what needs the database.
 //!
 //! Guarantees:
-//! - A bad item is refused whole and never affects the others.
+//! - An item that conflicts with what is stored is refused whole and never
+//!   affects the others.
 //! - Re-sending an item writes nothing twice: messages, events and errors are
 //!   recorded once per id in `ingested_items`; upserts are idempotent and an
 //!   upsert older than the stored version is ignored.
@@ -15,17 +18,14 @@
 //!   lock conflict re-runs the batch.
 
 mod apply;
-pub mod item;
 pub mod row;
 
 use crate::{Store, StoreResult, sql};
-use charlie_pricing::Catalog;
-pub use item::{Item, ItemError, ItemType, parse_item};
+pub use apply::Applied;
+use charlie_domain::ingest::Item;
 use sea_orm::TransactionTrait;
 use serde::Serialize;
-use serde_json::Value;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 /// What happened to one item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,68 +42,31 @@ pub enum Outcome {
     Error,
 }
 
-/// The result of one item, in batch order.
-#[derive(Debug, Clone)]
-pub struct ItemResult {
-    pub id: Option<Uuid>,
-    pub outcome: Outcome,
-    pub error: Option<ItemError>,
-    pub warnings: Vec<String>,
-    /// The item's type, when it named a known one (for metrics).
-    pub item_type: Option<ItemType>,
-    /// How a `message.create` with usage was priced (for metrics).
-    pub pricing: Option<ItemPricing>,
-}
-
-/// The model and pricing status of a message that carried usage.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ItemPricing {
-    pub model: Option<String>,
-    /// `priced`, `partial` or `unpriced`.
-    pub status: String,
-}
-
-/// The result of a batch.
-#[derive(Debug, Clone, Default)]
-pub struct BatchReport {
-    pub results: Vec<ItemResult>,
-}
-
-impl BatchReport {
-    pub fn count(&self, outcome: Outcome) -> usize {
-        self.results.iter().filter(|r| r.outcome == outcome).count()
-    }
-}
-
 /// How many times a batch is run when it meets a lock conflict.
 const MAX_ATTEMPTS: u32 = 8;
 
 impl Store {
-    /// Ingests a batch of raw items (`{"id","type","timestamp","body"}`).
-    /// `now` bounds future timestamps. Fails only when the database does;
-    /// item problems are reported per item.
-    pub async fn ingest(
-        &self,
-        raw: &[Value],
-        catalog: &Catalog,
-        now: OffsetDateTime,
-    ) -> StoreResult<BatchReport> {
-        let parsed: Vec<Result<Item, ItemError>> =
-            raw.iter().map(|v| parse_item(v, now, catalog)).collect();
+    /// Writes a batch of checked items in one transaction and says what
+    /// happened to each, in order. The items come typed from the transport
+    /// edge (`charlie-wire` for the HTTP format); `now` stamps the ledger and
+    /// the rollups. Fails only when the database does; conflicts with what
+    /// is stored (an id reused for other content, a component of another
+    /// user) are reported per item.
+    pub async fn ingest(&self, items: &[Item], now: OffsetDateTime) -> StoreResult<Vec<Applied>> {
         let mut attempt = 0;
-        let results = loop {
+        loop {
             attempt += 1;
             let run = async {
                 let _guard = self.write_guard().await;
                 let txn = self.conn().begin().await?;
                 let results =
-                    apply::apply(&txn, &parsed, now, &self.budget_policy, self.posthog_outbox)
+                    apply::apply(&txn, items, now, &self.budget_policy, self.posthog_outbox)
                         .await?;
                 txn.commit().await?;
                 Ok::<_, crate::StoreError>(results)
             };
             match run.await {
-                Ok(results) => break results,
+                Ok(results) => return Ok(results),
                 Err(e) if attempt < MAX_ATTEMPTS && sql::is_retriable(&e) => {
                     tracing::debug!(attempt, error = %e, "ingest batch conflicted; running it again");
                     tokio::time::sleep(std::time::Duration::from_millis(
@@ -113,45 +76,6 @@ impl Store {
                 }
                 Err(e) => return Err(e),
             }
-        };
-        Ok(BatchReport {
-            results: raw
-                .iter()
-                .zip(parsed)
-                .zip(results)
-                .map(|((raw, parsed), applied)| match parsed {
-                    Err(error) => ItemResult {
-                        id: item::raw_id(raw),
-                        outcome: Outcome::Error,
-                        error: Some(error),
-                        warnings: Vec::new(),
-                        item_type: raw.get("type").and_then(|t| t.as_str()).and_then(|t| {
-                            ItemType::ALL.into_iter().find(|known| known.as_str() == t)
-                        }),
-                        pricing: None,
-                    },
-                    Ok(item) => {
-                        let item_type = Some(item.item_type());
-                        let pricing = match &item.body {
-                            item::Body::Message(m) if m.usage.is_some() => Some(ItemPricing {
-                                model: m.model.clone(),
-                                status: m.pricing_status.clone(),
-                            }),
-                            _ => None,
-                        };
-                        let mut warnings = item.warnings;
-                        warnings.extend(applied.warnings);
-                        ItemResult {
-                            id: Some(item.id),
-                            outcome: applied.outcome,
-                            error: applied.error,
-                            warnings,
-                            item_type,
-                            pricing,
-                        }
-                    }
-                })
-                .collect(),
-        })
+        }
     }
 }

@@ -2,8 +2,8 @@
 //! ingest transaction inserts them and the benchmarks copy them (feature
 //! `bench`), so both write the same thing.
 
-use super::item::MessageCreate;
 use crate::rollup::tokens_i64;
+use charlie_domain::ingest::MessageCreate;
 use sea_orm::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;

@@ -111,7 +111,7 @@ pub(super) async fn insert_events(
 
 pub(super) async fn write_errors(
     txn: &DatabaseTransaction,
-    errors: &[(usize, &Item, &crate::ingest::item::ErrorLog)],
+    errors: &[(usize, &Item, &charlie_domain::ingest::ErrorLog)],
     batch: &mut Batch,
 ) -> StoreResult<()> {
     if errors.is_empty() {

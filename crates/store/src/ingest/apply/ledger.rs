@@ -6,14 +6,13 @@ use super::*;
 /// Inserts ledger rows for new message/event/error ids; returns their indexes.
 pub(super) async fn ledger(
     txn: &DatabaseTransaction,
-    items: &[Result<Item, ItemError>],
+    items: &[Item],
     now: OffsetDateTime,
     out: &mut [Applied],
 ) -> StoreResult<Vec<usize>> {
     let mut first: HashMap<Uuid, usize> = HashMap::new();
     let mut candidates: Vec<(usize, &Item)> = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let Ok(item) = item else { continue };
         if !matches!(
             item.item_type(),
             ItemType::Message | ItemType::Event | ItemType::Error
@@ -22,7 +21,7 @@ pub(super) async fn ledger(
         }
         match first.get(&item.id) {
             Some(&j) => {
-                let same = matches!(&items[j], Ok(prev) if prev.content_hash == item.content_hash);
+                let same = items[j].content_hash == item.content_hash;
                 out[i] = if same {
                     Applied::new(Outcome::Duplicate).warn("repeated earlier in this batch")
                 } else {

@@ -3,13 +3,7 @@
 //! holds the batch's state and runs the steps in order. See the module
 //! above for guarantees.
 
-use super::{
-    Outcome,
-    item::{
-        Body, ConversationUpsert, EventTrack, Item, ItemError, ItemType, MessageCreate,
-        NamedUpsert, UserUpsert,
-    },
-};
+use super::Outcome;
 use crate::{
     StoreError, StoreResult,
     rollup::{Counters, MessageFacts, Rollups, bucket_of},
@@ -19,6 +13,10 @@ use crate::{
     },
 };
 use charlie_domain::ErrorCode;
+use charlie_domain::ingest::{
+    Body, ConversationUpsert, EventTrack, Item, ItemError, ItemType, MessageCreate, NamedUpsert,
+    UserUpsert,
+};
 use charlie_domain::{EventType, MessageRole};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, Value as DbValue};
 use serde_json::{Value, json};
@@ -40,9 +38,11 @@ use messages::*;
 use milestones::*;
 use users::*;
 
-/// What applying did to one item (ignored for items that failed parsing).
+/// What applying did to one item: its outcome, the error that refused it
+/// (a conflict with what is stored, such as an id reused for other content),
+/// and warnings. Given in the order of the items.
 #[derive(Debug, Clone)]
-pub(super) struct Applied {
+pub struct Applied {
     pub outcome: Outcome,
     pub error: Option<ItemError>,
     pub warnings: Vec<String>,
@@ -118,7 +118,7 @@ struct Batch {
 
 pub(super) async fn apply(
     txn: &DatabaseTransaction,
-    items: &[Result<Item, ItemError>],
+    items: &[Item],
     now: OffsetDateTime,
     budgets: &crate::budgets::BudgetPolicy,
     posthog: bool,
@@ -137,7 +137,6 @@ pub(super) async fn apply(
         ItemType::Conversation,
     ] {
         for (i, item) in items.iter().enumerate() {
-            let Ok(item) = item else { continue };
             if item.item_type() != kind {
                 continue;
             }
@@ -175,12 +174,10 @@ pub(super) async fn apply(
     let new_messages: Vec<(usize, &Item, &MessageCreate)> = fresh
         .iter()
         .filter_map(|&i| match &items[i] {
-            Ok(
-                item @ Item {
-                    body: Body::Message(m),
-                    ..
-                },
-            ) => Some((i, item, m)),
+            item @ Item {
+                body: Body::Message(m),
+                ..
+            } => Some((i, item, m)),
             _ => None,
         })
         .collect();
@@ -194,18 +191,14 @@ pub(super) async fn apply(
     let mut errors = Vec::new();
     for &i in &fresh {
         match &items[i] {
-            Ok(
-                item @ Item {
-                    body: Body::Event(e),
-                    ..
-                },
-            ) => events.push((i, item, e)),
-            Ok(
-                item @ Item {
-                    body: Body::Error(e),
-                    ..
-                },
-            ) => errors.push((i, item, e)),
+            item @ Item {
+                body: Body::Event(e),
+                ..
+            } => events.push((i, item, e)),
+            item @ Item {
+                body: Body::Error(e),
+                ..
+            } => errors.push((i, item, e)),
             _ => {}
         }
     }

@@ -1,8 +1,19 @@
-//! Parsing and checking one ingest item. Everything that can be wrong with an
-//! item is found here, before anything is written, so that a bad item is
-//! refused whole and never aborts the batch it came in.
+//! The ingest wire format: a raw JSON item (`{"id","type","timestamp","body"}`
+//! of `POST /api/v1/ingest`) checked into a typed `charlie_domain::ingest::Item`,
+//! or refused with a stable code and a message naming the field.
+//!
+//! Everything that can be wrong with an item's content is found here, before
+//! anything is written, so that a bad item is refused whole and never aborts
+//! the batch it came in. Pure: no I/O, no database, no HTTP; prices messages
+//! with the catalog it is handed. Imported by the transport edge (the API's
+//! ingest service, the OpenTelemetry receiver through it), the benchmarks
+//! and the fuzz targets; never by the store.
 
 use charlie_domain::ErrorCode;
+use charlie_domain::ingest::{
+    Body, ConversationUpsert, ErrorLog, EventTrack, Item, ItemError, ItemType,
+    MAX_ERROR_MESSAGE_CHARS, MessageCreate, NamedUpsert, UserUpsert,
+};
 use charlie_domain::{EventCategory, EventType, MessageRole, TokenUsage, Usd};
 use charlie_pricing::{Catalog, PricingStatus};
 use serde_json::{Map, Value};
@@ -10,184 +21,18 @@ use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339};
 use uuid::Uuid;
 
-/// Longest `error_message` kept; longer ones are truncated with a warning.
-pub const MAX_ERROR_MESSAGE_CHARS: usize = 5000;
 /// How far in the future an item's timestamp may be (clock skew).
 pub const MAX_FUTURE_SKEW: Duration = Duration::days(1);
-
-/// Why an item was refused: a stable code and a message naming the field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ItemError {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-impl ItemError {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-/// The item types of `POST /api/v1/ingest`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ItemType {
-    User,
-    Workflow,
-    Component,
-    Conversation,
-    Message,
-    Event,
-    Error,
-}
-
-impl ItemType {
-    pub const ALL: [ItemType; 7] = [
-        ItemType::User,
-        ItemType::Workflow,
-        ItemType::Component,
-        ItemType::Conversation,
-        ItemType::Message,
-        ItemType::Event,
-        ItemType::Error,
-    ];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ItemType::User => "user.upsert",
-            ItemType::Workflow => "workflow.upsert",
-            ItemType::Component => "component.upsert",
-            ItemType::Conversation => "conversation.upsert",
-            ItemType::Message => "message.create",
-            ItemType::Event => "event.track",
-            ItemType::Error => "error.log",
-        }
-    }
-
-    fn parse(s: &str) -> Option<ItemType> {
-        Self::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-}
-
-/// `user.upsert`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserUpsert {
-    pub external_id: String,
-    pub email: String,
-    pub timezone: Option<String>,
-    /// `Some(None)` clears the budget; `None` leaves it as it is.
-    pub monthly_budget: Option<Option<Usd>>,
-    /// Like `monthly_budget`, for the hard limit reservations enforce.
-    pub monthly_hard_limit: Option<Option<Usd>>,
-    pub weekly_report_opt_out: Option<bool>,
-}
-
-/// `workflow.upsert` and `component.upsert`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NamedUpsert {
-    pub user_id: Uuid,
-    pub name: String,
-}
-
-/// `conversation.upsert`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConversationUpsert {
-    pub user_id: Uuid,
-    pub workflow_id: Option<Uuid>,
-    pub langflow_session_id: Option<String>,
-}
-
-/// `message.create`, priced.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MessageCreate {
-    pub conversation_id: Uuid,
-    /// The platform component (`agent_components`) that made the LLM call.
-    /// Defaults to none so that messages parked in `pending_messages` before
-    /// this field existed still read.
-    #[serde(default)]
-    pub component_id: Option<Uuid>,
-    pub role: MessageRole,
-    pub model: Option<String>,
-    /// `None` when neither the item nor its `llm_response` carried usage.
-    pub usage: Option<TokenUsage>,
-    /// Whole nano-dollars; `None` when nothing could be priced.
-    pub cost_nano_usd: Option<i64>,
-    /// `priced`, `partial`, `unpriced`, or `no_usage`.
-    pub pricing_status: String,
-    /// The price used: the catalog's price id, `<source>:<model>@<valid from>`.
-    pub price_ref: Option<String>,
-}
-
-/// `event.track`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventTrack {
-    pub user_id: Uuid,
-    pub event_type: String,
-    pub event_category: String,
-    pub workflow_id: Option<Uuid>,
-    pub component_id: Option<Uuid>,
-    pub conversation_id: Option<Uuid>,
-    pub metadata: Value,
-}
-
-/// `error.log`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ErrorLog {
-    pub service: String,
-    pub error_type: String,
-    pub error_message: String,
-    pub error_code: Option<String>,
-    pub user_id: Option<Uuid>,
-    pub workflow_id: Option<Uuid>,
-    pub endpoint: Option<String>,
-    pub request_id: Option<String>,
-    pub metadata: Value,
-    pub sentry_event_id: Option<String>,
-}
-
-/// A checked item body.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Body {
-    User(UserUpsert),
-    Workflow(NamedUpsert),
-    Component(NamedUpsert),
-    Conversation(ConversationUpsert),
-    Message(MessageCreate),
-    Event(EventTrack),
-    Error(ErrorLog),
-}
-
-/// An item that passed every check.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Item {
-    pub id: Uuid,
-    pub at: OffsetDateTime,
-    pub body: Body,
-    /// SHA-256 of the item as sent (canonical JSON): tells a retry from an
-    /// id reused for different content.
-    pub content_hash: String,
-    pub warnings: Vec<String>,
-}
-
-impl Item {
-    pub fn item_type(&self) -> ItemType {
-        match self.body {
-            Body::User(_) => ItemType::User,
-            Body::Workflow(_) => ItemType::Workflow,
-            Body::Component(_) => ItemType::Component,
-            Body::Conversation(_) => ItemType::Conversation,
-            Body::Message(_) => ItemType::Message,
-            Body::Event(_) => ItemType::Event,
-            Body::Error(_) => ItemType::Error,
-        }
-    }
-}
 
 /// Reads the `id` of a raw item, if it has a valid one (for error reports).
 pub fn raw_id(value: &Value) -> Option<Uuid> {
     value.get("id")?.as_str()?.parse().ok()
+}
+
+/// The item type a raw item names, when it names a known one (for the
+/// metrics of refused items).
+pub fn raw_type(value: &Value) -> Option<ItemType> {
+    ItemType::parse(value.get("type")?.as_str()?)
 }
 
 /// Checks one raw item. `now` bounds future timestamps; `catalog` prices messages.
