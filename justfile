@@ -7,6 +7,10 @@ pg_url := env_var_or_default("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1
 serve:
     cargo run -p charlie-api -- serve
 
+# Seed demo data and print development credentials (development only).
+demo:
+    cargo run -p charlie-devtools -- demo
+
 # Apply migrations (pass e.g. `just migrate down`).
 migrate action="up":
     cargo run -p charlie-api -- migrate {{action}}

@@ -55,15 +55,6 @@ enum Command {
         #[command(subcommand)]
         action: UsageAction,
     },
-    /// Seed realistic demo data (development only) and print an admin token,
-    /// a user token, an ingestion API key and curl lines to try them.
-    Demo {
-        /// Print `{"admin_token", "user_token", "api_key"}` instead of text.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        db: DbArgs,
-    },
     /// Weekly report e-mails (see `reports send --help`).
     Reports {
         #[command(subcommand)]
@@ -270,17 +261,30 @@ pub use crate::error::CliError;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // Parsed before the settings are read, so `--help` needs no environment.
+    let cli = Cli::parse();
+    launch("charlie-stats", |settings| run(cli, settings))
+}
+
+/// Runs a command-line program of the workspace (`charlie-stats`,
+/// `charlie-bench`, `charlie-dev`) the same way: reads `.env` if present,
+/// the settings from the environment (exit 2 when they are wrong), then
+/// `body` on a multi-threaded runtime; its error is printed after `name`.
+pub fn launch<F, Fut>(name: &str, body: F) -> ExitCode
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = Result<(), CliError>>,
+{
     if let Err(e) = dotenvy::dotenv()
         && !e.not_found()
     {
-        eprintln!("charlie-stats: cannot read .env: {e}");
+        eprintln!("{name}: cannot read .env: {e}");
         return ExitCode::from(2);
     }
-    let cli = Cli::parse();
     let settings = match Settings::from_env(&ProcessEnv) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("charlie-stats: {e}");
+            eprintln!("{name}: {e}");
             return ExitCode::from(2);
         }
     };
@@ -290,14 +294,14 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("charlie-stats: cannot start the async runtime: {e}");
+            eprintln!("{name}: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli, settings)) {
+    match runtime.block_on(body(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError(message)) => {
-            eprintln!("charlie-stats: {message}");
+            eprintln!("{name}: {message}");
             ExitCode::FAILURE
         }
     }
@@ -336,9 +340,6 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
         Command::Keys { action } => keys(action, settings).await,
         Command::Rollups { action } => rollups(action, settings).await,
         Command::Usage { action } => usage(action, &settings),
-        Command::Demo { json, db } => {
-            Ok(crate::demo::command(settings.with_database_url(db.database_url)?, json).await?)
-        }
         Command::Reports { action } => crate::jobs::reports::command(action, settings).await,
         Command::Posthog { action } => posthog(action, settings).await,
         Command::Reprice {

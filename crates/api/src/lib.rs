@@ -9,7 +9,6 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod jobs;
 pub mod observability;
@@ -19,7 +18,6 @@ pub mod pricing;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod routes;
-pub mod samples;
 pub mod service;
 pub mod telemetry;
 

@@ -2,7 +2,7 @@
 //! realistic message bodies (explicit usage, or a raw OpenAI / Anthropic
 //! response so extraction and pricing run).
 
-use charlie_api::samples::{Shape, draw_usage, llm_response};
+use charlie_devtools::samples::{Shape, draw_usage, llm_response};
 use charlie_domain::ingest::Body;
 use charlie_pricing::Catalog;
 use charlie_store::bench::MessageRow;

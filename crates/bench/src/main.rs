@@ -55,37 +55,9 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     use clap::Parser;
-    if let Err(e) = dotenvy::dotenv()
-        && !e.not_found()
-    {
-        eprintln!("charlie-bench: cannot read .env: {e}");
-        return std::process::ExitCode::from(2);
-    }
+    // Parsed before the settings are read, so `--help` needs no environment.
     let cli = Cli::parse();
-    let settings = match Settings::from_env(&charlie_api::config::ProcessEnv) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("charlie-bench: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("charlie-bench: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli.command, settings)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(CliError(message)) => {
-            eprintln!("charlie-bench: {message}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    charlie_api::cli::launch("charlie-bench", |settings| run(cli.command, settings))
 }
 
 /// The `charlie-stats` executable the benchmarks start: `CHARLIE_STATS_BIN`,

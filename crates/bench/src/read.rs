@@ -773,7 +773,7 @@ async fn run_inner(
 
     // Tokens: a sample of ordinary users, the heavy user, an admin.
     let token_issued_at = |n: usize, admin: bool, issued: OffsetDateTime| {
-        charlie_api::demo::demo_token(
+        charlie_devtools::demo::demo_token(
             settings,
             &Plan::external_id(n),
             &format!("bench.user.{n}@example.com"),

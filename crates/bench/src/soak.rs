@@ -157,7 +157,7 @@ async fn run_inner(
         }
     }
     let token_of = |n: usize, admin: bool| {
-        charlie_api::demo::demo_token(
+        charlie_devtools::demo::demo_token(
             settings,
             &format!("bench_user_{n}"),
             &format!("bench.user.{n}@example.com"),

@@ -3,7 +3,7 @@
 //! Keys come from a JWKS endpoint (cached; refetched, within a rate limit,
 //! when a token names an unknown `kid`, so key rotation works), from one PEM
 //! public key, and, in development only, from the committed demo key that
-//! `charlie-stats demo` signs its tokens with.
+//! `charlie-dev demo` signs its tokens with.
 //!
 //! Only RS256 is accepted. The algorithm comes from our configuration, never
 //! from the token: a token saying `none`, or HS256 "signed" with the public
@@ -141,7 +141,7 @@ impl VerifiedToken {
 }
 
 /// Signs a token with the development key (RS256, `kid` [`DEMO_KEY_ID`]),
-/// for `charlie-stats demo` and tests. The server accepts it only in
+/// for `charlie-dev demo` and tests. The server accepts it only in
 /// development.
 pub fn sign_demo_token(claims: &Value) -> Result<String, String> {
     let key = EncodingKey::from_rsa_pem(DEMO_PRIVATE_PEM.as_bytes())

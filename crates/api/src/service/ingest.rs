@@ -1,7 +1,7 @@
 //! Ingestion, whatever the transport: raw wire items are checked
 //! (`charlie-wire`), the valid ones written in one store transaction, and
 //! every item answered in the order it came. `POST /api/v1/ingest`, the
-//! OpenTelemetry receiver and the demo seeder all call [`ingest`].
+//! OpenTelemetry receiver and the demo seeder (`charlie-dev demo`) all call [`ingest`].
 
 use charlie_domain::ingest::{Body, Item, ItemError, ItemType};
 use charlie_pricing::Catalog;

@@ -529,7 +529,7 @@ async fn an_unreachable_jwks_host_is_503_not_a_crash() {
 
 #[tokio::test]
 async fn the_development_key_works_in_development_only() {
-    let token = charlie_api::demo::demo_token(
+    let token = charlie_devtools::demo::demo_token(
         &settings(&[]),
         "user_demo",
         "demo@example.com",

@@ -1,11 +1,9 @@
-//! `charlie-stats demo`: its data goes through ingestion without item
+//! `charlie-dev demo` (crates/devtools): its data goes through ingestion without item
 //! errors, reruns change nothing, and what it prints works against the app.
 
 use crate::helpers::{TestApp, Vars, json, spawn_app_with};
-use charlie_api::{
-    Settings,
-    demo::{self, DemoError},
-};
+use charlie_api::Settings;
+use charlie_devtools::demo::{self, DemoError};
 use reqwest::StatusCode;
 use std::collections::HashMap;
 

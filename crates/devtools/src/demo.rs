@@ -1,5 +1,5 @@
-//! `charlie-stats demo`: realistic data for newcomers, written through
-//! [`crate::service::ingest::ingest`] (the code path of `POST /api/v1/ingest`), then an
+//! `charlie-dev demo`: realistic data for newcomers, written through
+//! [`charlie_api::service::ingest::ingest`] (the code path of `POST /api/v1/ingest`), then an
 //! ingestion API key and two session tokens signed with the development key.
 //!
 //! The data is generated from a seeded RNG and named ids (UUID v5), per
@@ -7,8 +7,8 @@
 //! (every item comes back `duplicate`); on a later day it adds the new days.
 
 use crate::samples::{self, Shape};
-use crate::service::ingest::BatchReport;
-use crate::{Settings, auth::jwt};
+use charlie_api::service::ingest::BatchReport;
+use charlie_api::{Settings, auth::jwt};
 use charlie_pricing::Catalog;
 use charlie_store::{Store, StoreError, ingest::Outcome};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -742,7 +742,7 @@ pub async fn run(
     for phase in items(now) {
         for chunk in phase.chunks(BATCH) {
             let report: BatchReport =
-                crate::service::ingest::ingest(store, chunk, catalog, now).await?;
+                charlie_api::service::ingest::ingest(store, chunk, catalog, now).await?;
             for (raw, result) in chunk.iter().zip(&report.results) {
                 let kind = raw["type"].as_str().unwrap_or_default();
                 let Some((_, c)) = counts.iter_mut().find(|(n, _)| *n == kind) else {
@@ -793,7 +793,7 @@ pub async fn run(
     })
 }
 
-/// The text `charlie-stats demo` prints: what was written, the
+/// The text `charlie-dev demo` prints: what was written, the
 /// credentials, and curl lines against `base_url`.
 pub fn render(report: &DemoReport, base_url: &str, now: OffsetDateTime) -> String {
     let mut out = String::new();
@@ -857,14 +857,14 @@ Start the server in another terminal (`cargo run`), then:
     out
 }
 
-/// `charlie-stats demo [--json]`: opens and migrates the database, seeds,
+/// `charlie-dev demo [--json]`: opens and migrates the database, seeds,
 /// and prints.
 pub async fn command(settings: Settings, json: bool) -> Result<(), DemoError> {
     if settings.is_production() {
         return Err(DemoError::Production);
     }
-    let catalog =
-        crate::pricing::load_catalog(&settings).map_err(|e| DemoError::Setup(e.to_string()))?;
+    let catalog = charlie_api::pricing::load_catalog(&settings)
+        .map_err(|e| DemoError::Setup(e.to_string()))?;
     let store = Store::connect(settings.database_url.expose()).await?;
     store.migrate_up().await?;
     let now = OffsetDateTime::now_utc();

@@ -1,5 +1,5 @@
 //! Realistic raw LLM responses in each provider's own shape, shared by the
-//! demo data (`demo.rs`) and the benchmarks (`bench/`), so both exercise the
+//! demo data (`demo.rs`) and the benchmarks (`charlie-bench`), so both exercise the
 //! same extraction paths as real traffic.
 
 use rand::{Rng, rngs::StdRng};
