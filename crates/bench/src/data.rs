@@ -19,9 +19,7 @@ pub fn named_id(run: u64, kind: &str, n: u64) -> Uuid {
     Uuid::new_v5(&NAMESPACE, format!("{run}/{kind}/{n}").as_bytes())
 }
 
-pub fn ts(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_default()
-}
+pub use charlie_domain::rfc3339 as ts;
 
 pub fn item(id: Uuid, kind: &str, at: OffsetDateTime, body: Value) -> Value {
     json!({"id": id, "type": kind, "timestamp": ts(at), "body": body})

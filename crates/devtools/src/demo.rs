@@ -9,6 +9,7 @@
 use crate::samples::{self, Shape};
 use charlie_api::service::ingest::BatchReport;
 use charlie_api::{Settings, auth::jwt};
+use charlie_domain::rfc3339 as ts;
 use charlie_pricing::Catalog;
 use charlie_store::{Store, StoreError, ingest::Outcome};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -313,10 +314,6 @@ fn id(name: &str) -> Uuid {
 
 fn user_id(u: &DemoUser) -> Uuid {
     id(&format!("user/{}", u.external_id))
-}
-
-fn ts(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_default()
 }
 
 fn item(id: Uuid, kind: &str, at: OffsetDateTime, body: Value) -> Value {

@@ -15,6 +15,7 @@ mod events;
 pub mod ingest;
 mod money;
 mod role;
+mod timestamp;
 mod usage;
 
 pub use code::ErrorCode;
@@ -22,6 +23,7 @@ pub use error::DomainError;
 pub use events::{EventCategory, EventType};
 pub use money::Usd;
 pub use role::MessageRole;
+pub use timestamp::rfc3339;
 pub use usage::TokenUsage;
 
 /// Result alias for domain validation.

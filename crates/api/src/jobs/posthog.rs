@@ -161,7 +161,7 @@ pub fn event_json(e: &ForwardedEvent, person_properties: bool) -> Value {
     json!({
         "event": e.event_type,
         "distinct_id": distinct_id(e),
-        "timestamp": e.at.format(&Rfc3339).unwrap_or_default(),
+        "timestamp": charlie_domain::rfc3339(e.at),
         "uuid": e.id,
         "properties": props,
     })

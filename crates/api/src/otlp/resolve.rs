@@ -24,6 +24,7 @@
 //! parents of the LLM calls made inside them), else to none.
 
 use crate::AppState;
+use charlie_domain::rfc3339;
 use charlie_store::{
     StoreResult,
     ingest::Outcome,
@@ -42,10 +43,6 @@ const TRACES_PER_PASS: u64 = 200;
 
 fn derive(parts: &[&str]) -> Uuid {
     Uuid::new_v5(&NAMESPACE, parts.join("\u{1f}").as_bytes())
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
 }
 
 /// What a resolution pass did.

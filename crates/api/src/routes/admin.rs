@@ -17,6 +17,7 @@ use crate::{
     },
 };
 use actix_web::{HttpRequest, HttpResponse, get, web};
+use charlie_domain::rfc3339;
 use charlie_store::{
     analytics::{CostGrouping, FunnelCounts},
     calendar::Zone,
@@ -223,11 +224,6 @@ pub struct ErrorsQuery {
     /// `json` (default) or `csv`.
     #[param(pattern = "^(json|csv)?$")]
     pub format: Option<String>,
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
 }
 
 /// Recent errors, newest first (JSON or CSV).

@@ -100,7 +100,7 @@ impl BudgetSettings {
 fn rfc3339_ms(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
+        .map(charlie_domain::rfc3339)
         .unwrap_or_default()
 }
 
@@ -672,7 +672,7 @@ impl From<RepriceRun> for RepriceRunItem {
         RepriceRunItem {
             id: r.id,
             actor: r.actor,
-            created_at: r.created_at.format(&Rfc3339).unwrap_or_default(),
+            created_at: charlie_domain::rfc3339(r.created_at),
             from_date: r.from_date.to_string(),
             to_date: r.to_date.to_string(),
             model: r.model,

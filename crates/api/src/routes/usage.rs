@@ -11,6 +11,7 @@ use crate::{
     routes::{money::UsdNumber, params},
 };
 use actix_web::{HttpResponse, get, put, web};
+use charlie_domain::rfc3339;
 use charlie_store::budgets::{Alert, AlertFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,10 +27,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
 /// The routes of the admin scope (`/api/v1/analytics/admin`).
 pub fn admin_routes(cfg: &mut ServiceConfig) {
     cfg.service(set_budget).service(list_alerts);
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 /// A usage alert.
