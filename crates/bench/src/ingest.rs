@@ -84,15 +84,26 @@ struct IngestCounts {
     errors: usize,
 }
 
-/// Sends pre-rendered batches from `clients` concurrent tasks; returns each
-/// batch's latency and the wall time. Any refused item or non-207 is an error.
+/// What sending the batches measured.
+struct Sent {
+    /// Each batch's latency.
+    latencies: Vec<Duration>,
+    /// When each batch was answered (since the first was sent), and how many
+    /// items were created by it.
+    answered: Vec<(Duration, usize)>,
+    elapsed: Duration,
+    created: usize,
+}
+
+/// Sends pre-rendered batches from `clients` concurrent tasks. Any refused
+/// item or non-207 is an error.
 async fn send_batches(
     client: &reqwest::Client,
     url: &str,
     key: &str,
     bodies: Vec<Vec<u8>>,
     clients: usize,
-) -> Result<(Vec<Duration>, Duration, usize), CliError> {
+) -> Result<Sent, CliError> {
     let queue = Arc::new(Mutex::new(bodies.into_iter()));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -103,6 +114,7 @@ async fn send_batches(
         let auth = format!("Bearer {key}");
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut answered = Vec::new();
             let mut created = 0;
             loop {
                 let next = queue.lock().ok().and_then(|mut q| q.next());
@@ -142,20 +154,51 @@ async fn send_batches(
                     )));
                 }
                 created += counts.created;
+                answered.push((started.elapsed(), counts.created));
             }
-            Ok::<_, CliError>((latencies, created))
+            Ok::<_, CliError>((latencies, answered, created))
         }));
     }
-    let mut all = Vec::new();
-    let mut created = 0;
+    let mut sent = Sent {
+        latencies: Vec::new(),
+        answered: Vec::new(),
+        elapsed: Duration::ZERO,
+        created: 0,
+    };
     for t in tasks {
-        let (l, c) = t
+        let (l, a, c) = t
             .await
             .map_err(|e| CliError(format!("client task failed: {e}")))??;
-        all.extend(l);
-        created += c;
+        sent.latencies.extend(l);
+        sent.answered.extend(a);
+        sent.created += c;
     }
-    Ok((all, started.elapsed(), created))
+    sent.elapsed = started.elapsed();
+    Ok(sent)
+}
+
+/// The rate of each successive `window` of created items, in the order they
+/// were answered: how ingestion keeps up as the tables grow. A last partial
+/// window is left out.
+fn window_rates(answered: &[(Duration, usize)], window: usize) -> Vec<f64> {
+    let mut by_time = answered.to_vec();
+    by_time.sort_by_key(|(at, _)| *at);
+    let (mut rates, mut done, mut window_start) = (Vec::new(), 0usize, Duration::ZERO);
+    let mut next = window.max(1);
+    for (at, n) in by_time {
+        done += n;
+        while done >= next {
+            let secs = (at - window_start).as_secs_f64();
+            rates.push(if secs > 0.0 {
+                window as f64 / secs
+            } else {
+                0.0
+            });
+            window_start = at;
+            next += window.max(1);
+        }
+    }
+    rates
 }
 
 fn render(items: &[Value], batch: usize) -> Result<Vec<Vec<u8>>, CliError> {
@@ -370,8 +413,19 @@ async fn run_inner(
     let rss_before = server.rss().unwrap_or(0);
     let batches = bodies.len();
     eprintln!("timed: sending {batches} batches…");
-    let (latencies, elapsed, created) =
-        send_batches(&client, &endpoint, &key, bodies, args.clients).await?;
+    let Sent {
+        latencies,
+        answered,
+        elapsed,
+        created,
+    } = send_batches(&client, &endpoint, &key, bodies, args.clients).await?;
+    // Per million messages; a shorter run is cut in fifths.
+    let window = if args.messages >= 2_000_000 {
+        1_000_000
+    } else {
+        (args.messages / 5).max(1)
+    };
+    let rates = window_rates(&answered, window);
     let peak_rss = server.peak_rss().unwrap_or(0);
     let load_during = load_average();
     drop(server);
@@ -388,6 +442,20 @@ async fn run_inner(
         thousands(ours_rate),
         ms(lat.p50),
         ms(lat.p99)
+    );
+    let rates_text = rates
+        .iter()
+        .map(|r| thousands(*r))
+        .collect::<Vec<_>>()
+        .join(" → ");
+    let flatness = match (rates.first(), rates.last()) {
+        (Some(first), Some(last)) if *first > 0.0 => last / first,
+        _ => 0.0,
+    };
+    eprintln!(
+        "rate per {} messages as the tables grow: {rates_text} (last / first {:.0}%)",
+        thousands(window as f64),
+        flatness * 100.0
     );
 
     // Rollups must agree with raw rows.
@@ -540,6 +608,12 @@ async fn run_inner(
     );
     let _ = writeln!(
         out,
+        "rate per {} messages as the tables grow: {rates_text} msg/s; last / first = {:.0}% (target ≥ 70% over 5M)",
+        thousands(window as f64),
+        flatness * 100.0
+    );
+    let _ = writeln!(
+        out,
         "ours / seed = {:.1}× (target ≥ 20×: {})",
         vs_seed,
         if vs_seed >= 20.0 { "met" } else { "MISSED" }
@@ -583,6 +657,16 @@ mod tests {
             (users.len(), workflows.len(), conversations.len()),
             (10, 10, 30)
         );
+    }
+
+    #[test]
+    fn window_rates_follow_the_answers_in_time_order() {
+        let secs = Duration::from_secs;
+        // 4 batches of 5: windows of 10 end at 2 s and at 6 s.
+        let answered = [(secs(2), 5), (secs(1), 5), (secs(6), 5), (secs(3), 5)];
+        assert_eq!(window_rates(&answered, 10), vec![5.0, 2.5]);
+        // A partial last window is left out.
+        assert_eq!(window_rates(&answered[..3], 10), vec![5.0]);
     }
 
     #[test]
