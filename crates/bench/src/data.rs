@@ -9,7 +9,7 @@ use charlie_store::bench::MessageRow;
 use charlie_wire::parse_item;
 use rand::{Rng, rngs::StdRng};
 use serde_json::{Value, json};
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 const NAMESPACE: Uuid = Uuid::from_u128(0x3c0e_52a8_41d7_4b6e_9f20_7a15_c8d3_e641);

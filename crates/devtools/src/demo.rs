@@ -15,7 +15,7 @@ use charlie_store::{Store, StoreError, ingest::Outcome};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
-use time::{Date, Duration, OffsetDateTime, Time, format_description::well_known::Rfc3339};
+use time::{Date, Duration, OffsetDateTime, Time};
 use uuid::Uuid;
 
 /// Days of history, today included.
@@ -892,6 +892,7 @@ pub fn render_json(report: &DemoReport) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::format_description::well_known::Rfc3339;
 
     #[test]
     fn items_are_deterministic_and_never_in_the_future() {

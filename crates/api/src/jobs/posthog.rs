@@ -22,7 +22,7 @@ use crate::observability::Metrics;
 use charlie_store::{Store, StoreError, posthog::ForwardedEvent};
 use serde_json::{Map, Value, json};
 use std::{collections::BTreeMap, time::Duration};
-use time::{Date, format_description::well_known::Rfc3339};
+use time::Date;
 use uuid::Uuid;
 
 /// PostHog Cloud US, the default `POSTHOG_HOST`.

@@ -32,7 +32,7 @@ use charlie_store::{
 };
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// The namespace of every id derived from OpenTelemetry data.
