@@ -10,10 +10,18 @@
 use crate::{
     Store, StoreResult,
     calendar::LocalDay,
-    rollup::{BUCKET_SECONDS, BUCKETS_PER_DAY, COMPONENT_COUNTER_COLS, Counters},
-    sql::{self, placeholders},
+    entity::{agent_components, conversations, error_logs, users, workflows},
+    rollup::{
+        BUCKET_SECONDS, BUCKETS_PER_DAY, BucketCounters, COMPONENT_COUNTER_COLS, ComponentCounters,
+        Counters, PlatformTotals,
+    },
+    sql,
 };
-use sea_orm::{DbBackend, QueryResult, Value};
+use sea_orm::{
+    ColumnTrait, DbBackend, DerivePartialModel, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Value,
+    sea_query::{Asterisk, Expr},
+};
 use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -106,13 +114,91 @@ fn day_number(
     }
 }
 
-pub(crate) fn bucket_counters(row: &QueryResult) -> StoreResult<Counters> {
-    Counters::from_row(row, crate::rollup::BUCKET_COUNTER_COLS)
+/// A row of counter sums keyed by a day (a `user_days.day`, or an index
+/// into the days asked for).
+#[derive(FromQueryResult)]
+struct DaySums {
+    day: i64,
+    #[sea_orm(nested)]
+    counters: BucketCounters,
 }
 
-/// The counters of a `component_buckets` sum (the others are zero).
-fn component_counters(row: &QueryResult) -> StoreResult<Counters> {
-    Counters::from_row(row, COMPONENT_COUNTER_COLS)
+/// A row of counter sums of one partial range (`i`: its index).
+#[derive(FromQueryResult)]
+struct RangeSums {
+    i: i64,
+    #[sea_orm(nested)]
+    counters: BucketCounters,
+}
+
+/// Messages of one workflow (`None`: no workflow); NULL is 0.
+#[derive(FromQueryResult)]
+struct WorkflowMessages {
+    workflow_id: Option<Uuid>,
+    n: Option<i64>,
+}
+
+/// The `component_buckets` sums of one workflow × component.
+#[derive(FromQueryResult)]
+struct ComponentSums {
+    workflow_id: Option<Uuid>,
+    component_id: Uuid,
+    #[sea_orm(nested)]
+    counters: ComponentCounters,
+}
+
+/// A cost report group's key (text or id, see [`Store::cost_report`]) and sums.
+#[derive(FromQueryResult)]
+struct KeyedSums<K: sea_orm::TryGetable> {
+    k: K,
+    #[sea_orm(nested)]
+    counters: BucketCounters,
+}
+
+/// Platform sums over a period (the overview's figures); NULL is 0. Read
+/// with the period's prefix (`today_`, `week_`).
+#[derive(FromQueryResult)]
+struct PeriodSums {
+    message_count: Option<i64>,
+    cost_nano_usd: Option<i64>,
+    unpriced_message_count: Option<i64>,
+}
+
+impl From<PeriodSums> for Counters {
+    fn from(p: PeriodSums) -> Counters {
+        Counters {
+            message_count: p.message_count.unwrap_or(0),
+            cost_nano_usd: p.cost_nano_usd.unwrap_or(0),
+            unpriced_message_count: p.unpriced_message_count.unwrap_or(0),
+            ..Counters::default()
+        }
+    }
+}
+
+/// A count; NULL (an empty `SUM`) is 0.
+#[derive(FromQueryResult)]
+struct Count {
+    n: Option<i64>,
+}
+
+/// The funnel's sums; NULL (no cohorts) is 0.
+#[derive(FromQueryResult)]
+struct FunnelSums {
+    signed_up: Option<i64>,
+    created_component: Option<i64>,
+    created_workflow: Option<i64>,
+    sent_message: Option<i64>,
+}
+
+impl From<FunnelSums> for FunnelCounts {
+    fn from(f: FunnelSums) -> FunnelCounts {
+        FunnelCounts {
+            signed_up: f.signed_up.unwrap_or(0),
+            created_component: f.created_component.unwrap_or(0),
+            created_workflow: f.created_workflow.unwrap_or(0),
+            sent_message: f.sent_message.unwrap_or(0),
+        }
+    }
 }
 
 /// `SUM(...)` of every `component_buckets` counter, cast so both engines
@@ -302,7 +388,8 @@ fn at_or_after(backend: DbBackend, column: &str, param: usize) -> String {
 }
 
 /// One error row for the admin list.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, DerivePartialModel)]
+#[sea_orm(entity = "error_logs::Entity")]
 pub struct ErrorRow {
     pub id: Uuid,
     pub created_at: OffsetDateTime,
@@ -327,7 +414,8 @@ pub struct FunnelCounts {
 }
 
 /// A stored user, as the read API needs it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, DerivePartialModel)]
+#[sea_orm(entity = "users::Entity")]
 pub struct UserSummary {
     pub id: Uuid,
     pub external_id: Option<String>,
@@ -337,7 +425,8 @@ pub struct UserSummary {
 }
 
 /// A conversation of a user, for the admin view of that user.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, DerivePartialModel)]
+#[sea_orm(entity = "conversations::Entity")]
 pub struct ConversationSummary {
     pub id: Uuid,
     pub workflow_id: Option<Uuid>,
@@ -392,8 +481,8 @@ impl Store {
             crate::rollup::BUCKET_COUNTER_COLS.join(", ")
         );
         let values = vec![user_id.into(), plan.first_day.into(), plan.last_day.into()];
-        for row in sql::query_all(self.reads(), &sql, values).await? {
-            totals.insert(row.try_get("", "day")?, bucket_counters(&row)?);
+        for row in sql::fetch_all::<DaySums, _>(self.reads(), &sql, values).await? {
+            totals.insert(row.day, row.counters.0);
         }
         let mut partial = vec![Counters::default(); plan.partials.len()];
         if !plan.partials.is_empty() {
@@ -428,13 +517,13 @@ impl Store {
                     sums("b.")
                 )
             };
-            for row in sql::query_all(self.reads(), &sql, values).await? {
-                let i: i64 = row.try_get("", "i")?;
+            for row in sql::fetch_all::<RangeSums, _>(self.reads(), &sql, values).await? {
+                let i = row.i;
                 let slot = usize::try_from(i)
                     .ok()
                     .and_then(|i| partial.get_mut(i))
                     .ok_or_else(|| crate::StoreError::Corrupt(format!("range {i} unknown")))?;
-                *slot = bucket_counters(&row)?;
+                *slot = row.counters.0;
             }
         }
         Ok(plan.assemble(days, &totals, &partial))
@@ -457,15 +546,13 @@ impl Store {
         // union as a Parallel Append, whose worker start-up costs ten times
         // the scans themselves.
         let mut out: HashMap<Option<Uuid>, i64> = HashMap::new();
-        let mut add = |rows: Vec<QueryResult>| -> StoreResult<()> {
+        let mut add = |rows: Vec<WorkflowMessages>| {
             for row in rows {
-                let n: Option<i64> = row.try_get("", "n")?;
-                *out.entry(row.try_get("", "workflow_id")?).or_default() += n.unwrap_or(0);
+                *out.entry(row.workflow_id).or_default() += row.n.unwrap_or(0);
             }
-            Ok(())
         };
         if span.day_start < span.day_end {
-            add(sql::query_all(
+            add(sql::fetch_all(
                 self.reads(),
                 "SELECT workflow_id, CAST(SUM(message_count) AS BIGINT) AS n FROM daily_metrics \
                  WHERE user_id = $1 AND date >= $2 AND date < $3 GROUP BY workflow_id",
@@ -475,9 +562,9 @@ impl Store {
                     span.end_date()?.into(),
                 ],
             )
-            .await?)?;
+            .await?);
         }
-        add(sql::query_all(
+        add(sql::fetch_all(
             self.reads(),
             "SELECT workflow_id, CAST(SUM(message_count) AS BIGINT) AS n FROM usage_buckets \
              WHERE user_id = $1 AND ((bucket >= $2 AND bucket < $3) OR (bucket >= $4 AND bucket < $5)) \
@@ -490,7 +577,7 @@ impl Store {
                 span.end.into(),
             ],
         )
-        .await?)?;
+        .await?);
         out.retain(|_, n| *n != 0);
         Ok(out)
     }
@@ -509,15 +596,15 @@ impl Store {
             sums("")
         );
         let mut usage = Usage::zeroed(days);
-        for row in sql::query_all(self.reads(), &sql, values).await? {
-            let day: i64 = row.try_get("", "day")?;
+        for row in sql::fetch_all::<DaySums, _>(self.reads(), &sql, values).await? {
+            let day = row.day;
             let slot = usize::try_from(day)
                 .ok()
                 .and_then(|i| usage.days.get_mut(i))
                 .ok_or_else(|| {
                     crate::StoreError::Corrupt(format!("day {day} outside the period"))
                 })?;
-            slot.counters.add(&bucket_counters(&row)?);
+            slot.counters.add(&row.counters.0);
         }
         Ok(usage)
     }
@@ -548,39 +635,28 @@ impl Store {
             vec![today.into(), week.into(), end.into()],
         )
         .await?;
-        let get = |c: &str| -> StoreResult<i64> {
-            Ok(match &row {
-                Some(r) => r.try_get::<Option<i64>>("", c)?.unwrap_or(0),
-                None => 0,
-            })
+        let Some(row) = row else {
+            return Ok((Counters::default(), Counters::default()));
         };
-        let of = |p: &str| -> StoreResult<Counters> {
-            Ok(Counters {
-                message_count: get(&format!("{p}_message_count"))?,
-                cost_nano_usd: get(&format!("{p}_cost_nano_usd"))?,
-                unpriced_message_count: get(&format!("{p}_unpriced_message_count"))?,
-                ..Counters::default()
-            })
-        };
-        Ok((of("today")?, of("week")?))
+        Ok((
+            PeriodSums::from_query_result(&row, "today_")?.into(),
+            PeriodSums::from_query_result(&row, "week_")?.into(),
+        ))
     }
 
     /// A user's all-time message and conversation counts (kept on `users`
     /// by ingestion, so this does not grow with the user's history).
     pub async fn user_lifetime_totals(&self, user_id: Uuid) -> StoreResult<(i64, i64)> {
-        let row = sql::query_one(
-            self.reads(),
-            "SELECT total_messages, total_conversations FROM users WHERE id = $1",
-            vec![user_id.into()],
-        )
-        .await?;
-        match row {
-            Some(r) => Ok((
-                r.try_get("", "total_messages")?,
-                r.try_get("", "total_conversations")?,
-            )),
-            None => Ok((0, 0)),
-        }
+        Ok(users::Entity::find_by_id(user_id)
+            .select_only()
+            .columns([
+                users::Column::TotalMessages,
+                users::Column::TotalConversations,
+            ])
+            .into_tuple::<(i64, i64)>()
+            .one(self.reads())
+            .await?
+            .unwrap_or((0, 0)))
     }
 
     /// A user's usage per workflow and component over `days` (consecutive
@@ -605,69 +681,63 @@ impl Store {
             first.first_bucket.into(),
             last.end_bucket.into(),
         ];
-        sql::query_all(self.reads(), &sql, values)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(ComponentUsage {
-                    workflow_id: r.try_get("", "workflow_id")?,
-                    component_id: r.try_get("", "component_id")?,
-                    counters: component_counters(r)?,
+        Ok(
+            sql::fetch_all::<ComponentSums, _>(self.reads(), &sql, values)
+                .await?
+                .into_iter()
+                .map(|r| ComponentUsage {
+                    workflow_id: r.workflow_id,
+                    component_id: r.component_id,
+                    counters: r.counters.0,
                 })
-            })
-            .collect()
+                .collect(),
+        )
     }
 
     /// Names of components by id (unknown ids are left out; a placeholder's
     /// name is empty until its own upsert arrives).
     pub async fn component_names(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, String>> {
-        self.names("agent_components", ids).await
+        self.names::<agent_components::Entity>(
+            agent_components::Column::Id,
+            agent_components::Column::Name,
+            ids,
+        )
+        .await
     }
 
     /// Names of workflows by id (unknown ids are left out).
     pub async fn workflow_names(&self, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, String>> {
-        self.names("workflows", ids).await
+        self.names::<workflows::Entity>(workflows::Column::Id, workflows::Column::Name, ids)
+            .await
     }
 
-    /// `table` is one of ours (`workflows`, `agent_components`), never input.
-    async fn names(&self, table: &str, ids: &[Uuid]) -> StoreResult<HashMap<Uuid, String>> {
+    /// `name` by `id` of the rows of `E` with those ids, 500 ids a statement.
+    async fn names<E: EntityTrait>(
+        &self,
+        id: E::Column,
+        name: E::Column,
+        ids: &[Uuid],
+    ) -> StoreResult<HashMap<Uuid, String>> {
         let mut out = HashMap::new();
         for chunk in ids.chunks(500) {
-            let sql = format!(
-                "SELECT id, name FROM {table} WHERE id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            for row in sql::query_all(
-                self.reads(),
-                &sql,
-                chunk.iter().map(|i| Value::from(*i)).collect(),
-            )
-            .await?
-            {
-                out.insert(row.try_get("", "id")?, row.try_get("", "name")?);
-            }
+            let rows = E::find()
+                .select_only()
+                .columns([id, name])
+                .filter(id.is_in(chunk.iter().copied()))
+                .into_tuple::<(Uuid, String)>()
+                .all(self.reads())
+                .await?;
+            out.extend(rows);
         }
         Ok(out)
     }
 
     /// The user with this id.
     pub async fn user_summary(&self, user_id: Uuid) -> StoreResult<Option<UserSummary>> {
-        let row = sql::query_one(
-            self.reads(),
-            "SELECT id, external_id, email, timezone, created_at FROM users WHERE id = $1",
-            vec![user_id.into()],
-        )
-        .await?;
-        row.map(|r| {
-            Ok(UserSummary {
-                id: r.try_get("", "id")?,
-                external_id: r.try_get("", "external_id")?,
-                email: r.try_get("", "email")?,
-                timezone: r.try_get("", "timezone")?,
-                created_at: r.try_get("", "created_at")?,
-            })
-        })
-        .transpose()
+        Ok(users::Entity::find_by_id(user_id)
+            .into_partial_model::<UserSummary>()
+            .one(self.reads())
+            .await?)
     }
 
     /// A user's most recent conversations, newest first.
@@ -676,47 +746,32 @@ impl Store {
         user_id: Uuid,
         limit: u32,
     ) -> StoreResult<Vec<ConversationSummary>> {
-        let rows = sql::query_all(
-            self.reads(),
-            "SELECT id, workflow_id, langflow_session_id, created_at FROM conversations \
-             WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
-            vec![user_id.into(), i64::from(limit).into()],
-        )
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ConversationSummary {
-                    id: r.try_get("", "id")?,
-                    workflow_id: r.try_get("", "workflow_id")?,
-                    langflow_session_id: r.try_get("", "langflow_session_id")?,
-                    created_at: r.try_get("", "created_at")?,
-                })
-            })
-            .collect()
+        Ok(conversations::Entity::find()
+            .filter(conversations::Column::UserId.eq(user_id))
+            .order_by_desc(conversations::Column::CreatedAt)
+            .order_by_desc(conversations::Column::Id)
+            .limit(u64::from(limit))
+            .into_partial_model::<ConversationSummary>()
+            .all(self.reads())
+            .await?)
     }
 
     async fn count(&self, sql: &str, values: Vec<Value>) -> StoreResult<i64> {
-        let row = sql::query_one(self.reads(), sql, values).await?;
-        Ok(match row {
-            Some(r) => r.try_get::<Option<i64>>("", "n")?.unwrap_or(0),
-            None => 0,
-        })
+        let row = sql::fetch_one::<Count, _>(self.reads(), sql, values).await?;
+        Ok(row.and_then(|c| c.n).unwrap_or(0))
     }
 
     /// Every user the service knows (placeholders included: they are real
     /// users whose own record has not arrived yet), and every workflow: the
     /// one row of `platform_totals`.
     pub async fn count_users_and_workflows(&self) -> StoreResult<(i64, i64)> {
-        let row = sql::query_one(
+        let row = sql::fetch_one::<PlatformTotals, _>(
             self.reads(),
             "SELECT users, workflows FROM platform_totals WHERE id = 1",
             vec![],
         )
         .await?;
-        match row {
-            Some(r) => Ok((r.try_get("", "users")?, r.try_get("", "workflows")?)),
-            None => Ok((0, 0)),
-        }
+        Ok(row.map_or((0, 0), |t| (t.users, t.workflows)))
     }
 
     /// Users whose latest own message is in a bucket at or after `bucket`:
@@ -747,46 +802,25 @@ impl Store {
         limit: u32,
         service: Option<&str>,
     ) -> StoreResult<(Vec<ErrorRow>, i64)> {
-        let (filter, mut values): (&str, Vec<Value>) = match service {
-            Some(s) => ("WHERE service = $1", vec![s.to_owned().into()]),
-            None => ("", vec![]),
+        use sea_orm::sea_query::ExprTrait as _;
+        let errors = || {
+            error_logs::Entity::find()
+                .apply_if(service, |q, s| q.filter(error_logs::Column::Service.eq(s)))
         };
-        let total = self
-            .count(
-                &format!("SELECT COUNT(*) AS n FROM error_logs {filter}"),
-                values.clone(),
-            )
+        let total = errors()
+            .select_only()
+            .column_as(Expr::col(Asterisk).count(), "n")
+            .into_tuple::<i64>()
+            .one(self.reads())
+            .await?
+            .unwrap_or(0);
+        let rows = errors()
+            .order_by_desc(error_logs::Column::CreatedAt)
+            .order_by_desc(error_logs::Column::Id)
+            .limit(u64::from(limit))
+            .into_partial_model::<ErrorRow>()
+            .all(self.reads())
             .await?;
-        let limit_param = values.len() + 1;
-        values.push(i64::from(limit).into());
-        let rows = sql::query_all(
-            self.reads(),
-            &format!(
-                "SELECT id, created_at, user_id, service, error_type, error_message, error_code, workflow_id, \
-                 endpoint, request_id, sentry_event_id FROM error_logs {filter} \
-                 ORDER BY created_at DESC, id DESC LIMIT ${limit_param}"
-            ),
-            values,
-        )
-        .await?;
-        let rows = rows
-            .iter()
-            .map(|r| {
-                Ok(ErrorRow {
-                    id: r.try_get("", "id")?,
-                    created_at: r.try_get("", "created_at")?,
-                    user_id: r.try_get("", "user_id")?,
-                    service: r.try_get("", "service")?,
-                    error_type: r.try_get("", "error_type")?,
-                    error_message: r.try_get("", "error_message")?,
-                    error_code: r.try_get("", "error_code")?,
-                    workflow_id: r.try_get("", "workflow_id")?,
-                    endpoint: r.try_get("", "endpoint")?,
-                    request_id: r.try_get("", "request_id")?,
-                    sentry_event_id: r.try_get("", "sentry_event_id")?,
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
         Ok((rows, total))
     }
 
@@ -796,7 +830,7 @@ impl Store {
     /// `funnel_cohorts` (one row per sign-up quarter-hour at most), which
     /// ingestion keeps with the users' milestone times.
     pub async fn funnel(&self, bucket: i64) -> StoreResult<FunnelCounts> {
-        let row = sql::query_one(
+        let row = sql::fetch_one::<FunnelSums, _>(
             self.reads(),
             "SELECT CAST(SUM(signed_up) AS BIGINT) AS signed_up, \
              CAST(SUM(created_component) AS BIGINT) AS created_component, \
@@ -806,17 +840,7 @@ impl Store {
             vec![bucket.into()],
         )
         .await?;
-        let Some(r) = row else {
-            return Ok(FunnelCounts::default());
-        };
-        let get =
-            |c: &str| -> StoreResult<i64> { Ok(r.try_get::<Option<i64>>("", c)?.unwrap_or(0)) };
-        Ok(FunnelCounts {
-            signed_up: get("signed_up")?,
-            created_component: get("created_component")?,
-            created_workflow: get("created_workflow")?,
-            sent_message: get("sent_message")?,
-        })
+        Ok(row.map(FunnelCounts::from).unwrap_or_default())
     }
 
     /// Cost and tokens over `days`, grouped. Groups by user, workflow or
@@ -850,8 +874,7 @@ impl Store {
                      GROUP BY model ORDER BY cost_nano_usd DESC, message_count DESC, model",
                     sums("")
                 );
-                self.cost_groups(&sql, range, |r| r.try_get::<String>("", "k"))
-                    .await
+                self.cost_groups::<String>(&sql, range, |k| k).await
             }
             CostGrouping::User | CostGrouping::Workflow => {
                 let column = if grouping == CostGrouping::User {
@@ -865,10 +888,8 @@ impl Store {
                     sums(""),
                     limit
                 );
-                self.cost_groups(&sql, range, |r| {
-                    Ok(r.try_get::<Option<Uuid>>("", "k")?
-                        .map(|u| u.to_string())
-                        .unwrap_or_default())
+                self.cost_groups::<Option<Uuid>>(&sql, range, |k| {
+                    k.map(|u| u.to_string()).unwrap_or_default()
                 })
                 .await
             }
@@ -888,12 +909,10 @@ impl Store {
         );
         // Per component: counters and its workflows (`None` = no workflow).
         let mut by_component: BTreeMap<Uuid, (Counters, Vec<Option<Uuid>>)> = BTreeMap::new();
-        for r in sql::query_all(self.reads(), &sql, range).await? {
-            let slot = by_component
-                .entry(r.try_get("", "component_id")?)
-                .or_default();
-            slot.0.add(&component_counters(&r)?);
-            slot.1.push(r.try_get("", "workflow_id")?);
+        for r in sql::fetch_all::<ComponentSums, _>(self.reads(), &sql, range).await? {
+            let slot = by_component.entry(r.component_id).or_default();
+            slot.0.add(&r.counters.0);
+            slot.1.push(r.workflow_id);
         }
         let mut groups: Vec<(Uuid, CostGroup)> = by_component
             .into_iter()
@@ -923,22 +942,23 @@ impl Store {
         Ok(groups.into_iter().map(|(_, g)| g).collect())
     }
 
-    async fn cost_groups(
+    /// Groups of a statement selecting `k` and the counter sums, with the
+    /// key `k` turned into text by `key`.
+    async fn cost_groups<K: sea_orm::TryGetable>(
         &self,
         sql: &str,
         values: Vec<Value>,
-        key: impl Fn(&QueryResult) -> Result<String, sea_orm::DbErr>,
+        key: impl Fn(K) -> String,
     ) -> StoreResult<Vec<CostGroup>> {
-        let rows = sql::query_all(self.reads(), sql, values).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CostGroup {
-                    key: key(r)?,
-                    workflow_id: None,
-                    counters: bucket_counters(r)?,
-                })
+        Ok(sql::fetch_all::<KeyedSums<K>, _>(self.reads(), sql, values)
+            .await?
+            .into_iter()
+            .map(|r| CostGroup {
+                key: key(r.k),
+                workflow_id: None,
+                counters: r.counters.0,
             })
-            .collect()
+            .collect())
     }
 }
 

@@ -815,7 +815,13 @@ pub async fn seed_user_stats(
             None => break,
         }
     }
-    let row = sql::query_one(
+    #[derive(sea_orm::FromQueryResult)]
+    struct MostActive {
+        id: Uuid,
+        name: String,
+        message_count: i64,
+    }
+    let row: Option<MostActive> = sql::fetch_one(
         store.conn(),
         "SELECT w.id, w.name, COUNT(m.id) AS message_count FROM workflows w \
          JOIN conversations c ON c.workflow_id = w.id \
@@ -825,14 +831,7 @@ pub async fn seed_user_stats(
         vec![user_id.into(), (now - time::Duration::days(30)).into()],
     )
     .await?;
-    let most_active_workflow = match row {
-        Some(r) => Some((
-            r.try_get("", "id")?,
-            r.try_get("", "name")?,
-            r.try_get("", "message_count")?,
-        )),
-        None => None,
-    };
+    let most_active_workflow = row.map(|r| (r.id, r.name, r.message_count));
     Ok(SeedUserStats {
         total_messages,
         total_conversations,

@@ -18,11 +18,15 @@
 use crate::{
     Store, StoreError, StoreResult,
     calendar::Zone,
+    entity::{alerts, users},
     rollup::{BUCKET_SECONDS, Counters, Rollups},
     sql::{self, placeholders},
 };
 use charlie_domain::Usd;
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::{
+    ColIdx, ColumnTrait, ConnectionTrait, DerivePartialModel, EntityTrait, FromQueryResult,
+    QueryFilter, QueryResult, QuerySelect, TryGetError, TryGetable, Value, sea_query::Expr,
+};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -129,7 +133,7 @@ pub struct AlertDelivery {
 }
 
 /// Month-to-date counters of one user.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromQueryResult)]
 pub struct MonthTotals {
     pub message_count: i64,
     pub input_tokens: i64,
@@ -138,7 +142,8 @@ pub struct MonthTotals {
 }
 
 /// What budgets and reports need to know about a user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, DerivePartialModel)]
+#[sea_orm(entity = "users::Entity")]
 pub struct BudgetProfile {
     pub id: Uuid,
     pub email: Option<String>,
@@ -174,6 +179,71 @@ struct Delta {
     cost: i64,
 }
 
+/// A user's zone and own budget, as ingestion reads them.
+#[derive(FromQueryResult)]
+struct UserBudget {
+    id: Uuid,
+    timezone: Option<String>,
+    monthly_budget_nano_usd: Option<i64>,
+}
+
+/// A `user_month_usage` total after ingestion's increment.
+#[derive(FromQueryResult)]
+struct MonthCost {
+    user_id: Uuid,
+    month: String,
+    cost_nano_usd: i64,
+}
+
+/// A stored `user_month_usage` row.
+#[derive(FromQueryResult)]
+struct StoredMonth {
+    user_id: Uuid,
+    month: String,
+    #[sea_orm(nested)]
+    totals: MonthTotals,
+}
+
+/// A `SUM` of `BIGINT`s: `BIGINT` on SQLite, `NUMERIC` on PostgreSQL.
+struct Sum(i64);
+
+impl TryGetable for Sum {
+    fn try_get_by<I: ColIdx>(res: &QueryResult, index: I) -> Result<Self, TryGetError> {
+        match i64::try_get_by(res, index) {
+            Ok(v) => Ok(Sum(v)),
+            Err(_) => {
+                let d = rust_decimal::Decimal::try_get_by(res, index)?;
+                i64::try_from(d).map(Sum).map_err(|e| {
+                    TryGetError::DbErr(sea_orm::DbErr::Custom(format!("{index:?}: {e}")))
+                })
+            }
+        }
+    }
+}
+
+/// One user's usage in one bucket, summed over workflows.
+#[derive(FromQueryResult)]
+struct BucketUsage {
+    user_id: Uuid,
+    bucket: i64,
+    m: Sum,
+    i: Sum,
+    o: Sum,
+    c: Sum,
+}
+
+/// An alert row with its webhook delivery, if it was queued for one.
+#[derive(FromQueryResult)]
+struct AlertWithDelivery {
+    #[sea_orm(nested)]
+    alert: alerts::Model,
+    outbox_id: Option<Uuid>,
+    attempts: Option<i32>,
+    last_error: Option<String>,
+    delivered_at_ms: Option<i64>,
+    failed_at_ms: Option<i64>,
+}
+
 fn now_ms(now: OffsetDateTime) -> i64 {
     i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
@@ -205,14 +275,8 @@ pub(crate) async fn record_month_usage<C: ConnectionTrait>(
     for chunk in users.chunks(CHUNK) {
         let (filter, values) = sql::uuid_in("id", chunk, 1, txn.get_database_backend());
         let sql = format!("SELECT id, timezone, monthly_budget_nano_usd FROM users WHERE {filter}");
-        for row in sql::query_all(txn, &sql, values).await? {
-            profile.insert(
-                row.try_get("", "id")?,
-                (
-                    row.try_get("", "timezone")?,
-                    row.try_get("", "monthly_budget_nano_usd")?,
-                ),
-            );
+        for row in sql::fetch_all::<UserBudget, _>(txn, &sql, values).await? {
+            profile.insert(row.id, (row.timezone, row.monthly_budget_nano_usd));
         }
     }
     let mut zones: HashMap<Option<String>, Zone> = HashMap::new();
@@ -270,11 +334,8 @@ pub(crate) async fn record_month_usage<C: ConnectionTrait>(
     )
     .await?
     {
-        totals.push((
-            row.try_get("", "user_id")?,
-            row.try_get("", "month")?,
-            row.try_get("", "cost_nano_usd")?,
-        ));
+        let row: MonthCost = sql::read(&row)?;
+        totals.push((row.user_id, row.month, row.cost_nano_usd));
     }
 
     // Alerts for every threshold reached (already raised ones are skipped by
@@ -321,8 +382,8 @@ pub(crate) async fn record_month_usage<C: ConnectionTrait>(
              RETURNING id, user_id, month, threshold_percent, level, cost_nano_usd, budget_nano_usd, created_at",
             tuples.join(", ")
         );
-        for row in sql::query_all(txn, &sql, values).await? {
-            raised.push(alert_row(&row)?);
+        for row in sql::fetch_all::<alerts::Model, _>(txn, &sql, values).await? {
+            raised.push(row.into());
         }
     }
     if policy.webhook && !raised.is_empty() {
@@ -341,44 +402,46 @@ pub(crate) async fn record_month_usage<C: ConnectionTrait>(
     Ok(())
 }
 
-fn alert_row(row: &sea_orm::QueryResult) -> StoreResult<Alert> {
-    let t: i32 = row.try_get("", "threshold_percent")?;
-    Ok(Alert {
-        id: row.try_get("", "id")?,
-        user_id: row.try_get("", "user_id")?,
-        month: row.try_get("", "month")?,
-        threshold_percent: u32::try_from(t).unwrap_or(0),
-        level: row.try_get("", "level")?,
-        cost_nano_usd: row.try_get("", "cost_nano_usd")?,
-        budget_nano_usd: row.try_get("", "budget_nano_usd")?,
-        created_at: row.try_get("", "created_at")?,
-        delivery: None,
-    })
+impl From<alerts::Model> for Alert {
+    fn from(m: alerts::Model) -> Alert {
+        Alert {
+            id: m.id,
+            user_id: m.user_id,
+            month: m.month,
+            threshold_percent: u32::try_from(m.threshold_percent).unwrap_or(0),
+            level: m.level,
+            cost_nano_usd: m.cost_nano_usd,
+            budget_nano_usd: m.budget_nano_usd,
+            created_at: m.created_at,
+            delivery: None,
+        }
+    }
 }
 
 const ALERT_SELECT: &str = "SELECT a.id, a.user_id, a.month, a.threshold_percent, a.level, a.cost_nano_usd, \
      a.budget_nano_usd, a.created_at, o.attempts, o.last_error, o.delivered_at_ms, o.failed_at_ms, o.id AS outbox_id \
      FROM alerts a LEFT JOIN outbox o ON o.event_id = a.id AND o.topic = 'usage.alert'";
 
-fn alert_with_delivery(row: &sea_orm::QueryResult) -> StoreResult<Alert> {
-    let mut alert = alert_row(row)?;
-    let outbox: Option<Uuid> = row.try_get("", "outbox_id")?;
-    if outbox.is_some() {
-        let delivered: Option<i64> = row.try_get("", "delivered_at_ms")?;
-        let failed: Option<i64> = row.try_get("", "failed_at_ms")?;
-        alert.delivery = Some(AlertDelivery {
-            status: if delivered.is_some() {
-                "delivered"
-            } else if failed.is_some() {
-                "failed"
-            } else {
-                "pending"
-            },
-            attempts: row.try_get("", "attempts")?,
-            last_error: row.try_get("", "last_error")?,
-        });
+impl AlertWithDelivery {
+    fn into_alert(self) -> StoreResult<Alert> {
+        let mut alert = Alert::from(self.alert);
+        if self.outbox_id.is_some() {
+            alert.delivery = Some(AlertDelivery {
+                status: if self.delivered_at_ms.is_some() {
+                    "delivered"
+                } else if self.failed_at_ms.is_some() {
+                    "failed"
+                } else {
+                    "pending"
+                },
+                attempts: self
+                    .attempts
+                    .ok_or_else(|| StoreError::Corrupt("an outbox row without attempts".into()))?,
+                last_error: self.last_error,
+            });
+        }
+        Ok(alert)
     }
-    Ok(alert)
 }
 
 impl Store {
@@ -394,22 +457,10 @@ impl Store {
 
     /// A user's budget, zone, e-mail and report preference.
     pub async fn budget_profile(&self, user_id: Uuid) -> StoreResult<Option<BudgetProfile>> {
-        let row = sql::query_one(
-            self.conn(),
-            "SELECT id, email, timezone, monthly_budget_nano_usd, weekly_report_opt_out FROM users WHERE id = $1",
-            vec![user_id.into()],
-        )
-        .await?;
-        row.map(|r| {
-            Ok(BudgetProfile {
-                id: r.try_get("", "id")?,
-                email: r.try_get("", "email")?,
-                timezone: r.try_get("", "timezone")?,
-                monthly_budget_nano_usd: r.try_get("", "monthly_budget_nano_usd")?,
-                weekly_report_opt_out: r.try_get("", "weekly_report_opt_out")?,
-            })
-        })
-        .transpose()
+        Ok(users::Entity::find_by_id(user_id)
+            .into_partial_model::<BudgetProfile>()
+            .one(self.conn())
+            .await?)
     }
 
     /// Sets (or clears, with `None`) a user's own monthly budget. It does not
@@ -420,12 +471,12 @@ impl Store {
         nano_usd: Option<i64>,
     ) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        let n = sql::execute(
-            self.conn(),
-            "UPDATE users SET monthly_budget_nano_usd = $1 WHERE id = $2",
-            vec![nano_usd.into(), user_id.into()],
-        )
-        .await?;
+        let n = users::Entity::update_many()
+            .col_expr(users::Column::MonthlyBudgetNanoUsd, Expr::value(nano_usd))
+            .filter(users::Column::Id.eq(user_id))
+            .exec(self.conn())
+            .await?
+            .rows_affected;
         if n == 0 {
             return Err(StoreError::NotFound(format!("user {user_id}")));
         }
@@ -435,12 +486,12 @@ impl Store {
     /// Sets whether a user receives the weekly report.
     pub async fn set_weekly_report_opt_out(&self, user_id: Uuid, opt_out: bool) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        let n = sql::execute(
-            self.conn(),
-            "UPDATE users SET weekly_report_opt_out = $1 WHERE id = $2",
-            vec![opt_out.into(), user_id.into()],
-        )
-        .await?;
+        let n = users::Entity::update_many()
+            .col_expr(users::Column::WeeklyReportOptOut, Expr::value(opt_out))
+            .filter(users::Column::Id.eq(user_id))
+            .exec(self.conn())
+            .await?
+            .rows_affected;
         if n == 0 {
             return Err(StoreError::NotFound(format!("user {user_id}")));
         }
@@ -449,22 +500,14 @@ impl Store {
 
     /// Month-to-date counters of `user_id` for local month `month` (`YYYY-MM`).
     pub async fn month_totals(&self, user_id: Uuid, month: &str) -> StoreResult<MonthTotals> {
-        let row = sql::query_one(
+        Ok(sql::fetch_one(
             self.conn(),
             "SELECT message_count, input_tokens, output_tokens, cost_nano_usd FROM user_month_usage \
              WHERE user_id = $1 AND month = $2",
             vec![user_id.into(), month.to_owned().into()],
         )
-        .await?;
-        match row {
-            None => Ok(MonthTotals::default()),
-            Some(r) => Ok(MonthTotals {
-                message_count: r.try_get("", "message_count")?,
-                input_tokens: r.try_get("", "input_tokens")?,
-                output_tokens: r.try_get("", "output_tokens")?,
-                cost_nano_usd: r.try_get("", "cost_nano_usd")?,
-            }),
-        }
+        .await?
+        .unwrap_or_default())
     }
 
     /// Alerts, newest first.
@@ -489,10 +532,10 @@ impl Store {
             "{ALERT_SELECT}{filter_sql} ORDER BY a.created_at DESC, a.threshold_percent DESC LIMIT ${}",
             values.len()
         );
-        sql::query_all(self.conn(), &sql, values)
+        sql::fetch_all::<AlertWithDelivery, _>(self.conn(), &sql, values)
             .await?
-            .iter()
-            .map(alert_with_delivery)
+            .into_iter()
+            .map(AlertWithDelivery::into_alert)
             .collect()
     }
 
@@ -503,22 +546,14 @@ impl Store {
     ) -> StoreResult<(usize, Vec<(String, Option<Counters>, Option<Counters>)>)> {
         let fresh = recount_month_usage(self.conn()).await?;
         let mut stored: BTreeMap<(Uuid, String), MonthTotals> = BTreeMap::new();
-        for r in sql::query_all(
+        for r in sql::fetch_all::<StoredMonth, _>(
             self.conn(),
             "SELECT user_id, month, message_count, input_tokens, output_tokens, cost_nano_usd FROM user_month_usage",
             vec![],
         )
         .await?
         {
-            stored.insert(
-                (r.try_get("", "user_id")?, r.try_get("", "month")?),
-                MonthTotals {
-                    message_count: r.try_get("", "message_count")?,
-                    input_tokens: r.try_get("", "input_tokens")?,
-                    output_tokens: r.try_get("", "output_tokens")?,
-                    cost_nano_usd: r.try_get("", "cost_nano_usd")?,
-                },
-            );
+            stored.insert((r.user_id, r.month), r.totals);
         }
         let zero = MonthTotals::default();
         let as_counters = |t: &MonthTotals| Counters {
@@ -579,13 +614,9 @@ pub(crate) async fn rebuild_month_usage<C: ConnectionTrait>(txn: &C) -> StoreRes
 async fn recount_month_usage<C: ConnectionTrait>(
     conn: &C,
 ) -> StoreResult<BTreeMap<(Uuid, String), MonthTotals>> {
-    let mut zones: HashMap<Uuid, Zone> = HashMap::new();
-    for r in sql::query_all(conn, "SELECT id, timezone FROM users", vec![]).await? {
-        let tz: Option<String> = r.try_get("", "timezone")?;
-        zones.insert(r.try_get("", "id")?, user_zone(tz.as_deref()));
-    }
+    let zones = user_zones(conn).await?;
     let mut out: BTreeMap<(Uuid, String), MonthTotals> = BTreeMap::new();
-    let rows = sql::query_all(
+    let rows = sql::fetch_all::<BucketUsage, _>(
         conn,
         "SELECT user_id, bucket, SUM(message_count) AS m, SUM(input_tokens) AS i, SUM(output_tokens) AS o, \
          SUM(cost_nano_usd) AS c FROM usage_buckets GROUP BY user_id, bucket",
@@ -594,19 +625,8 @@ async fn recount_month_usage<C: ConnectionTrait>(
     .await?;
     let utc = Zone::utc();
     for r in rows {
-        let user: Uuid = r.try_get("", "user_id")?;
-        let bucket: i64 = r.try_get("", "bucket")?;
-        let sum = |c: &str| -> StoreResult<i64> {
-            // SUM of BIGINT is NUMERIC on PostgreSQL.
-            match r.try_get::<i64>("", c) {
-                Ok(v) => Ok(v),
-                Err(_) => {
-                    let d: rust_decimal::Decimal = r.try_get("", c)?;
-                    i64::try_from(d).map_err(|e| StoreError::Internal(format!("{c}: {e}")))
-                }
-            }
-        };
-        let (m, i, o, c) = (sum("m")?, sum("i")?, sum("o")?, sum("c")?);
+        let (user, bucket) = (r.user_id, r.bucket);
+        let (m, i, o, c) = (r.m.0, r.i.0, r.o.0, r.c.0);
         if m == 0 && i == 0 && o == 0 && c == 0 {
             continue;
         }
@@ -620,6 +640,19 @@ async fn recount_month_usage<C: ConnectionTrait>(
         t.cost_nano_usd += c;
     }
     Ok(out)
+}
+
+/// Every user's zone (UTC when unset or unknown).
+pub(crate) async fn user_zones<C: ConnectionTrait>(conn: &C) -> StoreResult<HashMap<Uuid, Zone>> {
+    Ok(users::Entity::find()
+        .select_only()
+        .columns([users::Column::Id, users::Column::Timezone])
+        .into_tuple::<(Uuid, Option<String>)>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|(id, tz)| (id, user_zone(tz.as_deref())))
+        .collect())
 }
 
 /// The webhook body of a usage alert.

@@ -10,18 +10,20 @@
 
 use crate::{
     Store, StoreError, StoreResult,
-    analytics::{DayPlan, FunnelCounts, Usage, WorkflowSpan, bucket_counters, sums},
+    analytics::{DayPlan, FunnelCounts, Usage, WorkflowSpan, sums},
     calendar::LocalDay,
-    rollup::{BUCKET_COUNTER_COLS, Counters},
+    entity::users,
+    rollup::{BUCKET_COUNTER_COLS, BucketCounters, Counters},
     sql,
 };
-use sea_orm::{DbBackend, QueryResult, Value};
+use sea_orm::{DbBackend, DerivePartialModel, EntityTrait, FromQueryResult, Value};
 use std::{collections::BTreeMap, sync::LazyLock};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// A user row as stored now: what a cached identity is checked against.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, DerivePartialModel)]
+#[sea_orm(entity = "users::Entity")]
 pub struct StoredUser {
     pub external_id: Option<String>,
     pub email: Option<String>,
@@ -185,16 +187,56 @@ const OVERVIEW_PG: &str = "WITH pb AS (SELECT \
    u.id IS NOT NULL AS user_found, u.external_id, u.email, u.timezone \
  FROM pb CROSS JOIN f LEFT JOIN users u ON u.id = $6";
 
-fn opt_i64(row: &QueryResult, col: &str) -> StoreResult<i64> {
-    Ok(row.try_get::<Option<i64>>("", col)?.unwrap_or(0))
+/// A row of [`USER_DASHBOARD_PG`]: which `kind`, its key `k`, its id
+/// `ref`, its texts `t1`–`t3` and its counters.
+#[derive(FromQueryResult)]
+struct DashboardRow {
+    kind: String,
+    k: Option<i64>,
+    r#ref: Option<Uuid>,
+    t1: Option<String>,
+    t2: Option<String>,
+    t3: Option<String>,
+    #[sea_orm(nested)]
+    counters: BucketCounters,
 }
 
-fn stored_user(row: &QueryResult, cols: [&str; 3]) -> StoreResult<StoredUser> {
-    Ok(StoredUser {
-        external_id: row.try_get("", cols[0])?,
-        email: row.try_get("", cols[1])?,
-        timezone: row.try_get("", cols[2])?,
-    })
+/// The row of [`OVERVIEW_PG`]; NULL sums are 0.
+#[derive(FromQueryResult)]
+struct OverviewRow {
+    today_messages: Option<i64>,
+    today_cost: Option<i64>,
+    today_unpriced: Option<i64>,
+    week_messages: Option<i64>,
+    week_cost: Option<i64>,
+    week_unpriced: Option<i64>,
+    signed_up: Option<i64>,
+    created_component: Option<i64>,
+    created_workflow: Option<i64>,
+    sent_message: Option<i64>,
+    errors_today: Option<i64>,
+    total_users: Option<i64>,
+    total_workflows: Option<i64>,
+    active_today: Option<i64>,
+    active_week: Option<i64>,
+    user_found: bool,
+    #[sea_orm(nested)]
+    user: StoredUser,
+}
+
+/// The user's row with the lifetime totals my-stats shows.
+#[derive(DerivePartialModel)]
+#[sea_orm(entity = "users::Entity")]
+struct UserWithTotals {
+    total_messages: i64,
+    total_conversations: i64,
+    #[sea_orm(nested)]
+    user: StoredUser,
+}
+
+/// A dashboard figure: NULL (an empty sum) is 0.
+fn n(v: Option<i64>) -> i64 {
+    v.unwrap_or(0)
 }
 
 impl Store {
@@ -228,7 +270,8 @@ impl Store {
             span.day_end.max(span.start).into(),
             span.end.into(),
         ];
-        let rows = sql::query_all(self.dashboard(), &USER_DASHBOARD_PG, values).await?;
+        let rows: Vec<DashboardRow> =
+            sql::fetch_all(self.dashboard(), &USER_DASHBOARD_PG, values).await?;
         let mut totals: BTreeMap<i64, Counters> = BTreeMap::new();
         let mut partial = vec![Counters::default(); plan.partials.len()];
         let mut out = UserDashboard {
@@ -238,31 +281,36 @@ impl Store {
             top_workflow: None,
             user: None,
         };
-        for row in &rows {
-            let kind: String = row.try_get("", "kind")?;
-            match kind.as_str() {
+        let missing = |what: &str| StoreError::Corrupt(format!("a `{what}` row without its key"));
+        for row in rows {
+            let counters = row.counters.0;
+            match row.kind.as_str() {
                 "d" => {
-                    totals.insert(row.try_get("", "k")?, bucket_counters(row)?);
+                    totals.insert(row.k.ok_or_else(|| missing("d"))?, counters);
                 }
                 "p" => {
-                    let i: i64 = row.try_get("", "k")?;
+                    let i = row.k.ok_or_else(|| missing("p"))?;
                     let slot = usize::try_from(i - 1)
                         .ok()
                         .and_then(|i| partial.get_mut(i))
                         .ok_or_else(|| StoreError::Corrupt(format!("range {i} unknown")))?;
-                    *slot = bucket_counters(row)?;
+                    *slot = counters;
                 }
                 "w" => {
                     out.top_workflow = Some(TopWorkflow {
-                        id: row.try_get("", "ref")?,
-                        name: row.try_get::<Option<String>>("", "t1")?.unwrap_or_default(),
-                        message_count: opt_i64(row, "message_count")?,
+                        id: row.r#ref.ok_or_else(|| missing("w"))?,
+                        name: row.t1.unwrap_or_default(),
+                        message_count: counters.message_count,
                     });
                 }
                 "u" => {
-                    out.total_messages = opt_i64(row, "message_count")?;
-                    out.total_conversations = opt_i64(row, "conversations_started")?;
-                    out.user = Some(stored_user(row, ["t1", "t2", "t3"])?);
+                    out.total_messages = counters.message_count;
+                    out.total_conversations = counters.conversations_started;
+                    out.user = Some(StoredUser {
+                        external_id: row.t1,
+                        email: row.t2,
+                        timezone: row.t3,
+                    });
                 }
                 other => return Err(StoreError::Corrupt(format!("row kind `{other}`"))),
             }
@@ -301,18 +349,12 @@ impl Store {
             }),
             None => None,
         };
-        let row = sql::query_one(
-            self.reads(),
-            "SELECT external_id, email, timezone, total_messages, total_conversations FROM users WHERE id = $1",
-            vec![user_id.into()],
-        )
-        .await?;
+        let row = users::Entity::find_by_id(user_id)
+            .into_partial_model::<UserWithTotals>()
+            .one(self.reads())
+            .await?;
         let (total_messages, total_conversations, user) = match row {
-            Some(r) => (
-                opt_i64(&r, "total_messages")?,
-                opt_i64(&r, "total_conversations")?,
-                Some(stored_user(&r, ["external_id", "email", "timezone"])?),
-            ),
+            Some(r) => (r.total_messages, r.total_conversations, Some(r.user)),
             None => (0, 0, None),
         };
         Ok(UserDashboard {
@@ -334,7 +376,7 @@ impl Store {
         if self.backend() != DbBackend::Postgres {
             return self.platform_overview_by_steps(window, admin_id).await;
         }
-        let row = sql::query_one(
+        let row: OverviewRow = sql::fetch_one(
             self.dashboard(),
             OVERVIEW_PG,
             vec![
@@ -348,34 +390,27 @@ impl Store {
         )
         .await?
         .ok_or_else(|| StoreError::Corrupt("the overview returned no row".into()))?;
-        let found: bool = row.try_get("", "user_found")?;
-        let counters = |m: &str, c: &str, u: &str| -> StoreResult<Counters> {
-            Ok(Counters {
-                message_count: opt_i64(&row, m)?,
-                cost_nano_usd: opt_i64(&row, c)?,
-                unpriced_message_count: opt_i64(&row, u)?,
-                ..Counters::default()
-            })
+        let counters = |m: Option<i64>, c: Option<i64>, u: Option<i64>| Counters {
+            message_count: n(m),
+            cost_nano_usd: n(c),
+            unpriced_message_count: n(u),
+            ..Counters::default()
         };
         Ok(OverviewFigures {
-            today: counters("today_messages", "today_cost", "today_unpriced")?,
-            week: counters("week_messages", "week_cost", "week_unpriced")?,
-            errors_today: opt_i64(&row, "errors_today")?,
-            total_users: opt_i64(&row, "total_users")?,
-            total_workflows: opt_i64(&row, "total_workflows")?,
-            active_users_today: opt_i64(&row, "active_today")?,
-            active_users_week: opt_i64(&row, "active_week")?,
+            today: counters(row.today_messages, row.today_cost, row.today_unpriced),
+            week: counters(row.week_messages, row.week_cost, row.week_unpriced),
+            errors_today: n(row.errors_today),
+            total_users: n(row.total_users),
+            total_workflows: n(row.total_workflows),
+            active_users_today: n(row.active_today),
+            active_users_week: n(row.active_week),
             funnel: FunnelCounts {
-                signed_up: opt_i64(&row, "signed_up")?,
-                created_component: opt_i64(&row, "created_component")?,
-                created_workflow: opt_i64(&row, "created_workflow")?,
-                sent_message: opt_i64(&row, "sent_message")?,
+                signed_up: n(row.signed_up),
+                created_component: n(row.created_component),
+                created_workflow: n(row.created_workflow),
+                sent_message: n(row.sent_message),
             },
-            user: if found {
-                Some(stored_user(&row, ["external_id", "email", "timezone"])?)
-            } else {
-                None
-            },
+            user: row.user_found.then_some(row.user),
         })
     }
 
@@ -392,14 +427,10 @@ impl Store {
             .await?;
         let (total_users, total_workflows) = self.count_users_and_workflows().await?;
         let errors_today = self.count_errors_since(window.today_start()?).await?;
-        let user = sql::query_one(
-            self.reads(),
-            "SELECT external_id, email, timezone FROM users WHERE id = $1",
-            vec![admin_id.into()],
-        )
-        .await?
-        .map(|r| stored_user(&r, ["external_id", "email", "timezone"]))
-        .transpose()?;
+        let user = users::Entity::find_by_id(admin_id)
+            .into_partial_model::<StoredUser>()
+            .one(self.reads())
+            .await?;
         Ok(OverviewFigures {
             today,
             week,

@@ -3,9 +3,15 @@
 //! returns here, next to the Sentry event id, so that admins can query
 //! errors without leaving the dashboard.
 
-use crate::{Store, StoreResult, sql};
+use crate::{
+    Store, StoreResult,
+    entity::{error_logs, users},
+};
 use charlie_domain::ingest::MAX_ERROR_MESSAGE_CHARS;
-use sea_orm::TransactionTrait;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -73,21 +79,23 @@ fn cut_opt(s: &Option<String>, max: usize) -> Option<String> {
     s.as_deref().map(|s| cut(s, max))
 }
 
-fn entry(row: &sea_orm::QueryResult) -> StoreResult<ErrorLogEntry> {
-    Ok(ErrorLogEntry {
-        id: row.try_get("", "id")?,
-        created_at: row.try_get("", "created_at")?,
-        user_id: row.try_get("", "user_id")?,
-        service: row.try_get("", "service")?,
-        error_type: row.try_get("", "error_type")?,
-        error_message: row.try_get("", "error_message")?,
-        error_code: row.try_get("", "error_code")?,
-        workflow_id: row.try_get("", "workflow_id")?,
-        endpoint: row.try_get("", "endpoint")?,
-        request_id: row.try_get("", "request_id")?,
-        metadata: row.try_get("", "metadata")?,
-        sentry_event_id: row.try_get("", "sentry_event_id")?,
-    })
+impl From<error_logs::Model> for ErrorLogEntry {
+    fn from(m: error_logs::Model) -> Self {
+        ErrorLogEntry {
+            id: m.id,
+            created_at: m.created_at,
+            user_id: m.user_id,
+            service: m.service,
+            error_type: m.error_type,
+            error_message: m.error_message,
+            error_code: m.error_code,
+            workflow_id: m.workflow_id,
+            endpoint: m.endpoint,
+            request_id: m.request_id,
+            metadata: m.metadata,
+            sentry_event_id: m.sentry_event_id,
+        }
+    }
 }
 
 impl Store {
@@ -111,13 +119,13 @@ impl Store {
         let txn = self.conn().begin().await?;
         let user_id = match e.user_id {
             Some(user) => {
-                let known = sql::query_one(
-                    &txn,
-                    "SELECT id FROM users WHERE id = $1",
-                    vec![user.into()],
-                )
-                .await?
-                .is_some();
+                let known = users::Entity::find_by_id(user)
+                    .select_only()
+                    .column(users::Column::Id)
+                    .into_tuple::<Uuid>()
+                    .one(&txn)
+                    .await?
+                    .is_some();
                 if !known {
                     metadata.insert("user_id".into(), Value::String(user.to_string()));
                 }
@@ -125,29 +133,21 @@ impl Store {
             }
             None => None,
         };
-        sql::execute(
-            &txn,
-            &format!(
-                "INSERT INTO error_logs (id, created_at, user_id, service, error_type, \
-                 error_message, error_code, workflow_id, endpoint, request_id, metadata, \
-                 sentry_event_id) VALUES ({})",
-                sql::placeholders(1, 12)
-            ),
-            vec![
-                id.into(),
-                now.into(),
-                user_id.into(),
-                cut(&e.service, SERVICE_CHARS).into(),
-                cut(&e.error_type, ERROR_TYPE_CHARS).into(),
-                cut(&e.error_message, MAX_ERROR_MESSAGE_CHARS).into(),
-                cut_opt(&e.error_code, ERROR_CODE_CHARS).into(),
-                e.workflow_id.into(),
-                cut_opt(&e.endpoint, ENDPOINT_CHARS).into(),
-                cut_opt(&e.request_id, REQUEST_ID_CHARS).into(),
-                Value::Object(metadata).into(),
-                cut_opt(&e.sentry_event_id, SENTRY_EVENT_ID_CHARS).into(),
-            ],
-        )
+        error_logs::Entity::insert(error_logs::ActiveModel {
+            id: Set(id),
+            created_at: Set(now),
+            user_id: Set(user_id),
+            service: Set(cut(&e.service, SERVICE_CHARS)),
+            error_type: Set(cut(&e.error_type, ERROR_TYPE_CHARS)),
+            error_message: Set(cut(&e.error_message, MAX_ERROR_MESSAGE_CHARS)),
+            error_code: Set(cut_opt(&e.error_code, ERROR_CODE_CHARS)),
+            workflow_id: Set(e.workflow_id),
+            endpoint: Set(cut_opt(&e.endpoint, ENDPOINT_CHARS)),
+            request_id: Set(cut_opt(&e.request_id, REQUEST_ID_CHARS)),
+            metadata: Set(Value::Object(metadata)),
+            sentry_event_id: Set(cut_opt(&e.sentry_event_id, SENTRY_EVENT_ID_CHARS)),
+        })
+        .exec_without_returning(&txn)
         .await?;
         // Rollups (and `rollups rebuild`) count only the errors the platform
         // reported through ingestion (rows in `ingested_items`); the service's
@@ -160,17 +160,15 @@ impl Store {
     /// The `error_logs` rows of one request id, oldest first: what a support
     /// conversation that quotes an `X-Request-Id` needs.
     pub async fn errors_by_request_id(&self, request_id: &str) -> StoreResult<Vec<ErrorLogEntry>> {
-        sql::query_all(
-            self.conn(),
-            "SELECT id, created_at, user_id, service, error_type, error_message, error_code, \
-             workflow_id, endpoint, request_id, metadata, sentry_event_id \
-             FROM error_logs WHERE request_id = $1 ORDER BY created_at, id",
-            vec![request_id.to_owned().into()],
-        )
-        .await?
-        .iter()
-        .map(entry)
-        .collect()
+        Ok(error_logs::Entity::find()
+            .filter(error_logs::Column::RequestId.eq(request_id))
+            .order_by_asc(error_logs::Column::CreatedAt)
+            .order_by_asc(error_logs::Column::Id)
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .map(ErrorLogEntry::from)
+            .collect())
     }
 }
 

@@ -8,15 +8,17 @@
 
 use crate::{
     Store, StoreResult,
+    entity::workflows,
     rollup::{
-        BUCKET_COUNTER_COLS, BUCKET_SECONDS, BUCKETS_PER_DAY, COMPONENT_COUNTER_COLS, Counters,
-        FUNNEL_COHORT_COLS, FunnelPosition, MessageFacts, Rollups,
+        BUCKET_SECONDS, BUCKETS_PER_DAY, BucketCounters, COMPONENT_COUNTER_COLS, ComponentCounters,
+        Counters, FUNNEL_COHORT_COLS, FunnelPosition, MessageFacts, Milestones, PlatformTotals,
+        Rollups, StoredTokens,
     },
     sql,
 };
-use charlie_domain::{MessageRole, TokenUsage};
+use charlie_domain::MessageRole;
 use futures_util::TryStreamExt;
-use sea_orm::{ConnectionTrait, Statement, StreamTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, FromQueryResult, Statement, StreamTrait, TransactionTrait};
 use std::collections::{BTreeMap, BTreeSet};
 use time::{Date, Duration, OffsetDateTime, Time};
 use uuid::Uuid;
@@ -238,16 +240,18 @@ impl Store {
                     recounted,
                 }),
         );
-        for row in sql::query_all(self.conn(), USER_TOTALS_MISMATCHES, vec![]).await? {
-            let user: Uuid = row.try_get("", "id")?;
+        for row in
+            sql::fetch_all::<TotalsMismatch, _>(self.conn(), USER_TOTALS_MISMATCHES, vec![]).await?
+        {
+            let user = row.id;
             let stored = Counters {
-                message_count: row.try_get("", "total_messages")?,
-                conversations_started: row.try_get("", "total_conversations")?,
+                message_count: row.total_messages,
+                conversations_started: row.total_conversations,
                 ..Counters::default()
             };
             let recounted = Counters {
-                message_count: row.try_get("", "m")?,
-                conversations_started: row.try_get("", "c")?,
+                message_count: row.m,
+                conversations_started: row.c,
                 ..Counters::default()
             };
             report.differences.push(RollupDifference {
@@ -278,6 +282,17 @@ const USER_TOTALS_FROM_ROLLUPS: &str = "UPDATE users SET \
      total_conversations = COALESCE((SELECT SUM(d.conversation_count) FROM daily_metrics d WHERE d.user_id = users.id), 0), \
      last_message_bucket = (SELECT MAX(b.bucket) FROM usage_buckets b \
      WHERE b.user_id = users.id AND b.user_message_count > 0)";
+
+/// A row of [`USER_TOTALS_MISMATCHES`]: the stored counters and the recount
+/// (`m` messages, `c` conversations).
+#[derive(FromQueryResult)]
+struct TotalsMismatch {
+    id: Uuid,
+    total_messages: i64,
+    total_conversations: i64,
+    m: i64,
+    c: i64,
+}
 
 /// Users whose counters disagree with the rollups.
 const USER_TOTALS_MISMATCHES: &str = "SELECT id, total_messages, total_conversations, m, c FROM ( \
@@ -367,12 +382,54 @@ fn component_key(user: Uuid, workflow: Option<Uuid>, component: Uuid, bucket: i6
     )
 }
 
-fn counters(row: &sea_orm::QueryResult, with_sessions: bool) -> StoreResult<Counters> {
-    let mut c = Counters::from_row(row, BUCKET_COUNTER_COLS)?;
-    if with_sessions {
-        c.unique_sessions = row.try_get("", "unique_sessions")?;
-    }
-    Ok(c)
+/// A stored `daily_metrics` row (its counters under the bucket tables' names).
+#[derive(FromQueryResult)]
+struct StoredDay {
+    user_id: Uuid,
+    workflow_id: Option<Uuid>,
+    date: Date,
+    unique_sessions: i64,
+    #[sea_orm(nested)]
+    counters: BucketCounters,
+}
+
+/// A stored `usage_buckets` row.
+#[derive(FromQueryResult)]
+struct StoredBucket {
+    user_id: Uuid,
+    workflow_id: Option<Uuid>,
+    bucket: i64,
+    #[sea_orm(nested)]
+    counters: BucketCounters,
+}
+
+/// A stored `component_buckets` row.
+#[derive(FromQueryResult)]
+struct StoredComponentBucket {
+    user_id: Uuid,
+    workflow_id: Option<Uuid>,
+    component_id: Uuid,
+    bucket: i64,
+    #[sea_orm(nested)]
+    counters: ComponentCounters,
+}
+
+/// A stored `user_buckets` or `user_days` row: its bucket or day is `at`.
+#[derive(FromQueryResult)]
+struct StoredUserRow {
+    user_id: Uuid,
+    at: i64,
+    #[sea_orm(nested)]
+    counters: BucketCounters,
+}
+
+/// A stored `platform_buckets` row.
+#[derive(FromQueryResult)]
+struct StoredPlatformBucket {
+    bucket: i64,
+    model: String,
+    #[sea_orm(nested)]
+    counters: BucketCounters,
 }
 
 const COUNTER_SELECT: &str = "message_count, user_message_count, assistant_message_count, input_tokens, output_tokens, \
@@ -385,41 +442,30 @@ async fn stored_rollups<C: ConnectionTrait>(conn: &C, range: RollupRange) -> Sto
         "SELECT user_id, workflow_id, date, {COUNTER_SELECT}, conversation_count AS conversations_started, \
          unique_sessions, estimated_cost_nano_usd AS cost_nano_usd FROM daily_metrics WHERE date >= $1 AND date <= $2"
     );
-    for row in sql::query_all(conn, &sql, b.dates()).await? {
-        let date: Date = row.try_get("", "date")?;
-        let key = user_key(
-            row.try_get("", "user_id")?,
-            row.try_get("", "workflow_id")?,
-            date.to_string(),
-        );
-        out.insert(("daily_metrics", key), counters(&row, true)?);
+    for row in sql::fetch_all::<StoredDay, _>(conn, &sql, b.dates()).await? {
+        let key = user_key(row.user_id, row.workflow_id, row.date.to_string());
+        let counters = Counters {
+            unique_sessions: row.unique_sessions,
+            ..row.counters.0
+        };
+        out.insert(("daily_metrics", key), counters);
     }
     let sql = format!(
         "SELECT user_id, workflow_id, bucket, {COUNTER_SELECT}, conversations_started, cost_nano_usd \
          FROM usage_buckets WHERE bucket >= $1 AND bucket <= $2"
     );
-    for row in sql::query_all(conn, &sql, b.buckets()).await? {
-        let key = user_key(
-            row.try_get("", "user_id")?,
-            row.try_get("", "workflow_id")?,
-            bucket_text(row.try_get("", "bucket")?),
-        );
-        out.insert(("usage_buckets", key), counters(&row, false)?);
+    for row in sql::fetch_all::<StoredBucket, _>(conn, &sql, b.buckets()).await? {
+        let key = user_key(row.user_id, row.workflow_id, bucket_text(row.bucket));
+        out.insert(("usage_buckets", key), row.counters.0);
     }
     let sql = format!(
         "SELECT user_id, workflow_id, component_id, bucket, {} FROM component_buckets \
          WHERE bucket >= $1 AND bucket <= $2",
         COMPONENT_COUNTER_COLS.join(", ")
     );
-    for row in sql::query_all(conn, &sql, b.buckets()).await? {
-        let key = component_key(
-            row.try_get("", "user_id")?,
-            row.try_get("", "workflow_id")?,
-            row.try_get("", "component_id")?,
-            row.try_get("", "bucket")?,
-        );
-        let stored = Counters::from_row(&row, COMPONENT_COUNTER_COLS)?;
-        out.insert(("component_buckets", key), stored);
+    for row in sql::fetch_all::<StoredComponentBucket, _>(conn, &sql, b.buckets()).await? {
+        let key = component_key(row.user_id, row.workflow_id, row.component_id, row.bucket);
+        out.insert(("component_buckets", key), row.counters.0);
     }
     for (table, key, range, text) in [
         (
@@ -431,26 +477,21 @@ async fn stored_rollups<C: ConnectionTrait>(conn: &C, range: RollupRange) -> Sto
         ("user_days", "day", b.days(), day_text),
     ] {
         let sql = format!(
-            "SELECT user_id, {key}, {COUNTER_SELECT}, conversations_started, cost_nano_usd \
+            "SELECT user_id, {key} AS at, {COUNTER_SELECT}, conversations_started, cost_nano_usd \
              FROM {table} WHERE {key} >= $1 AND {key} <= $2"
         );
-        for row in sql::query_all(conn, &sql, range).await? {
-            let at = text(row.try_get("", key)?);
-            let k = user_key(row.try_get("", "user_id")?, None, at);
-            out.insert((table, k), counters(&row, false)?);
+        for row in sql::fetch_all::<StoredUserRow, _>(conn, &sql, range).await? {
+            let k = user_key(row.user_id, None, text(row.at));
+            out.insert((table, k), row.counters.0);
         }
     }
     let sql = format!(
         "SELECT bucket, model, {COUNTER_SELECT}, conversations_started, cost_nano_usd \
          FROM platform_buckets WHERE bucket >= $1 AND bucket <= $2"
     );
-    for row in sql::query_all(conn, &sql, b.buckets()).await? {
-        let model: String = row.try_get("", "model")?;
-        let key = format!(
-            "model `{model}` at {}",
-            bucket_text(row.try_get("", "bucket")?)
-        );
-        out.insert(("platform_buckets", key), counters(&row, false)?);
+    for row in sql::fetch_all::<StoredPlatformBucket, _>(conn, &sql, b.buckets()).await? {
+        let key = format!("model `{}` at {}", row.model, bucket_text(row.bucket));
+        out.insert(("platform_buckets", key), row.counters.0);
     }
     Ok(out)
 }
@@ -478,6 +519,21 @@ fn cohort_key(bucket: i64, column: &str) -> String {
     )
 }
 
+/// Where a user stands: their latest own message's bucket and milestones.
+#[derive(FromQueryResult)]
+struct UserPosition {
+    last_message_bucket: Option<i64>,
+    #[sea_orm(nested)]
+    milestones: Milestones,
+}
+
+/// A stored `active_user_buckets` row.
+#[derive(FromQueryResult)]
+struct ActiveUsers {
+    bucket: i64,
+    users: i64,
+}
+
 /// The all-time counters as they should be, from `users` and `workflows`:
 /// every user moves from nowhere to where they stand, as ingestion moves
 /// them.
@@ -493,18 +549,27 @@ async fn recount_all_time<C: ConnectionTrait + StreamTrait>(conn: &C) -> StoreRe
     {
         let mut rows = std::pin::pin!(conn.stream_raw(stmt).await?);
         while let Some(row) = rows.try_next().await? {
+            let row: UserPosition = sql::read(&row)?;
             users += 1;
-            if let Some(b) = row.try_get::<Option<i64>>("", "last_message_bucket")? {
+            if let Some(b) = row.last_message_bucket {
                 all.move_active_user(None, b);
             }
-            all.move_funnel_position(&FunnelPosition::default(), &FunnelPosition::of_row(&row)?);
+            all.move_funnel_position(&FunnelPosition::default(), &row.milestones.into());
         }
     }
-    let workflows = sql::query_one(conn, "SELECT COUNT(*) AS n FROM workflows", vec![])
-        .await?
-        .map(|r| r.try_get::<i64>("", "n"))
-        .transpose()?
-        .unwrap_or(0);
+    let workflows = {
+        use sea_orm::{
+            EntityTrait, QuerySelect,
+            sea_query::{Asterisk, Expr, ExprTrait as _},
+        };
+        workflows::Entity::find()
+            .select_only()
+            .column_as(Expr::col(Asterisk).count(), "n")
+            .into_tuple::<i64>()
+            .one(conn)
+            .await?
+            .unwrap_or(0)
+    };
     all.count_created(users, workflows);
     Ok(all)
 }
@@ -512,7 +577,7 @@ async fn recount_all_time<C: ConnectionTrait + StreamTrait>(conn: &C) -> StoreRe
 /// The stored all-time counters, keyed as [`keyed`] keys them.
 async fn stored_all_time<C: ConnectionTrait>(conn: &C) -> StoreResult<Keyed> {
     let mut out = Keyed::new();
-    for row in sql::query_all(
+    for row in sql::fetch_all::<ActiveUsers, _>(
         conn,
         "SELECT bucket, users FROM active_user_buckets",
         vec![],
@@ -520,11 +585,8 @@ async fn stored_all_time<C: ConnectionTrait>(conn: &C) -> StoreResult<Keyed> {
     .await?
     {
         out.insert(
-            (
-                "active_user_buckets",
-                active_key(row.try_get("", "bucket")?),
-            ),
-            one_number(row.try_get("", "users")?),
+            ("active_user_buckets", active_key(row.bucket)),
+            one_number(row.users),
         );
     }
     let sql = format!(
@@ -540,12 +602,15 @@ async fn stored_all_time<C: ConnectionTrait>(conn: &C) -> StoreResult<Keyed> {
             );
         }
     }
-    for row in sql::query_all(conn, "SELECT users, workflows FROM platform_totals", vec![]).await? {
-        for column in ["users", "workflows"] {
-            out.insert(
-                ("platform_totals", column.to_owned()),
-                one_number(row.try_get("", column)?),
-            );
+    for row in sql::fetch_all::<PlatformTotals, _>(
+        conn,
+        "SELECT users, workflows FROM platform_totals",
+        vec![],
+    )
+    .await?
+    {
+        for (column, n) in [("users", row.users), ("workflows", row.workflows)] {
+            out.insert(("platform_totals", column.to_owned()), one_number(n));
         }
     }
     Ok(out)
@@ -579,6 +644,40 @@ async fn write_sessions<C: ConnectionTrait>(conn: &C, sessions: &Sessions) -> St
 /// Which conversation had a message on which UTC day: `(conversation, day) -> (user, workflow)`.
 type Sessions = BTreeMap<(Uuid, Date), (Uuid, Option<Uuid>)>;
 
+/// A `messages` row, as a recount reads it.
+#[derive(FromQueryResult)]
+struct StoredMessage {
+    user_id: Uuid,
+    workflow_id: Option<Uuid>,
+    conversation_id: Uuid,
+    created_at: OffsetDateTime,
+    role: String,
+    has_usage: bool,
+    #[sea_orm(nested)]
+    tokens: StoredTokens,
+    cost_nano_usd: Option<i64>,
+    pricing_status: String,
+    model: Option<String>,
+    component_id: Option<Uuid>,
+}
+
+/// A started conversation, as a recount reads it.
+#[derive(FromQueryResult)]
+struct Started {
+    user_id: Uuid,
+    workflow_id: Option<Uuid>,
+    created_at: OffsetDateTime,
+}
+
+/// An error the platform reported, as a recount reads it (no user: the
+/// platform's).
+#[derive(FromQueryResult)]
+struct ReportedError {
+    user_id: Option<Uuid>,
+    workflow_id: Option<Uuid>,
+    created_at: OffsetDateTime,
+}
+
 async fn recount<C: ConnectionTrait + StreamTrait>(
     conn: &C,
     range: RollupRange,
@@ -598,44 +697,30 @@ async fn recount<C: ConnectionTrait + StreamTrait>(
     {
         let mut rows = std::pin::pin!(conn.stream_raw(stmt).await?);
         while let Some(row) = rows.try_next().await? {
-            let at: OffsetDateTime = row.try_get("", "created_at")?;
+            let m: StoredMessage = sql::read(&row)?;
+            let at = m.created_at;
             if !range.contains(at.date()) {
                 continue;
             }
-            let user: Uuid = row.try_get("", "user_id")?;
-            let workflow: Option<Uuid> = row.try_get("", "workflow_id")?;
-            let role: String = row.try_get("", "role")?;
-            let role: MessageRole = role
+            let (user, workflow) = (m.user_id, m.workflow_id);
+            let role: MessageRole = m
+                .role
                 .parse()
                 .map_err(|e| crate::StoreError::Corrupt(format!("stored role: {e}")))?;
-            let has_usage: bool = row.try_get("", "has_usage")?;
-            let count = |c: &str| -> StoreResult<u64> {
-                let v: i64 = row.try_get("", c)?;
-                Ok(u64::try_from(v).unwrap_or(0))
-            };
-            let usage = TokenUsage {
-                input_tokens: count("input_tokens")?,
-                output_tokens: count("output_tokens")?,
-                cache_read_input_tokens: count("cache_read_tokens")?,
-                cache_creation_input_tokens: count("cache_write_tokens")?,
-                cache_creation_1h_input_tokens: count("cache_write1h_tokens")?,
-                reasoning_tokens: count("reasoning_tokens")?,
-            };
-            let status: String = row.try_get("", "pricing_status")?;
+            let usage = m.tokens.usage();
             let facts = MessageFacts {
                 role,
-                usage: has_usage.then_some(&usage),
-                cost_nano_usd: row.try_get("", "cost_nano_usd")?,
-                pricing_status: &status,
+                usage: m.has_usage.then_some(&usage),
+                cost_nano_usd: m.cost_nano_usd,
+                pricing_status: &m.pricing_status,
             };
-            let model: Option<String> = row.try_get("", "model")?;
             let counters = Counters::for_message(&facts);
-            rollups.add(user, workflow, model.as_deref(), at, &counters);
-            if let Some(component) = row.try_get::<Option<Uuid>>("", "component_id")? {
+            rollups.add(user, workflow, m.model.as_deref(), at, &counters);
+            if let Some(component) = m.component_id {
                 rollups.add_component(user, workflow, component, at, &counters);
             }
             sessions
-                .entry((row.try_get("", "conversation_id")?, at.date()))
+                .entry((m.conversation_id, at.date()))
                 .or_insert((user, workflow));
         }
     }
@@ -651,19 +736,14 @@ async fn recount<C: ConnectionTrait + StreamTrait>(
     {
         let mut rows = std::pin::pin!(conn.stream_raw(stmt).await?);
         while let Some(row) = rows.try_next().await? {
-            let at: OffsetDateTime = row.try_get("", "created_at")?;
+            let row: Started = sql::read(&row)?;
+            let at = row.created_at;
             if range.contains(at.date()) {
                 let started = Counters {
                     conversations_started: 1,
                     ..Counters::default()
                 };
-                rollups.add(
-                    row.try_get("", "user_id")?,
-                    row.try_get("", "workflow_id")?,
-                    None,
-                    at,
-                    &started,
-                );
+                rollups.add(row.user_id, row.workflow_id, None, at, &started);
             }
         }
     }
@@ -679,17 +759,15 @@ async fn recount<C: ConnectionTrait + StreamTrait>(
     {
         let mut rows = std::pin::pin!(conn.stream_raw(stmt).await?);
         while let Some(row) = rows.try_next().await? {
-            let at: OffsetDateTime = row.try_get("", "created_at")?;
+            let row: ReportedError = sql::read(&row)?;
+            let at = row.created_at;
             if range.contains(at.date()) {
                 let error = Counters {
                     error_count: 1,
                     ..Counters::default()
                 };
-                let user: Option<Uuid> = row.try_get("", "user_id")?;
-                match user {
-                    Some(user) => {
-                        rollups.add(user, row.try_get("", "workflow_id")?, None, at, &error)
-                    }
+                match row.user_id {
+                    Some(user) => rollups.add(user, row.workflow_id, None, at, &error),
                     None => rollups.add_platform(None, at, &error),
                 }
             }

@@ -11,7 +11,7 @@
 
 use crate::{Store, StoreResult, sql};
 use charlie_domain::TokenUsage;
-use sea_orm::{QueryResult, TransactionTrait};
+use sea_orm::{FromQueryResult, TransactionTrait};
 use time::OffsetDateTime;
 
 /// What a staged span is to us.
@@ -53,7 +53,7 @@ pub struct StagedSpan {
 }
 
 /// What a trace's spans said about where it belongs; `None` = not said.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, FromQueryResult)]
 pub struct TraceContext {
     pub trace_id: String,
     pub user_key: Option<String>,
@@ -92,40 +92,54 @@ const SPAN_INSERT_COLUMNS: [&str; 11] = [
     "received_at",
 ];
 
-fn span_of(row: &QueryResult) -> StoreResult<StagedSpan> {
-    let kind: i16 = row.try_get("", "kind")?;
-    let usage: Option<String> = row.try_get("", "usage")?;
-    Ok(StagedSpan {
-        trace_id: row.try_get("", "trace_id")?,
-        span_id: row.try_get("", "span_id")?,
-        parent_span_id: row.try_get("", "parent_span_id")?,
-        kind: if kind == 1 {
-            StagedKind::Component
-        } else {
-            StagedKind::Llm
-        },
-        start_at: row.try_get("", "start_at")?,
-        end_at: row.try_get("", "end_at")?,
-        component_key: row.try_get("", "component_key")?,
-        component_name: row.try_get("", "component_name")?,
-        model: row.try_get("", "model")?,
-        usage: usage
-            .map(|u| serde_json::from_str(&u))
-            .transpose()
-            .map_err(|e| crate::StoreError::Corrupt(format!("otel_spans.usage: {e}")))?,
-    })
+/// A stored `otel_spans` row: the columns of [`SPAN_INSERT_COLUMNS`] but
+/// `received_at`, `kind` as its code and `usage` as JSON text.
+#[derive(FromQueryResult)]
+struct SpanRow {
+    trace_id: String,
+    span_id: String,
+    parent_span_id: Option<String>,
+    kind: i16,
+    start_at: OffsetDateTime,
+    end_at: OffsetDateTime,
+    component_key: Option<String>,
+    component_name: Option<String>,
+    model: Option<String>,
+    usage: Option<String>,
 }
 
-fn context_of(row: &QueryResult) -> StoreResult<TraceContext> {
-    Ok(TraceContext {
-        trace_id: row.try_get("", "trace_id")?,
-        user_key: row.try_get("", "user_key")?,
-        session_key: row.try_get("", "session_key")?,
-        flow_key: row.try_get("", "flow_key")?,
-        flow_name: row.try_get("", "flow_name")?,
-        service: row.try_get("", "service")?,
-        root_seen: row.try_get("", "root_seen")?,
-    })
+impl TryFrom<SpanRow> for StagedSpan {
+    type Error = crate::StoreError;
+
+    fn try_from(row: SpanRow) -> StoreResult<StagedSpan> {
+        Ok(StagedSpan {
+            trace_id: row.trace_id,
+            span_id: row.span_id,
+            parent_span_id: row.parent_span_id,
+            kind: if row.kind == 1 {
+                StagedKind::Component
+            } else {
+                StagedKind::Llm
+            },
+            start_at: row.start_at,
+            end_at: row.end_at,
+            component_key: row.component_key,
+            component_name: row.component_name,
+            model: row.model,
+            usage: row
+                .usage
+                .map(|u| serde_json::from_str(&u))
+                .transpose()
+                .map_err(|e| crate::StoreError::Corrupt(format!("otel_spans.usage: {e}")))?,
+        })
+    }
+}
+
+/// The LLM spans waiting: how many, and when the oldest was received.
+#[derive(FromQueryResult)]
+struct Backlog {
+    n: i64,
+    oldest: Option<OffsetDateTime>,
 }
 
 impl Store {
@@ -247,7 +261,7 @@ impl Store {
         ready.dedup();
         let mut out = Vec::new();
         for trace_id in ready {
-            let spans: Vec<StagedSpan> = sql::query_all(
+            let spans: Vec<StagedSpan> = sql::fetch_all::<SpanRow, _>(
                 self.conn(),
                 &format!(
                     "SELECT {} FROM otel_spans WHERE trace_id = $1 \
@@ -257,8 +271,8 @@ impl Store {
                 vec![trace_id.clone().into()],
             )
             .await?
-            .iter()
-            .map(span_of)
+            .into_iter()
+            .map(StagedSpan::try_from)
             .collect::<StoreResult<_>>()?;
             let (components, waiting): (Vec<_>, Vec<_>) = spans
                 .into_iter()
@@ -266,15 +280,13 @@ impl Store {
             if waiting.is_empty() {
                 continue;
             }
-            let context = sql::query_one(
+            let context = sql::fetch_one(
                 self.conn(),
                 "SELECT trace_id, user_key, session_key, flow_key, flow_name, service, root_seen \
                  FROM otel_traces WHERE trace_id = $1",
                 vec![trace_id.clone().into()],
             )
             .await?
-            .map(|row| context_of(&row))
-            .transpose()?
             .unwrap_or(TraceContext {
                 trace_id,
                 ..TraceContext::default()
@@ -350,16 +362,16 @@ impl Store {
     /// How many LLM spans wait, and how long the oldest has waited (seconds),
     /// for `/metrics`.
     pub async fn otel_backlog(&self, now: OffsetDateTime) -> StoreResult<(i64, i64)> {
-        let row = sql::query_one(
+        let row: Option<Backlog> = sql::fetch_one(
             self.conn(),
             "SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM otel_spans \
              WHERE kind = 2 AND resolved_at IS NULL",
             vec![],
         )
         .await?;
-        let Some(row) = row else { return Ok((0, 0)) };
-        let n: i64 = row.try_get("", "n")?;
-        let oldest: Option<OffsetDateTime> = row.try_get("", "oldest")?;
+        let Some(Backlog { n, oldest }) = row else {
+            return Ok((0, 0));
+        };
         Ok((n, oldest.map_or(0, |t| (now - t).whole_seconds().max(0))))
     }
 }

@@ -16,11 +16,11 @@ use crate::{
     Engine, Store, StoreResult,
     sql::{self, placeholders},
 };
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 use uuid::Uuid;
 
 /// One message claimed for delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
 pub struct OutboxMessage {
     pub id: Uuid,
     pub topic: String,
@@ -90,7 +90,7 @@ impl Store {
              AND next_attempt_ms <= $3 ORDER BY next_attempt_ms, id LIMIT $4{lock}) \
              RETURNING id, topic, event_id, payload, attempts"
         );
-        let rows = sql::query_all(
+        sql::fetch_all(
             self.conn(),
             &sql,
             vec![
@@ -100,18 +100,7 @@ impl Store {
                 i64::from(limit.max(1)).into(),
             ],
         )
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxMessage {
-                    id: r.try_get("", "id")?,
-                    topic: r.try_get("", "topic")?,
-                    event_id: r.try_get("", "event_id")?,
-                    payload: r.try_get("", "payload")?,
-                    attempts: r.try_get("", "attempts")?,
-                })
-            })
-            .collect()
+        .await
     }
 
     /// Records a delivery.

@@ -20,13 +20,13 @@ use crate::{
     Engine, Store, StoreResult,
     sql::{self, uuid_in},
 };
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Value};
 use std::collections::BTreeMap;
 use time::{Date, OffsetDateTime, Time};
 use uuid::Uuid;
 
 /// One activity event as forwarded, with what its user's row says.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, FromQueryResult)]
 pub struct ForwardedEvent {
     pub id: Uuid,
     pub at: OffsetDateTime,
@@ -42,6 +42,7 @@ pub struct ForwardedEvent {
     pub conversation_id: Option<Uuid>,
     pub metadata: serde_json::Value,
     /// Delivery attempts so far, this one included (0 outside the outbox).
+    #[sea_orm(skip)]
     pub attempts: i32,
 }
 
@@ -55,32 +56,37 @@ pub struct PosthogBacklog {
 }
 
 /// One row given up on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
 pub struct PosthogFailure {
     pub event_id: Uuid,
     pub attempts: i32,
     pub last_error: Option<String>,
 }
 
-const EVENT_COLUMNS: &str = "e.id, e.created_at, e.user_id, u.external_id, u.email, u.timezone, \
+/// The columns of a [`ForwardedEvent`] (all but `attempts`), from
+/// `user_activity_events e JOIN users u`.
+const EVENT_COLUMNS: &str = "e.id, e.created_at AS at, e.user_id, u.external_id, u.email, u.timezone, \
      e.event_type, e.event_category, e.workflow_id, e.component_id, e.conversation_id, e.metadata";
 
-fn event_of(row: &QueryResult, attempts: i32) -> StoreResult<ForwardedEvent> {
-    Ok(ForwardedEvent {
-        id: row.try_get("", "id")?,
-        at: row.try_get("", "created_at")?,
-        user_id: row.try_get("", "user_id")?,
-        external_id: row.try_get("", "external_id")?,
-        email: row.try_get("", "email")?,
-        timezone: row.try_get("", "timezone")?,
-        event_type: row.try_get("", "event_type")?,
-        event_category: row.try_get("", "event_category")?,
-        workflow_id: row.try_get("", "workflow_id")?,
-        component_id: row.try_get("", "component_id")?,
-        conversation_id: row.try_get("", "conversation_id")?,
-        metadata: row.try_get("", "metadata")?,
-        attempts,
-    })
+/// A claimed outbox row.
+#[derive(FromQueryResult)]
+struct Claimed {
+    event_id: Uuid,
+    attempts: i32,
+}
+
+/// The outbox's counts.
+#[derive(FromQueryResult)]
+struct BacklogCounts {
+    pending: i64,
+    failed: i64,
+}
+
+/// The first and the last stored activity event (NULL: none).
+#[derive(FromQueryResult)]
+struct EventSpan {
+    first: Option<OffsetDateTime>,
+    last: Option<OffsetDateTime>,
 }
 
 /// Queues events for PostHog (inside their ingest transaction).
@@ -168,7 +174,7 @@ impl Store {
                  SELECT event_id FROM posthog_outbox WHERE failed_at_ms IS NULL AND next_attempt_ms <= $2 \
                  ORDER BY next_attempt_ms, event_id LIMIT $3{lock}) RETURNING event_id, attempts"
             );
-            sql::query_all(
+            sql::fetch_all::<Claimed, _>(
                 self.conn(),
                 &sql,
                 vec![
@@ -179,10 +185,10 @@ impl Store {
             )
             .await?
         };
-        let mut attempts: BTreeMap<Uuid, i32> = BTreeMap::new();
-        for row in &claimed {
-            attempts.insert(row.try_get("", "event_id")?, row.try_get("", "attempts")?);
-        }
+        let mut attempts: BTreeMap<Uuid, i32> = claimed
+            .into_iter()
+            .map(|c| (c.event_id, c.attempts))
+            .collect();
         if attempts.is_empty() {
             return Ok(Vec::new());
         }
@@ -193,10 +199,9 @@ impl Store {
              WHERE {filter} ORDER BY e.created_at, e.id"
         );
         let mut events = Vec::with_capacity(ids.len());
-        for row in sql::query_all(self.conn(), &sql, values).await? {
-            let id: Uuid = row.try_get("", "id")?;
-            let n = attempts.remove(&id).unwrap_or(1);
-            events.push(event_of(&row, n)?);
+        for mut event in sql::fetch_all::<ForwardedEvent, _>(self.conn(), &sql, values).await? {
+            event.attempts = attempts.remove(&event.id).unwrap_or(1);
+            events.push(event);
         }
         // Whatever is left has no event row (it cannot be sent).
         let orphans: Vec<Uuid> = attempts.into_keys().collect();
@@ -252,57 +257,44 @@ impl Store {
 
     /// How many rows wait and how many were given up on.
     pub async fn posthog_backlog(&self) -> StoreResult<PosthogBacklog> {
-        let row = sql::query_one(
+        let row: Option<BacklogCounts> = sql::fetch_one(
             self.conn(),
             "SELECT CAST(COUNT(*) - COUNT(failed_at_ms) AS BIGINT) AS pending, \
              CAST(COUNT(failed_at_ms) AS BIGINT) AS failed FROM posthog_outbox",
             vec![],
         )
         .await?;
-        let get = |c: &str| -> StoreResult<u64> {
-            let n: i64 = match &row {
-                Some(r) => r.try_get("", c)?,
-                None => 0,
-            };
-            Ok(u64::try_from(n).unwrap_or(0))
-        };
-        Ok(PosthogBacklog {
-            pending: get("pending")?,
-            failed: get("failed")?,
-        })
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(
+            row.map_or_else(PosthogBacklog::default, |r| PosthogBacklog {
+                pending: count(r.pending),
+                failed: count(r.failed),
+            }),
+        )
     }
 
     /// The rows given up on, most recent first.
     pub async fn posthog_failures(&self, limit: u32) -> StoreResult<Vec<PosthogFailure>> {
-        let rows = sql::query_all(
+        sql::fetch_all(
             self.conn(),
             "SELECT event_id, attempts, last_error FROM posthog_outbox WHERE failed_at_ms IS NOT NULL \
              ORDER BY failed_at_ms DESC, event_id LIMIT $1",
             vec![i64::from(limit).into()],
         )
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(PosthogFailure {
-                    event_id: r.try_get("", "event_id")?,
-                    attempts: r.try_get("", "attempts")?,
-                    last_error: r.try_get("", "last_error")?,
-                })
-            })
-            .collect()
+        .await
     }
 
     /// The UTC days of the first and the last stored activity event.
     pub async fn activity_event_days(&self) -> StoreResult<Option<(Date, Date)>> {
-        let row = sql::query_one(
+        let row: Option<EventSpan> = sql::fetch_one(
             self.conn(),
             "SELECT MIN(created_at) AS first, MAX(created_at) AS last FROM user_activity_events",
             vec![],
         )
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let first: Option<OffsetDateTime> = row.try_get("", "first")?;
-        let last: Option<OffsetDateTime> = row.try_get("", "last")?;
+        let Some(EventSpan { first, last }) = row else {
+            return Ok(None);
+        };
         Ok(first.zip(last).map(|(a, b)| {
             (
                 a.to_offset(time::UtcOffset::UTC).date(),
@@ -340,7 +332,7 @@ impl Store {
              WHERE {} AND e.id > $3 ORDER BY e.id LIMIT $4",
             within(self.backend(), "e.created_at", 1, 2)
         );
-        let rows = sql::query_all(
+        sql::fetch_all(
             self.conn(),
             &sql,
             vec![
@@ -350,8 +342,7 @@ impl Store {
                 i64::from(limit.max(1)).into(),
             ],
         )
-        .await?;
-        rows.iter().map(|r| event_of(r, 0)).collect()
+        .await
     }
 }
 

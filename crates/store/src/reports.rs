@@ -14,13 +14,18 @@
 
 use crate::{
     Engine, Store, StoreResult,
-    sql::{self, placeholders},
+    entity::report_deliveries::{ActiveModel, Column, Entity},
+    sql,
 };
-use sea_orm::Value;
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+    sea_query::{Asterisk, Expr, OnConflict},
+};
 use uuid::Uuid;
 
 /// A user who gets a report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
 pub struct ReportRecipient {
     pub user_id: Uuid,
     pub email: String,
@@ -45,23 +50,14 @@ impl Store {
         first_bucket: i64,
         end_bucket: i64,
     ) -> StoreResult<Vec<ReportRecipient>> {
-        let rows = sql::query_all(
+        sql::fetch_all(
             self.conn(),
-            "SELECT u.id, u.email, u.timezone FROM users u WHERE u.weekly_report_opt_out = $1 \
+            "SELECT u.id AS user_id, u.email, u.timezone FROM users u WHERE u.weekly_report_opt_out = $1 \
              AND u.email IS NOT NULL AND u.email <> '' AND EXISTS (SELECT 1 FROM usage_buckets b \
              WHERE b.user_id = u.id AND b.bucket >= $2 AND b.bucket < $3 AND b.message_count > 0) ORDER BY u.id",
             vec![false.into(), first_bucket.into(), end_bucket.into()],
         )
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ReportRecipient {
-                    user_id: r.try_get("", "id")?,
-                    email: r.try_get("", "email")?,
-                    timezone: r.try_get("", "timezone")?,
-                })
-            })
-            .collect()
+        .await
     }
 
     /// Records a `pending` delivery for each user that has none for `week`.
@@ -73,18 +69,22 @@ impl Store {
     ) -> StoreResult<()> {
         let _guard = self.write_guard().await;
         for chunk in users.chunks(500) {
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
-            let mut tuples = Vec::with_capacity(chunk.len());
-            for (n, u) in chunk.iter().enumerate() {
-                tuples.push(format!("({}, 'pending', 0, 0)", placeholders(3 * n + 1, 3)));
-                values.extend([(*u).into(), week.to_owned().into(), now_ms.into()]);
-            }
-            let sql = format!(
-                "INSERT INTO report_deliveries (user_id, week, updated_at_ms, status, attempts, next_attempt_ms) \
-                 VALUES {} ON CONFLICT (user_id, week) DO NOTHING",
-                tuples.join(", ")
-            );
-            sql::execute(self.conn(), &sql, values).await?;
+            Entity::insert_many(chunk.iter().map(|u| ActiveModel {
+                user_id: Set(*u),
+                week: Set(week.to_owned()),
+                updated_at_ms: Set(now_ms),
+                status: Set("pending".to_owned()),
+                attempts: Set(0),
+                next_attempt_ms: Set(0),
+                last_error: Set(None),
+            }))
+            .on_conflict(
+                OnConflict::columns([Column::UserId, Column::Week])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(self.conn())
+            .await?;
         }
         Ok(())
     }
@@ -131,21 +131,17 @@ impl Store {
         now_ms: i64,
     ) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        sql::execute(
-            self.conn(),
-            "UPDATE report_deliveries SET status = $1, last_error = $2, updated_at_ms = $3 \
-             WHERE user_id = $4 AND week = $5",
-            vec![
-                status.to_owned().into(),
-                error
-                    .map(|e| e.chars().take(1000).collect::<String>())
-                    .into(),
-                now_ms.into(),
-                user_id.into(),
-                week.to_owned().into(),
-            ],
-        )
-        .await?;
+        Entity::update_many()
+            .col_expr(Column::Status, Expr::value(status))
+            .col_expr(
+                Column::LastError,
+                Expr::value(error.map(|e| e.chars().take(1000).collect::<String>())),
+            )
+            .col_expr(Column::UpdatedAtMs, Expr::value(now_ms))
+            .filter(Column::UserId.eq(user_id))
+            .filter(Column::Week.eq(week))
+            .exec(self.conn())
+            .await?;
         Ok(())
     }
 
@@ -159,34 +155,35 @@ impl Store {
         now_ms: i64,
     ) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        sql::execute(
-            self.conn(),
-            "UPDATE report_deliveries SET status = 'pending', last_error = $1, next_attempt_ms = $2, \
-             updated_at_ms = $3 WHERE user_id = $4 AND week = $5",
-            vec![
-                error.chars().take(1000).collect::<String>().into(),
-                retry_at_ms.into(),
-                now_ms.into(),
-                user_id.into(),
-                week.to_owned().into(),
-            ],
-        )
-        .await?;
+        Entity::update_many()
+            .col_expr(Column::Status, Expr::value("pending"))
+            .col_expr(
+                Column::LastError,
+                Expr::value(error.chars().take(1000).collect::<String>()),
+            )
+            .col_expr(Column::NextAttemptMs, Expr::value(retry_at_ms))
+            .col_expr(Column::UpdatedAtMs, Expr::value(now_ms))
+            .filter(Column::UserId.eq(user_id))
+            .filter(Column::Week.eq(week))
+            .exec(self.conn())
+            .await?;
         Ok(())
     }
 
     /// How many deliveries of `week` are in each state.
     pub async fn report_delivery_counts(&self, week: &str) -> StoreResult<DeliveryCounts> {
-        let rows = sql::query_all(
-            self.conn(),
-            "SELECT status, COUNT(*) AS n FROM report_deliveries WHERE week = $1 GROUP BY status",
-            vec![week.to_owned().into()],
-        )
-        .await?;
+        use sea_orm::sea_query::ExprTrait as _;
+        let rows = Entity::find()
+            .select_only()
+            .column(Column::Status)
+            .column_as(Expr::col(Asterisk).count(), "n")
+            .filter(Column::Week.eq(week))
+            .group_by(Column::Status)
+            .into_tuple::<(String, i64)>()
+            .all(self.conn())
+            .await?;
         let mut c = DeliveryCounts::default();
-        for r in rows {
-            let status: String = r.try_get("", "status")?;
-            let n: i64 = r.try_get("", "n")?;
+        for (status, n) in rows {
             match status.as_str() {
                 "pending" => c.pending = n,
                 "sending" => c.sending = n,
@@ -204,14 +201,12 @@ impl Store {
         user_id: Uuid,
         week: &str,
     ) -> StoreResult<Option<i32>> {
-        sql::query_one(
-            self.conn(),
-            "SELECT attempts FROM report_deliveries WHERE user_id = $1 AND week = $2",
-            vec![user_id.into(), week.to_owned().into()],
-        )
-        .await?
-        .map(|r| Ok(r.try_get("", "attempts")?))
-        .transpose()
+        Ok(Entity::find_by_id((user_id, week.to_owned()))
+            .select_only()
+            .column(Column::Attempts)
+            .into_tuple::<i32>()
+            .one(self.conn())
+            .await?)
     }
 
     /// Whether the scheduled run of `week` has completed.

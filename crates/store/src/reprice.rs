@@ -20,15 +20,14 @@
 
 use crate::{
     Store, StoreError, StoreResult,
-    budgets::{month_key, user_zone},
-    rollup::{Counters, Rollups, tokens_i64},
+    budgets::{month_key, user_zones},
+    rollup::{Counters, Rollups, StoredTokens, tokens_i64},
     sql,
 };
-use charlie_domain::TokenUsage;
 use charlie_pricing::Catalog;
-use sea_orm::TransactionTrait;
+use sea_orm::{FromQueryResult, TransactionTrait};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use time::{Date, OffsetDateTime, Time};
 use uuid::Uuid;
 
@@ -47,7 +46,7 @@ pub struct RepriceRequest {
 }
 
 /// One repricing run (the audit row).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromQueryResult)]
 pub struct RepriceRun {
     pub id: Uuid,
     pub actor: String,
@@ -82,20 +81,28 @@ fn midnight(d: Date) -> OffsetDateTime {
     d.with_time(Time::MIDNIGHT).assume_utc()
 }
 
-fn run_row(r: &sea_orm::QueryResult) -> StoreResult<RepriceRun> {
-    Ok(RepriceRun {
-        id: r.try_get("", "id")?,
-        actor: r.try_get("", "actor")?,
-        created_at: r.try_get("", "created_at")?,
-        from_date: r.try_get("", "from_date")?,
-        to_date: r.try_get("", "to_date")?,
-        model: r.try_get("", "model")?,
-        dry_run: r.try_get("", "dry_run")?,
-        messages_scanned: r.try_get("", "messages_scanned")?,
-        messages_changed: r.try_get("", "messages_changed")?,
-        old_total_nano_usd: r.try_get("", "old_total_nano_usd")?,
-        new_total_nano_usd: r.try_get("", "new_total_nano_usd")?,
-    })
+/// A priced `messages` row, as repricing reads it.
+#[derive(FromQueryResult)]
+struct PricedMessage {
+    id: Uuid,
+    created_at: OffsetDateTime,
+    user_id: Uuid,
+    workflow_id: Option<Uuid>,
+    component_id: Option<Uuid>,
+    model: Option<String>,
+    #[sea_orm(nested)]
+    tokens: StoredTokens,
+    cost_nano_usd: Option<i64>,
+    pricing_status: String,
+    price_ref: Option<String>,
+}
+
+/// Our cost of one model in one bucket.
+#[derive(FromQueryResult)]
+struct ModelCost {
+    bucket: i64,
+    model: String,
+    cost_nano_usd: i64,
 }
 
 impl Store {
@@ -112,11 +119,7 @@ impl Store {
                 req.from, req.to
             )));
         }
-        let mut zones: HashMap<Uuid, crate::calendar::Zone> = HashMap::new();
-        for r in sql::query_all(self.conn(), "SELECT id, timezone FROM users", vec![]).await? {
-            let tz: Option<String> = r.try_get("", "timezone")?;
-            zones.insert(r.try_get("", "id")?, user_zone(tz.as_deref()));
-        }
+        let zones = user_zones(self.conn()).await?;
         let utc = crate::calendar::Zone::utc();
         let mut by_model: BTreeMap<String, ModelChange> = BTreeMap::new();
         let (mut scanned, mut changed, mut old_total, mut new_total) = (0i64, 0i64, 0i64, 0i64);
@@ -138,7 +141,7 @@ impl Store {
                 }
                 None => "",
             };
-            let rows = sql::query_all(
+            let rows = sql::fetch_all::<PricedMessage, _>(
                 &txn,
                 &format!(
                     "SELECT id, created_at, user_id, workflow_id, component_id, model, input_tokens, output_tokens, \
@@ -154,23 +157,12 @@ impl Store {
             let mut months: BTreeMap<(Uuid, String), i64> = BTreeMap::new();
             for row in rows {
                 scanned += 1;
-                let at: OffsetDateTime = row.try_get("", "created_at")?;
-                let count = |c: &str| -> StoreResult<u64> {
-                    let v: i64 = row.try_get("", c)?;
-                    Ok(u64::try_from(v).unwrap_or(0))
-                };
-                let usage = TokenUsage {
-                    input_tokens: count("input_tokens")?,
-                    output_tokens: count("output_tokens")?,
-                    cache_read_input_tokens: count("cache_read_tokens")?,
-                    cache_creation_input_tokens: count("cache_write_tokens")?,
-                    cache_creation_1h_input_tokens: count("cache_write1h_tokens")?,
-                    reasoning_tokens: count("reasoning_tokens")?,
-                };
-                let model: Option<String> = row.try_get("", "model")?;
-                let old_cost: Option<i64> = row.try_get("", "cost_nano_usd")?;
-                let old_status: String = row.try_get("", "pricing_status")?;
-                let old_ref: Option<String> = row.try_get("", "price_ref")?;
+                let at = row.created_at;
+                let usage = row.tokens.usage();
+                let model = row.model;
+                let old_cost = row.cost_nano_usd;
+                let old_status = row.pricing_status;
+                let old_ref = row.price_ref;
                 let cost = catalog.price(model.as_deref(), &usage, at);
                 let new_cost = cost
                     .total_usd
@@ -194,7 +186,7 @@ impl Store {
                 if req.dry_run {
                     continue;
                 }
-                let id: Uuid = row.try_get("", "id")?;
+                let id = row.id;
                 sql::execute(
                     &txn,
                     "UPDATE messages SET cost_nano_usd = $1, pricing_status = $2, price_ref = $3 \
@@ -217,10 +209,9 @@ impl Store {
                     unpriced_tokens: (unpriced(new_status) - unpriced(&old_status)) * tokens,
                     ..Counters::default()
                 };
-                let user: Uuid = row.try_get("", "user_id")?;
-                let workflow: Option<Uuid> = row.try_get("", "workflow_id")?;
+                let (user, workflow) = (row.user_id, row.workflow_id);
                 rollups.add(user, workflow, model.as_deref(), at, &delta);
-                if let Some(component) = row.try_get::<Option<Uuid>>("", "component_id")? {
+                if let Some(component) = row.component_id {
                     rollups.add_component(user, workflow, component, at, &delta);
                 }
                 let zone = zones.get(&user).unwrap_or(&utc);
@@ -300,16 +291,14 @@ impl Store {
             .unix_timestamp()
             .div_euclid(crate::rollup::BUCKET_SECONDS);
         let mut out: BTreeMap<(Date, String), i64> = BTreeMap::new();
-        for r in sql::query_all(
+        for r in sql::fetch_all::<ModelCost, _>(
             self.conn(),
             "SELECT bucket, model, cost_nano_usd FROM platform_buckets WHERE bucket >= $1 AND bucket < $2",
             vec![first.into(), end.into()],
         )
         .await?
         {
-            let bucket: i64 = r.try_get("", "bucket")?;
-            let model: String = r.try_get("", "model")?;
-            let cost: i64 = r.try_get("", "cost_nano_usd")?;
+            let (bucket, model, cost) = (r.bucket, r.model, r.cost_nano_usd);
             let at = OffsetDateTime::from_unix_timestamp(bucket.saturating_mul(crate::rollup::BUCKET_SECONDS))
                 .map_err(|e| StoreError::Internal(format!("bucket {bucket}: {e}")))?;
             *out.entry((at.date(), model)).or_default() += cost;
@@ -319,15 +308,12 @@ impl Store {
 
     /// Repricing runs, newest first.
     pub async fn reprice_runs(&self, limit: u32) -> StoreResult<Vec<RepriceRun>> {
-        sql::query_all(
+        sql::fetch_all(
             self.conn(),
             "SELECT id, actor, created_at, from_date, to_date, model, dry_run, messages_scanned, messages_changed, \
              old_total_nano_usd, new_total_nano_usd FROM reprice_runs ORDER BY created_at DESC LIMIT $1",
             vec![i64::from(limit.max(1)).into()],
         )
-        .await?
-        .iter()
-        .map(run_row)
-        .collect()
+        .await
     }
 }

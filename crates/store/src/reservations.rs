@@ -40,10 +40,14 @@
 use crate::{
     Store, StoreError, StoreResult,
     budgets::{LocalMonth, month_of, user_zone},
+    entity::{users, workflows},
     rollup::BUCKET_SECONDS,
     sql,
 };
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
+    QuerySelect, TransactionTrait, sea_query::Expr,
+};
 use serde::Serialize;
 use std::{
     collections::HashMap,
@@ -101,7 +105,7 @@ pub struct ReservePolicy {
 }
 
 /// One stored reservation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromQueryResult)]
 pub struct Reservation {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -170,6 +174,7 @@ pub struct CommitRequest {
     pub message_id: Option<Uuid>,
 }
 
+/// The columns of a [`Reservation`].
 const COLUMNS: &str = "id, user_id, workflow_id, idempotency_key, state, amount_nano_usd, estimated_nano_usd, \
      actual_nano_usd, message_id, model, month, created_at_ms, expires_at_ms, closed_at_ms";
 
@@ -180,25 +185,6 @@ fn held(now: &str) -> String {
         "r.state IN ('open', 'committed') AND r.expires_at_ms > {now} \
          AND (r.message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id))"
     )
-}
-
-fn row(r: &QueryResult) -> StoreResult<Reservation> {
-    Ok(Reservation {
-        id: r.try_get("", "id")?,
-        user_id: r.try_get("", "user_id")?,
-        workflow_id: r.try_get("", "workflow_id")?,
-        idempotency_key: r.try_get("", "idempotency_key")?,
-        state: r.try_get("", "state")?,
-        amount_nano_usd: r.try_get("", "amount_nano_usd")?,
-        estimated_nano_usd: r.try_get("", "estimated_nano_usd")?,
-        actual_nano_usd: r.try_get("", "actual_nano_usd")?,
-        message_id: r.try_get("", "message_id")?,
-        model: r.try_get("", "model")?,
-        month: r.try_get("", "month")?,
-        created_at_ms: r.try_get("", "created_at_ms")?,
-        expires_at_ms: r.try_get("", "expires_at_ms")?,
-        closed_at_ms: r.try_get("", "closed_at_ms")?,
-    })
 }
 
 fn ms(at: OffsetDateTime) -> i64 {
@@ -218,18 +204,16 @@ async fn lock_account<C: ConnectionTrait>(txn: &C, user_id: Uuid) -> StoreResult
 }
 
 async fn find<C: ConnectionTrait>(txn: &C, id: Uuid) -> StoreResult<Option<Reservation>> {
-    sql::query_one(
+    sql::fetch_one(
         txn,
         &format!("SELECT {COLUMNS} FROM budget_reservations WHERE id = $1"),
         vec![id.into()],
     )
-    .await?
-    .as_ref()
-    .map(row)
-    .transpose()
+    .await
 }
 
 /// The user's and workflow's limits and zone.
+#[derive(FromQueryResult)]
 struct Limits {
     timezone: Option<String>,
     user_soft: Option<i64>,
@@ -243,7 +227,7 @@ async fn limits<C: ConnectionTrait>(
     user_id: Uuid,
     workflow_id: Option<Uuid>,
 ) -> StoreResult<Limits> {
-    let r = sql::query_one(
+    sql::fetch_one(
         txn,
         "SELECT (SELECT timezone FROM users WHERE id = $1) AS timezone, \
          (SELECT monthly_budget_nano_usd FROM users WHERE id = $1) AS user_soft, \
@@ -253,14 +237,7 @@ async fn limits<C: ConnectionTrait>(
         vec![user_id.into(), workflow_id.into()],
     )
     .await?
-    .ok_or_else(|| StoreError::Internal("no row".into()))?;
-    Ok(Limits {
-        timezone: r.try_get("", "timezone")?,
-        user_soft: r.try_get("", "user_soft")?,
-        user_hard: r.try_get("", "user_hard")?,
-        workflow_soft: r.try_get("", "workflow_soft")?,
-        workflow_hard: r.try_get("", "workflow_hard")?,
-    })
+    .ok_or_else(|| StoreError::Internal("no row".into()))
 }
 
 /// Spend and holds of a user (and workflow) in one snapshot.
@@ -270,6 +247,52 @@ struct Usage {
     held: i64,
     workflow_spent: i64,
     workflow_held: i64,
+}
+
+/// The user's spend and holds in a row.
+#[derive(FromQueryResult)]
+struct UserSpend {
+    spent: i64,
+    held: i64,
+}
+
+/// The workflow's spend and holds in a row.
+#[derive(FromQueryResult)]
+struct WorkflowSpend {
+    workflow_spent: i64,
+    workflow_held: i64,
+}
+
+impl Usage {
+    fn of(user: UserSpend, workflow: Option<WorkflowSpend>) -> Usage {
+        let workflow = workflow.unwrap_or(WorkflowSpend {
+            workflow_spent: 0,
+            workflow_held: 0,
+        });
+        Usage {
+            spent: user.spent,
+            held: user.held,
+            workflow_spent: workflow.workflow_spent,
+            workflow_held: workflow.workflow_held,
+        }
+    }
+}
+
+/// A row of [`PG_RESERVE`]: the snapshot, what the statement did, and the
+/// reservation the idempotency key names, if any.
+#[derive(FromQueryResult)]
+struct PgReserveRow {
+    #[sea_orm(nested)]
+    lim: Limits,
+    fresh: bool,
+    zone_ok: bool,
+    #[sea_orm(nested)]
+    user: UserSpend,
+    #[sea_orm(nested)]
+    workflow: WorkflowSpend,
+    inserted: bool,
+    #[sea_orm(nested)]
+    existing: Option<Reservation>,
 }
 
 async fn usage<C: ConnectionTrait>(
@@ -303,20 +326,11 @@ async fn usage<C: ConnectionTrait>(
     let r = sql::query_one(txn, &sql, values)
         .await?
         .ok_or_else(|| StoreError::Internal("no row".into()))?;
-    Ok(Usage {
-        spent: r.try_get("", "spent")?,
-        held: r.try_get("", "held")?,
-        workflow_spent: if workflow.is_some() {
-            r.try_get("", "workflow_spent")?
-        } else {
-            0
-        },
-        workflow_held: if workflow.is_some() {
-            r.try_get("", "workflow_held")?
-        } else {
-            0
-        },
-    })
+    let workflow = match workflow {
+        Some(_) => Some(WorkflowSpend::from_query_result(&r, "")?),
+        None => None,
+    };
+    Ok(Usage::of(UserSpend::from_query_result(&r, "")?, workflow))
 }
 
 /// What a decision rests on: the limits, spend and holds of one snapshot.
@@ -583,7 +597,7 @@ async fn pg_attempt<C: ConnectionTrait>(
     let (_, first, end) = window.unwrap_or((Uuid::nil(), 0, 0));
     let id = Uuid::now_v7();
     let expires = now_ms.saturating_add(req.ttl_seconds.saturating_mul(1000));
-    let r = sql::query_one(
+    let r: PgReserveRow = sql::fetch_one(
         conn,
         PG_RESERVE,
         vec![
@@ -604,37 +618,26 @@ async fn pg_attempt<C: ConnectionTrait>(
     )
     .await?
     .ok_or_else(|| StoreError::Internal("no row".into()))?;
-    let lim = Limits {
-        timezone: r.try_get("", "timezone")?,
-        user_soft: r.try_get("", "user_soft")?,
-        user_hard: r.try_get("", "user_hard")?,
-        workflow_soft: r.try_get("", "workflow_soft")?,
-        workflow_hard: r.try_get("", "workflow_hard")?,
-    };
+    let lim = r.lim;
     remember(req.user_id, |h| h.zone.clone_from(&lim.timezone));
-    if !r.try_get::<bool>("", "fresh")? {
+    if !r.fresh {
         return Ok(PgAttempt::Stale);
     }
-    if !r.try_get::<bool>("", "zone_ok")? {
+    if !r.zone_ok {
         return Ok(PgAttempt::Zone(lim.timezone));
     }
     let facts = Facts {
         req,
         policy,
         lim: &lim,
-        u: Usage {
-            spent: r.try_get("", "spent")?,
-            held: r.try_get("", "held")?,
-            workflow_spent: r.try_get("", "workflow_spent")?,
-            workflow_held: r.try_get("", "workflow_held")?,
-        },
+        u: Usage::of(r.user, Some(r.workflow)),
         workflow: req.workflow_id.is_some()
             && (lim.workflow_hard.is_some() || lim.workflow_soft.is_some()),
     };
-    if r.try_get::<Option<Uuid>>("", "id")?.is_some() {
-        return Ok(PgAttempt::Done(facts.replay(row(&r)?)));
+    if let Some(existing) = r.existing {
+        return Ok(PgAttempt::Done(facts.replay(existing)));
     }
-    if r.try_get::<bool>("", "inserted")? {
+    if r.inserted {
         return Ok(PgAttempt::Done(facts.allowed(new_reservation(
             req,
             id,
@@ -725,17 +728,14 @@ impl Store {
         let lim = limits(&txn, req.user_id, req.workflow_id).await?;
         let limited = lim.workflow_hard.is_some() || lim.workflow_soft.is_some();
         let (month, workflow) = month_window(req, lim.timezone.as_deref(), limited, now)?;
-        let existing = sql::query_one(
+        let existing: Option<Reservation> = sql::fetch_one(
             &txn,
             &format!(
                 "SELECT {COLUMNS} FROM budget_reservations WHERE user_id = $1 AND idempotency_key = $2"
             ),
             vec![req.user_id.into(), req.idempotency_key.clone().into()],
         )
-        .await?
-        .as_ref()
-        .map(row)
-        .transpose()?;
+        .await?;
         let facts = Facts {
             req,
             policy,
@@ -873,7 +873,7 @@ impl Store {
         if self.backend() == DbBackend::Postgres {
             // One statement: the user's lock and version bump (before the
             // row's, as everywhere), then the row if it is still open.
-            let released = sql::query_one(
+            let released: Option<Reservation> = sql::fetch_one(
                 self.conn(),
                 &format!(
                     "WITH r AS MATERIALIZED (SELECT user_id FROM budget_reservations WHERE id = $2), \
@@ -887,7 +887,7 @@ impl Store {
             )
             .await?;
             if let Some(r) = released {
-                return row(&r);
+                return Ok(r);
             }
             return match find(self.conn(), id).await? {
                 None => Err(StoreError::NotFound(format!("reservation {id}"))),
@@ -934,7 +934,7 @@ impl Store {
             .map(|c| format!("r.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
-        sql::query_all(
+        sql::fetch_all(
             self.conn(),
             &format!(
                 "SELECT {cols} FROM budget_reservations r WHERE r.user_id = $1 AND {} \
@@ -943,10 +943,7 @@ impl Store {
             ),
             vec![user_id.into(), ms(now).into()],
         )
-        .await?
-        .iter()
-        .map(row)
-        .collect()
+        .await
     }
 
     /// Deletes reservations that expired more than `keep_seconds` ago (their
@@ -972,12 +969,15 @@ impl Store {
     /// Sets (or clears) a user's monthly hard limit.
     pub async fn set_hard_limit(&self, user_id: Uuid, nano_usd: Option<i64>) -> StoreResult<()> {
         let _guard = self.write_guard().await;
-        let n = sql::execute(
-            self.conn(),
-            "UPDATE users SET monthly_hard_limit_nano_usd = $1 WHERE id = $2",
-            vec![nano_usd.into(), user_id.into()],
-        )
-        .await?;
+        let n = users::Entity::update_many()
+            .col_expr(
+                users::Column::MonthlyHardLimitNanoUsd,
+                Expr::value(nano_usd),
+            )
+            .filter(users::Column::Id.eq(user_id))
+            .exec(self.conn())
+            .await?
+            .rows_affected;
         if n == 0 {
             return Err(StoreError::NotFound(format!("user {user_id}")));
         }
@@ -986,15 +986,13 @@ impl Store {
 
     /// A user's monthly hard limit.
     pub async fn hard_limit(&self, user_id: Uuid) -> StoreResult<Option<i64>> {
-        Ok(sql::query_one(
-            self.conn(),
-            "SELECT monthly_hard_limit_nano_usd FROM users WHERE id = $1",
-            vec![user_id.into()],
-        )
-        .await?
-        .map(|r| r.try_get::<Option<i64>>("", "monthly_hard_limit_nano_usd"))
-        .transpose()?
-        .flatten())
+        Ok(users::Entity::find_by_id(user_id)
+            .select_only()
+            .column(users::Column::MonthlyHardLimitNanoUsd)
+            .into_tuple::<Option<i64>>()
+            .one(self.conn())
+            .await?
+            .flatten())
     }
 
     /// Sets a workflow's soft and hard monthly limits (`None` leaves one as
@@ -1007,23 +1005,29 @@ impl Store {
     ) -> StoreResult<(Option<i64>, Option<i64>)> {
         let _guard = self.write_guard().await;
         let txn = self.conn().begin().await?;
-        let Some(r) = sql::query_one(
-            &txn,
-            "SELECT monthly_budget_nano_usd, monthly_hard_limit_nano_usd FROM workflows WHERE id = $1",
-            vec![workflow_id.into()],
-        )
-        .await?
+        let Some((stored_soft, stored_hard)) = workflows::Entity::find_by_id(workflow_id)
+            .select_only()
+            .columns([
+                workflows::Column::MonthlyBudgetNanoUsd,
+                workflows::Column::MonthlyHardLimitNanoUsd,
+            ])
+            .into_tuple::<(Option<i64>, Option<i64>)>()
+            .one(&txn)
+            .await?
         else {
             return Err(StoreError::NotFound(format!("workflow {workflow_id}")));
         };
-        let soft = soft.unwrap_or(r.try_get("", "monthly_budget_nano_usd")?);
-        let hard = hard.unwrap_or(r.try_get("", "monthly_hard_limit_nano_usd")?);
-        sql::execute(
-            &txn,
-            "UPDATE workflows SET monthly_budget_nano_usd = $1, monthly_hard_limit_nano_usd = $2 WHERE id = $3",
-            vec![soft.into(), hard.into(), workflow_id.into()],
-        )
-        .await?;
+        let soft = soft.unwrap_or(stored_soft);
+        let hard = hard.unwrap_or(stored_hard);
+        workflows::Entity::update_many()
+            .col_expr(workflows::Column::MonthlyBudgetNanoUsd, Expr::value(soft))
+            .col_expr(
+                workflows::Column::MonthlyHardLimitNanoUsd,
+                Expr::value(hard),
+            )
+            .filter(workflows::Column::Id.eq(workflow_id))
+            .exec(&txn)
+            .await?;
         txn.commit().await?;
         Ok((soft, hard))
     }

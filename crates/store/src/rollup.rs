@@ -33,7 +33,7 @@ use crate::{
 };
 use charlie_domain::{MessageRole, TokenUsage};
 use sea_orm::{
-    ConnectionTrait,
+    ConnectionTrait, DbErr, FromQueryResult, QueryResult,
     sea_query::{Alias, Expr, OnConflict, SimpleExpr},
 };
 use std::collections::BTreeMap;
@@ -130,15 +130,16 @@ impl Counters {
             .collect()
     }
 
-    /// The counters `columns` name, read from a row by those names (each a
-    /// `BIGINT`; NULL, as an empty `SUM` gives, is 0); the others are 0.
-    pub(crate) fn from_row(row: &sea_orm::QueryResult, columns: &[&str]) -> StoreResult<Counters> {
+    /// The counters `columns` name, read from a row by those names (with
+    /// prefix `pre`; each a `BIGINT`; NULL, as an empty `SUM` gives, is 0);
+    /// the others are 0.
+    fn read(row: &QueryResult, pre: &str, columns: &[&str]) -> Result<Counters, DbErr> {
         let mut c = Counters::default();
         for column in columns {
-            let value = row.try_get::<Option<i64>>("", column)?.unwrap_or(0);
-            let slot = c.slot(column).ok_or_else(|| {
-                crate::StoreError::Internal(format!("`{column}` is not a rollup counter"))
-            })?;
+            let value = row.try_get::<Option<i64>>(pre, column)?.unwrap_or(0);
+            let slot = c
+                .slot(column)
+                .ok_or_else(|| DbErr::Custom(format!("`{column}` is not a rollup counter")))?;
             *slot = value;
         }
         Ok(c)
@@ -166,6 +167,63 @@ impl Counters {
             self.message_count as f64 / self.unique_sessions as f64
         } else {
             0.0
+        }
+    }
+}
+
+/// The counters of [`BUCKET_COUNTER_COLS`] in a row, read by those names
+/// (NULL is 0): nested (`#[sea_orm(nested)]`) in the row structs of
+/// rollup reads, so the counter columns are listed once, in that constant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BucketCounters(pub(crate) Counters);
+
+impl FromQueryResult for BucketCounters {
+    fn from_query_result(row: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        Counters::read(row, pre, BUCKET_COUNTER_COLS).map(BucketCounters)
+    }
+}
+
+/// The counters of [`COMPONENT_COUNTER_COLS`] in a row (the others are 0),
+/// as [`BucketCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ComponentCounters(pub(crate) Counters);
+
+impl FromQueryResult for ComponentCounters {
+    fn from_query_result(row: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        Counters::read(row, pre, COMPONENT_COUNTER_COLS).map(ComponentCounters)
+    }
+}
+
+/// The one row of `platform_totals`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromQueryResult)]
+pub(crate) struct PlatformTotals {
+    pub users: i64,
+    pub workflows: i64,
+}
+
+/// The stored token counts of a `messages` row, read by column name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromQueryResult)]
+pub(crate) struct StoredTokens {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub cache_write1h_tokens: i64,
+    pub reasoning_tokens: i64,
+}
+
+impl StoredTokens {
+    /// The usage these counts record (a negative count, never stored by
+    /// ingestion, reads as 0).
+    pub(crate) fn usage(&self) -> TokenUsage {
+        let count = |v: i64| u64::try_from(v).unwrap_or(0);
+        TokenUsage {
+            input_tokens: count(self.input_tokens),
+            output_tokens: count(self.output_tokens),
+            cache_read_input_tokens: count(self.cache_read_tokens),
+            cache_creation_input_tokens: count(self.cache_write_tokens),
+            cache_creation_1h_input_tokens: count(self.cache_write1h_tokens),
+            reasoning_tokens: count(self.reasoning_tokens),
         }
     }
 }
@@ -251,17 +309,23 @@ pub struct CohortDelta {
     pub sent_message: i64,
 }
 
-impl FunnelPosition {
-    /// The position from a `users` row with `signed_up_at`,
-    /// `first_component_at`, `first_workflow_at` and `first_message_at`.
-    pub(crate) fn of_row(row: &sea_orm::QueryResult) -> Result<FunnelPosition, sea_orm::DbErr> {
-        let at = |c: &str| row.try_get::<Option<OffsetDateTime>>("", c);
-        Ok(FunnelPosition {
-            signup_bucket: at("signed_up_at")?.map(bucket_of),
-            created_component: at("first_component_at")?.is_some(),
-            created_workflow: at("first_workflow_at")?.is_some(),
-            sent_message: at("first_message_at")?.is_some(),
-        })
+/// The milestone times of a `users` row, read by column name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromQueryResult)]
+pub(crate) struct Milestones {
+    pub signed_up_at: Option<OffsetDateTime>,
+    pub first_component_at: Option<OffsetDateTime>,
+    pub first_workflow_at: Option<OffsetDateTime>,
+    pub first_message_at: Option<OffsetDateTime>,
+}
+
+impl From<Milestones> for FunnelPosition {
+    fn from(m: Milestones) -> FunnelPosition {
+        FunnelPosition {
+            signup_bucket: m.signed_up_at.map(bucket_of),
+            created_component: m.first_component_at.is_some(),
+            created_workflow: m.first_workflow_at.is_some(),
+            sent_message: m.first_message_at.is_some(),
+        }
     }
 }
 
@@ -859,9 +923,14 @@ pub(crate) async fn funnel_positions<C: ConnectionTrait>(
             "SELECT id, signed_up_at, first_component_at, first_workflow_at, first_message_at \
              FROM users WHERE {filter}{lock}"
         );
-        let rows = crate::sql::query_all(conn, &sql, values).await?;
-        for row in rows {
-            out.insert(row.try_get("", "id")?, FunnelPosition::of_row(&row)?);
+        #[derive(FromQueryResult)]
+        struct Row {
+            id: Uuid,
+            #[sea_orm(nested)]
+            milestones: Milestones,
+        }
+        for row in crate::sql::fetch_all::<Row, _>(conn, &sql, values).await? {
+            out.insert(row.id, row.milestones.into());
         }
     }
     Ok(out)

@@ -2,7 +2,7 @@
 
 use crate::StoreResult;
 use sea_orm::{
-    ConnectionTrait, DbBackend, QueryResult, Statement, Value,
+    ConnectionTrait, DbBackend, FromQueryResult, QueryResult, Statement, Value,
     sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query, SimpleExpr},
 };
 
@@ -34,6 +34,38 @@ pub async fn query_one<C: ConnectionTrait>(
     Ok(conn
         .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?)
+}
+
+/// Every row of a statement, each read as `T` by its column names (`T`
+/// derives `FromQueryResult`, so the columns are named once, on `T`).
+pub async fn fetch_all<T: FromQueryResult, C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: Vec<Value>,
+) -> StoreResult<Vec<T>> {
+    query_all(conn, sql, values)
+        .await?
+        .iter()
+        .map(read)
+        .collect()
+}
+
+/// The first row of a statement, if any, read as `T` (see [`fetch_all`]).
+pub async fn fetch_one<T: FromQueryResult, C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: Vec<Value>,
+) -> StoreResult<Option<T>> {
+    query_one(conn, sql, values)
+        .await?
+        .as_ref()
+        .map(read)
+        .transpose()
+}
+
+/// One row read as `T` by its column names.
+pub fn read<T: FromQueryResult>(row: &QueryResult) -> StoreResult<T> {
+    Ok(T::from_query_result(row, "")?)
 }
 
 pub async fn execute<C: ConnectionTrait>(

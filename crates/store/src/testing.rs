@@ -155,7 +155,7 @@ mod tests {
 }
 
 /// One `daily_metrics` row, as tests compare it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sea_orm::FromQueryResult)]
 pub struct DailyRow {
     pub date: time::Date,
     pub workflow_id: Option<uuid::Uuid>,
@@ -198,33 +198,14 @@ impl Store {
 
     /// Every `daily_metrics` row of a user, by date and workflow.
     pub async fn daily_rows_for_tests(&self, user_id: uuid::Uuid) -> StoreResult<Vec<DailyRow>> {
-        let rows = crate::sql::query_all(
+        crate::sql::fetch_all(
             self.conn(),
             "SELECT date, workflow_id, message_count, user_message_count, assistant_message_count, conversation_count, \
              unique_sessions, avg_messages_per_session, input_tokens, output_tokens, total_tokens, \
              estimated_cost_nano_usd, error_count FROM daily_metrics WHERE user_id = $1 ORDER BY date, workflow_key",
             vec![user_id.into()],
         )
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DailyRow {
-                    date: r.try_get("", "date")?,
-                    workflow_id: r.try_get("", "workflow_id")?,
-                    message_count: r.try_get("", "message_count")?,
-                    user_message_count: r.try_get("", "user_message_count")?,
-                    assistant_message_count: r.try_get("", "assistant_message_count")?,
-                    conversation_count: r.try_get("", "conversation_count")?,
-                    unique_sessions: r.try_get("", "unique_sessions")?,
-                    avg_messages_per_session: r.try_get("", "avg_messages_per_session")?,
-                    input_tokens: r.try_get("", "input_tokens")?,
-                    output_tokens: r.try_get("", "output_tokens")?,
-                    total_tokens: r.try_get("", "total_tokens")?,
-                    estimated_cost_nano_usd: r.try_get("", "estimated_cost_nano_usd")?,
-                    error_count: r.try_get("", "error_count")?,
-                })
-            })
-            .collect()
+        .await
     }
 
     /// Runs `pg_sleep(seconds)` on the analytics reads' pool (PostgreSQL

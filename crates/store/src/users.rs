@@ -2,8 +2,16 @@
 //! is a user's `external_id`; an unknown subject gets a user on first sight
 //! (the seed's `get_or_create_from_clerk`).
 
-use crate::{Store, StoreError, StoreResult, rollup::Rollups, sql};
-use sea_orm::TransactionTrait;
+use crate::{
+    Store, StoreError, StoreResult,
+    entity::users::{ActiveModel, Column, Entity},
+    rollup::Rollups,
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, DerivePartialModel, EntityTrait, QueryFilter, TransactionTrait,
+    sea_query::{Expr, OnConflict},
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -13,7 +21,8 @@ pub const MAX_EXTERNAL_ID_CHARS: usize = 255;
 const MAX_EMAIL_CHARS: usize = 320;
 
 /// The user behind a verified session token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, DerivePartialModel)]
+#[sea_orm(entity = "Entity")]
 pub struct AuthUser {
     pub id: Uuid,
     /// The stored e-mail address (from the platform's `user.upsert`, or the
@@ -21,14 +30,6 @@ pub struct AuthUser {
     pub email: Option<String>,
     /// The stored IANA time zone, if any.
     pub timezone: Option<String>,
-}
-
-fn auth_user(row: &sea_orm::QueryResult) -> StoreResult<AuthUser> {
-    Ok(AuthUser {
-        id: row.try_get("", "id")?,
-        email: row.try_get("", "email")?,
-        timezone: row.try_get("", "timezone")?,
-    })
 }
 
 impl Store {
@@ -62,24 +63,26 @@ impl Store {
         {
             let _guard = self.write_guard().await;
             let txn = self.conn().begin().await?;
-            let created = sql::query_all(
-                &txn,
-                "INSERT INTO users (id, external_id, email, weekly_report_opt_out, is_placeholder, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (external_id) DO NOTHING RETURNING id",
-                vec![
-                    Uuid::now_v7().into(),
-                    subject.to_owned().into(),
-                    email.map(str::to_owned).into(),
-                    false.into(),
-                    true.into(),
-                    now.into(),
-                    now.into(),
-                ],
+            let created = Entity::insert(ActiveModel {
+                id: Set(Uuid::now_v7()),
+                external_id: Set(Some(subject.to_owned())),
+                email: Set(email.map(str::to_owned)),
+                weekly_report_opt_out: Set(false),
+                is_placeholder: Set(true),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..ActiveModel::default()
+            })
+            .on_conflict(
+                OnConflict::column(Column::ExternalId)
+                    .do_nothing()
+                    .to_owned(),
             )
+            .exec_without_returning(&txn)
             .await?;
             // The platform's user count (`platform_totals`) moves with it.
             let mut rollups = Rollups::default();
-            rollups.count_created(created.len() as i64, 0);
+            rollups.count_created(i64::try_from(created).unwrap_or(i64::MAX), 0);
             rollups.write_all_time(&txn).await?;
             txn.commit().await?;
         }
@@ -91,15 +94,11 @@ impl Store {
     }
 
     async fn user_by_external_id(&self, external_id: &str) -> StoreResult<Option<AuthUser>> {
-        sql::query_one(
-            self.conn(),
-            "SELECT id, email, timezone FROM users WHERE external_id = $1",
-            vec![external_id.to_owned().into()],
-        )
-        .await?
-        .as_ref()
-        .map(auth_user)
-        .transpose()
+        Ok(Entity::find()
+            .filter(Column::ExternalId.eq(external_id))
+            .into_partial_model::<AuthUser>()
+            .one(self.conn())
+            .await?)
     }
 
     /// Stores `email` when the user has none yet; a no-op otherwise, so a
@@ -113,12 +112,12 @@ impl Store {
             return Ok(user);
         };
         let _guard = self.write_guard().await;
-        sql::execute(
-            self.conn(),
-            "UPDATE users SET email = $1 WHERE id = $2 AND email IS NULL",
-            vec![email.to_owned().into(), user.id.into()],
-        )
-        .await?;
+        Entity::update_many()
+            .col_expr(Column::Email, Expr::value(email))
+            .filter(Column::Id.eq(user.id))
+            .filter(Column::Email.is_null())
+            .exec(self.conn())
+            .await?;
         user.email = Some(email.to_owned());
         Ok(user)
     }
