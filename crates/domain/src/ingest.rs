@@ -129,18 +129,29 @@ pub struct EventTrack {
     pub metadata: Value,
 }
 
-/// `error.log`.
+/// An error as it goes into `error_logs`: reported by the platform (an
+/// `error.log` item) or by this service itself about a request it failed
+/// (`Store::record_service_error`; those are not counted in the rollups,
+/// which count what the platform reported).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorLog {
+    /// Which service failed, e.g. `charlie-stats`.
     pub service: String,
+    /// A short classification, e.g. `internal_error`.
     pub error_type: String,
+    /// What went wrong; at most [`MAX_ERROR_MESSAGE_CHARS`] characters are kept.
     pub error_message: String,
     pub error_code: Option<String>,
+    /// The user the failing request acted for.
     pub user_id: Option<Uuid>,
     pub workflow_id: Option<Uuid>,
+    /// The route or endpoint that failed (for this service's own errors, the
+    /// route template, never a raw path).
     pub endpoint: Option<String>,
     pub request_id: Option<String>,
+    /// A JSON object of extra context.
     pub metadata: Value,
+    /// The Sentry event that reported the same failure, if one was sent.
     pub sentry_event_id: Option<String>,
 }
 

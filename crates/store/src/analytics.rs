@@ -644,21 +644,6 @@ impl Store {
         ))
     }
 
-    /// A user's all-time message and conversation counts (kept on `users`
-    /// by ingestion, so this does not grow with the user's history).
-    pub async fn user_lifetime_totals(&self, user_id: Uuid) -> StoreResult<(i64, i64)> {
-        Ok(users::Entity::find_by_id(user_id)
-            .select_only()
-            .columns([
-                users::Column::TotalMessages,
-                users::Column::TotalConversations,
-            ])
-            .into_tuple::<(i64, i64)>()
-            .one(self.reads())
-            .await?
-            .unwrap_or((0, 0)))
-    }
-
     /// A user's usage per workflow and component over `days` (consecutive
     /// local days): one range of `component_buckets`' key, summed by the
     /// database; exact in any zone since a local day is a range of buckets.
@@ -960,12 +945,6 @@ impl Store {
             })
             .collect())
     }
-}
-
-/// The first bucket at or after an instant.
-pub fn bucket_at_or_after(at: OffsetDateTime) -> i64 {
-    let s = at.unix_timestamp();
-    s.div_euclid(BUCKET_SECONDS) + i64::from(s.rem_euclid(BUCKET_SECONDS) != 0)
 }
 
 #[cfg(test)]

@@ -932,23 +932,6 @@ pub async fn seed_admin_overview(
     })
 }
 
-/// `EXPLAIN (ANALYZE, BUFFERS)` of a statement, as text lines.
-pub async fn explain_analyze(
-    store: &Store,
-    statement: &str,
-    values: Vec<Value>,
-) -> StoreResult<Vec<String>> {
-    let rows = sql::query_all(
-        store.conn(),
-        &format!("EXPLAIN (ANALYZE, BUFFERS) {statement}"),
-        values,
-    )
-    .await?;
-    rows.iter()
-        .map(|r| Ok(r.try_get_by_index::<String>(0)?))
-        .collect()
-}
-
 /// Row counts of the main tables, for the report.
 pub async fn table_counts(store: &Store) -> StoreResult<Vec<(&'static str, i64)>> {
     let mut out = Vec::new();

@@ -7,7 +7,7 @@ use crate::{
     Store, StoreResult,
     entity::{error_logs, users},
 };
-use charlie_domain::ingest::MAX_ERROR_MESSAGE_CHARS;
+use charlie_domain::ingest::{ErrorLog, MAX_ERROR_MESSAGE_CHARS};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
@@ -23,31 +23,6 @@ const ERROR_CODE_CHARS: usize = 50;
 const ENDPOINT_CHARS: usize = 200;
 const REQUEST_ID_CHARS: usize = 100;
 const SENTRY_EVENT_ID_CHARS: usize = 100;
-
-/// One failure of a service, as it goes into `error_logs`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewServiceError {
-    /// Which service failed, e.g. `charlie-stats`.
-    pub service: String,
-    /// A short classification, e.g. `internal_error`.
-    pub error_type: String,
-    /// What went wrong; cut to 5,000 characters.
-    pub error_message: String,
-    pub error_code: Option<String>,
-    /// The user the failing request acted for. Kept only when the user is
-    /// known to the store (the column references `users`). Service errors
-    /// are not counted in the rollups: those count the errors the platform
-    /// reported through ingestion.
-    pub user_id: Option<Uuid>,
-    pub workflow_id: Option<Uuid>,
-    /// The route template (`/api/v1/ingest`), never a raw path.
-    pub endpoint: Option<String>,
-    pub request_id: Option<String>,
-    /// A JSON object of extra context.
-    pub metadata: Value,
-    /// The Sentry event that reported the same failure, if one was sent.
-    pub sentry_event_id: Option<String>,
-}
 
 /// A stored `error_logs` row.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -103,7 +78,7 @@ impl Store {
     /// returns the row's id. Texts longer than their columns are cut. A
     /// `user_id` the store does not know is moved into `metadata` rather
     /// than refused, so the row is never lost over it.
-    pub async fn record_service_error(&self, e: &NewServiceError) -> StoreResult<Uuid> {
+    pub async fn record_service_error(&self, e: &ErrorLog) -> StoreResult<Uuid> {
         let id = Uuid::now_v7();
         let now = OffsetDateTime::now_utc();
         let mut metadata = match &e.metadata {
@@ -177,8 +152,8 @@ mod tests {
     use super::*;
     use crate::testing::TestDatabase;
 
-    fn failure(request_id: &str) -> NewServiceError {
-        NewServiceError {
+    fn failure(request_id: &str) -> ErrorLog {
+        ErrorLog {
             service: "charlie-stats".into(),
             error_type: "internal_error".into(),
             error_message: "é".repeat(6000),

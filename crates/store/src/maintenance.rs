@@ -120,11 +120,6 @@ impl Bounds {
 }
 
 impl Store {
-    /// Recounts the rollups of `range` from raw rows.
-    pub async fn recount_rollups(&self, range: RollupRange) -> StoreResult<Rollups> {
-        Ok(recount(self.conn(), range).await?.0)
-    }
-
     /// Replaces the stored rollups of `range` with a recount, in one
     /// transaction. Running it twice gives the same rows. Returns how many
     /// rows were written.

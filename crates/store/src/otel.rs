@@ -135,13 +135,6 @@ impl TryFrom<SpanRow> for StagedSpan {
     }
 }
 
-/// The LLM spans waiting: how many, and when the oldest was received.
-#[derive(FromQueryResult)]
-struct Backlog {
-    n: i64,
-    oldest: Option<OffsetDateTime>,
-}
-
 impl Store {
     /// Stages spans (a span already staged is left as it is) and merges what
     /// `contexts` say into their traces: the root span's values win, other
@@ -359,19 +352,4 @@ impl Store {
         Ok(n)
     }
 
-    /// How many LLM spans wait, and how long the oldest has waited (seconds),
-    /// for `/metrics`.
-    pub async fn otel_backlog(&self, now: OffsetDateTime) -> StoreResult<(i64, i64)> {
-        let row: Option<Backlog> = sql::fetch_one(
-            self.conn(),
-            "SELECT COUNT(*) AS n, MIN(received_at) AS oldest FROM otel_spans \
-             WHERE kind = 2 AND resolved_at IS NULL",
-            vec![],
-        )
-        .await?;
-        let Some(Backlog { n, oldest }) = row else {
-            return Ok((0, 0));
-        };
-        Ok((n, oldest.map_or(0, |t| (now - t).whole_seconds().max(0))))
-    }
 }

@@ -151,10 +151,6 @@ impl Store {
         self
     }
 
-    pub fn posthog_outbox_enabled(&self) -> bool {
-        self.posthog_outbox
-    }
-
     /// Claims up to `limit` due rows for `lease_ms` and returns their events,
     /// oldest due first. A row whose event is gone is dropped.
     pub async fn claim_posthog(

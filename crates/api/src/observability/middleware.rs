@@ -21,7 +21,8 @@ use actix_web::{
         header::{HeaderName, HeaderValue},
     },
 };
-use charlie_store::{Store, errors::NewServiceError};
+use charlie_domain::ingest::ErrorLog;
+use charlie_store::Store;
 use futures_util::{FutureExt, future::LocalBoxFuture};
 use sentry::Hub;
 use std::{
@@ -240,7 +241,7 @@ fn report(
     if is_probe_route(route) {
         return;
     }
-    let row = NewServiceError {
+    let row = ErrorLog {
         service: SERVICE_NAME.to_owned(),
         error_type,
         error_message: message,
