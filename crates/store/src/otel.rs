@@ -351,5 +351,4 @@ impl Store {
         txn.commit().await?;
         Ok(n)
     }
-
 }

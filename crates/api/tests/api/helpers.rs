@@ -160,3 +160,55 @@ pub async fn assert_rollups_clean(app: &TestApp) {
         report.stuck_pending
     );
 }
+
+/// The real binary as a child process, killed with SIGKILL.
+pub struct ServerProcess(std::process::Child);
+
+impl ServerProcess {
+    /// Starts `charlie-stats serve` on `db_url` and a free port, with
+    /// `vars` on top of a development environment; waits until `/health`
+    /// answers. Returns it and its base URL.
+    pub async fn start(db_url: &str, vars: &[(&str, String)]) -> (ServerProcess, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_charlie-stats"));
+        cmd.current_dir(std::env::temp_dir())
+            .env_remove("TEST_DATABASE_URL")
+            .env("APP_ENV", "development")
+            .env("DATABASE_URL", db_url)
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let child = ServerProcess(cmd.arg("serve").spawn().unwrap());
+        let address = format!("http://127.0.0.1:{port}");
+        for _ in 0..300 {
+            if let Ok(r) = reqwest::get(format!("{address}/health")).await
+                && r.status() == 200
+            {
+                return (child, address);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the child server did not start");
+    }
+
+    /// SIGKILL, as a crash would: no shutdown, no flush.
+    pub fn kill_9(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -12,6 +12,7 @@ mod auth;
 mod budget_reservations;
 mod cli;
 mod components;
+mod crash;
 mod demo;
 mod faults;
 mod health;

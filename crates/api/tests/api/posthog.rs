@@ -3,7 +3,7 @@
 //! its auth, retries, a crash in the middle of a backlog, refused events,
 //! no key, person properties, and the backfill command.
 
-use crate::helpers::{TestApp, Vars, spawn_app_with};
+use crate::helpers::{ServerProcess, TestApp, Vars, spawn_app_with};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use charlie_store::Store;
 use serde_json::{Value, json};
@@ -464,54 +464,6 @@ async fn person_properties_are_sent_only_when_asked() {
     }
 }
 
-/// The real binary as a child process, killed with SIGKILL.
-struct Child(std::process::Child);
-
-impl Child {
-    async fn start(db_url: &str, vars: &[(&str, String)]) -> (Child, String) {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_charlie-stats"));
-        cmd.current_dir(std::env::temp_dir())
-            .env_remove("TEST_DATABASE_URL")
-            .env("APP_ENV", "development")
-            .env("DATABASE_URL", db_url)
-            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let child = Child(cmd.arg("serve").spawn().unwrap());
-        let address = format!("http://127.0.0.1:{port}");
-        for _ in 0..300 {
-            if let Ok(r) = reqwest::get(format!("{address}/health")).await
-                && r.status() == 200
-            {
-                return (child, address);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the child server did not start");
-    }
-
-    fn kill_9(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_crash_in_the_middle_of_a_backlog_delivers_every_event_once_per_uuid_after_the_restart() {
     let db = charlie_store::testing::TestDatabase::create()
@@ -524,7 +476,7 @@ async fn a_crash_in_the_middle_of_a_backlog_delivers_every_event_once_per_uuid_a
     let env: Vec<(&str, String)> = vars(&receiver, &[("POSTHOG_BATCH_SIZE", "3")])
         .into_iter()
         .collect();
-    let (first, address) = Child::start(db.url(), &env).await;
+    let (first, address) = ServerProcess::start(db.url(), &env).await;
     ingest(
         &address,
         &api_key,
@@ -544,7 +496,7 @@ async fn a_crash_in_the_middle_of_a_backlog_delivers_every_event_once_per_uuid_a
     assert!(backlog.pending > 0, "killed after the backlog was sent");
     assert!(receiver.accepted().len() < expected.len());
 
-    let (second, _) = Child::start(db.url(), &env).await;
+    let (second, _) = ServerProcess::start(db.url(), &env).await;
     receiver.wait_for_all(&expected).await;
     // Let the last answer be recorded, then check nothing is left.
     for _ in 0..100 {
