@@ -315,10 +315,17 @@ async fn a_trace_with_no_root_and_no_user_is_counted_after_the_wait() {
         ],
     );
     accepted(post_proto(&app, &key, &request("my-agent", vec![llm])).await).await;
+    // The sweeper writes the message, then marks its span resolved in a
+    // transaction of its own: wait for both.
     let mut counted = 0;
     for _ in 0..100 {
         counted = scalar(&app, "SELECT COUNT(*) FROM messages").await;
-        if counted > 0 {
+        let waiting = scalar(
+            &app,
+            "SELECT COUNT(*) FROM otel_spans WHERE resolved_at IS NULL",
+        )
+        .await;
+        if counted > 0 && waiting == 0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -39,22 +39,41 @@ pub(super) async fn ensure_users(
     Ok(())
 }
 
+/// Another user holding the external id an upsert brings.
+#[derive(FromQueryResult)]
+struct OtherUser {
+    id: Uuid,
+    is_placeholder: bool,
+}
+
+/// The stored version of an upserted user.
+#[derive(FromQueryResult)]
+struct StoredUser {
+    external_id: Option<String>,
+    email: Option<String>,
+    timezone: Option<String>,
+    monthly_budget_nano_usd: Option<i64>,
+    monthly_hard_limit_nano_usd: Option<i64>,
+    weekly_report_opt_out: bool,
+    is_placeholder: bool,
+    updated_at: OffsetDateTime,
+}
+
 pub(super) async fn upsert_user(
     txn: &DatabaseTransaction,
     item: &Item,
     u: &UserUpsert,
     batch: &mut Batch,
 ) -> StoreResult<Applied> {
-    if let Some(other) = query_one(
+    if let Some(other) = fetch_one::<OtherUser, _>(
         txn,
         "SELECT id, is_placeholder FROM users WHERE external_id = $1 AND id <> $2",
         vec![u.external_id.clone().into(), item.id.into()],
     )
     .await?
     {
-        let other_id: Uuid = other.try_get("", "id")?;
-        let placeholder: bool = other.try_get("", "is_placeholder")?;
-        if !placeholder {
+        let other_id = other.id;
+        if !other.is_placeholder {
             return Ok(Applied::error(
                 ErrorCode::Conflict,
                 format!(
@@ -82,7 +101,7 @@ pub(super) async fn upsert_user(
         })
         .transpose()
     };
-    let existing = query_one(
+    let existing = fetch_one::<StoredUser, _>(
         txn,
         "SELECT external_id, email, timezone, monthly_budget_nano_usd, monthly_hard_limit_nano_usd, weekly_report_opt_out, is_placeholder, updated_at \
          FROM users WHERE id = $1",
@@ -125,30 +144,28 @@ pub(super) async fn upsert_user(
         ));
         return Ok(Applied::new(Outcome::Created));
     };
-    let placeholder: bool = row.try_get("", "is_placeholder")?;
-    let stored_at: OffsetDateTime = row.try_get("", "updated_at")?;
-    if !placeholder && item.at < stored_at {
+    let placeholder = row.is_placeholder;
+    if !placeholder && item.at < row.updated_at {
         return Ok(Applied::new(Outcome::Duplicate)
             .warn("older than the stored version of this user; ignored"));
     }
-    let old_budget: Option<i64> = row.try_get("", "monthly_budget_nano_usd")?;
+    let old_budget = row.monthly_budget_nano_usd;
     let budget = match &u.monthly_budget {
         Some(b) => budget_nanos(b)?,
         None => old_budget,
     };
-    let old_hard_limit: Option<i64> = row.try_get("", "monthly_hard_limit_nano_usd")?;
+    let old_hard_limit = row.monthly_hard_limit_nano_usd;
     let hard_limit = match &u.monthly_hard_limit {
         Some(b) => budget_nanos(b)?,
         None => old_hard_limit,
     };
-    let old_opt_out: bool = row.try_get("", "weekly_report_opt_out")?;
+    let old_opt_out = row.weekly_report_opt_out;
     let opt_out = u.weekly_report_opt_out.unwrap_or(old_opt_out);
-    let old_tz: Option<String> = row.try_get("", "timezone")?;
+    let old_tz = row.timezone;
     let timezone = u.timezone.clone().or(old_tz.clone());
     let same = !placeholder
-        && row.try_get::<Option<String>>("", "external_id")?.as_deref()
-            == Some(u.external_id.as_str())
-        && row.try_get::<Option<String>>("", "email")?.as_deref() == Some(u.email.as_str())
+        && row.external_id.as_deref() == Some(u.external_id.as_str())
+        && row.email.as_deref() == Some(u.email.as_str())
         && timezone == old_tz
         && budget == old_budget
         && hard_limit == old_hard_limit
@@ -225,6 +242,15 @@ pub(super) async fn ensure_workflow(
     Ok(())
 }
 
+/// The stored version of an upserted workflow or component.
+#[derive(FromQueryResult)]
+struct StoredNamed {
+    user_id: Uuid,
+    name: String,
+    is_placeholder: bool,
+    updated_at: OffsetDateTime,
+}
+
 pub(super) async fn upsert_named(
     txn: &DatabaseTransaction,
     table: &'static str,
@@ -234,7 +260,7 @@ pub(super) async fn upsert_named(
     batch: &mut Batch,
 ) -> StoreResult<Applied> {
     ensure_users(txn, &mut batch.rollups, [(n.user_id, item.at)]).await?;
-    let existing = query_one(
+    let existing = fetch_one::<StoredNamed, _>(
         txn,
         &format!("SELECT user_id, name, is_placeholder, updated_at FROM {table} WHERE id = $1"),
         vec![item.id.into()],
@@ -265,14 +291,11 @@ pub(super) async fn upsert_named(
             .push(Milestone::auto(milestone, item.id, n.user_id, item.at));
         return Ok(Applied::new(Outcome::Created));
     };
-    let placeholder: bool = row.try_get("", "is_placeholder")?;
-    let stored_at: OffsetDateTime = row.try_get("", "updated_at")?;
-    if !placeholder && item.at < stored_at {
+    let placeholder = row.is_placeholder;
+    if !placeholder && item.at < row.updated_at {
         return Ok(Applied::new(Outcome::Duplicate).warn("older than the stored version; ignored"));
     }
-    let same = !placeholder
-        && row.try_get::<Uuid>("", "user_id")? == n.user_id
-        && row.try_get::<String>("", "name")? == n.name;
+    let same = !placeholder && row.user_id == n.user_id && row.name == n.name;
     if same {
         return Ok(Applied::new(Outcome::Duplicate));
     }
@@ -303,6 +326,16 @@ pub(super) async fn upsert_named(
     }
 }
 
+/// The stored version of an upserted conversation.
+#[derive(FromQueryResult)]
+struct StoredConversation {
+    user_id: Uuid,
+    workflow_id: Option<Uuid>,
+    langflow_session_id: Option<String>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
 pub(super) async fn upsert_conversation(
     txn: &DatabaseTransaction,
     item: &Item,
@@ -315,7 +348,7 @@ pub(super) async fn upsert_conversation(
     if let Some(w) = c.workflow_id {
         ensure_workflow(txn, &mut batch.rollups, w, c.user_id, item.at).await?;
     }
-    let existing = query_one(
+    let existing = fetch_one::<StoredConversation, _>(
         txn,
         "SELECT user_id, workflow_id, langflow_session_id, created_at, updated_at FROM conversations WHERE id = $1",
         vec![item.id.into()],
@@ -355,7 +388,7 @@ pub(super) async fn upsert_conversation(
         batch.conversations_touched.insert(item.id);
         return Ok(Applied::new(Outcome::Created));
     };
-    let owner: Uuid = row.try_get("", "user_id")?;
+    let owner = row.user_id;
     if owner != c.user_id {
         return Ok(Applied::error(
             ErrorCode::Conflict,
@@ -365,12 +398,11 @@ pub(super) async fn upsert_conversation(
             ),
         ));
     }
-    let stored_at: OffsetDateTime = row.try_get("", "updated_at")?;
-    if item.at < stored_at {
+    if item.at < row.updated_at {
         return Ok(Applied::new(Outcome::Duplicate).warn("older than the stored version; ignored"));
     }
-    let old_workflow: Option<Uuid> = row.try_get("", "workflow_id")?;
-    let old_session: Option<String> = row.try_get("", "langflow_session_id")?;
+    let old_workflow = row.workflow_id;
+    let old_session = row.langflow_session_id;
     let session = c.langflow_session_id.clone().or(old_session.clone());
     if old_workflow == c.workflow_id && session == old_session {
         return Ok(Applied::new(Outcome::Duplicate));
@@ -378,7 +410,7 @@ pub(super) async fn upsert_conversation(
     if old_workflow != c.workflow_id {
         // The conversation's start moves to its new workflow; messages keep
         // the workflow they were counted under.
-        let created_at: OffsetDateTime = row.try_get("", "created_at")?;
+        let created_at = row.created_at;
         batch.rollups.add(
             owner,
             old_workflow,
@@ -409,6 +441,14 @@ pub(super) async fn upsert_conversation(
     Ok(Applied::new(Outcome::Updated))
 }
 
+/// A conversation's owner and workflow.
+#[derive(FromQueryResult)]
+struct ConversationOwner {
+    id: Uuid,
+    user_id: Uuid,
+    workflow_id: Option<Uuid>,
+}
+
 /// Owner and workflow of each known conversation among `ids`.
 pub(super) async fn conversations_of(
     txn: &DatabaseTransaction,
@@ -419,11 +459,8 @@ pub(super) async fn conversations_of(
     for chunk in ids.chunks(500) {
         let (filter, values) = uuid_in("id", chunk, 1, txn.get_database_backend());
         let sql = format!("SELECT id, user_id, workflow_id FROM conversations WHERE {filter}");
-        for row in query_all(txn, &sql, values).await? {
-            found.insert(
-                row.try_get("", "id")?,
-                (row.try_get("", "user_id")?, row.try_get("", "workflow_id")?),
-            );
+        for c in fetch_all::<ConversationOwner, _>(txn, &sql, values).await? {
+            found.insert(c.id, (c.user_id, c.workflow_id));
         }
     }
     Ok(found)

@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// The content hash a ledger row holds for an id.
+#[derive(FromQueryResult)]
+struct StoredHash {
+    id: Uuid,
+    content_hash: String,
+}
+
 /// Inserts ledger rows for new message/event/error ids; returns their indexes.
 pub(super) async fn ledger(
     txn: &DatabaseTransaction,
@@ -77,8 +84,8 @@ pub(super) async fn ledger(
         let ids: Vec<Uuid> = chunk.iter().map(|(_, it)| it.id).collect();
         let (filter, values) = uuid_in("id", &ids, 1, txn.get_database_backend());
         let sql = format!("SELECT id, content_hash FROM ingested_items WHERE {filter}");
-        for row in query_all(txn, &sql, values).await? {
-            stored_hash.insert(row.try_get("", "id")?, row.try_get("", "content_hash")?);
+        for row in fetch_all::<StoredHash, _>(txn, &sql, values).await? {
+            stored_hash.insert(row.id, row.content_hash);
         }
     }
     let mut fresh = Vec::new();

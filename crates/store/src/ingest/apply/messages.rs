@@ -80,6 +80,14 @@ pub(super) async fn place_messages(
     Ok(())
 }
 
+/// A message waiting in `pending_messages`.
+#[derive(FromQueryResult)]
+struct PendingRow {
+    id: Uuid,
+    created_at: OffsetDateTime,
+    payload: Value,
+}
+
 /// Moves messages that waited for a conversation of this batch into the batch.
 pub(super) async fn drain_pending(txn: &DatabaseTransaction, batch: &mut Batch) -> StoreResult<()> {
     if batch.conversations_touched.is_empty() {
@@ -89,7 +97,7 @@ pub(super) async fn drain_pending(txn: &DatabaseTransaction, batch: &mut Batch) 
     let owners = conversations_of(txn, &batch.conversations_touched).await?;
     for chunk in ids.chunks(500) {
         let (filter, values) = uuid_in("conversation_id", chunk, 1, txn.get_database_backend());
-        let rows = query_all(
+        let rows = fetch_all::<PendingRow, _>(
             txn,
             &format!("SELECT id, created_at, payload FROM pending_messages WHERE {filter}"),
             values.clone(),
@@ -99,16 +107,15 @@ pub(super) async fn drain_pending(txn: &DatabaseTransaction, batch: &mut Batch) 
             continue;
         }
         for row in rows {
-            let payload: Value = row.try_get("", "payload")?;
-            let m: MessageCreate = serde_json::from_value(payload)
+            let m: MessageCreate = serde_json::from_value(row.payload)
                 .map_err(|e| StoreError::Corrupt(format!("pending message: {e}")))?;
             let Some(&(user_id, workflow_id)) = owners.get(&m.conversation_id) else {
                 continue;
             };
             batch.messages.push(MessageRow {
                 index: None,
-                id: row.try_get("", "id")?,
-                at: row.try_get("", "created_at")?,
+                id: row.id,
+                at: row.created_at,
                 user_id,
                 workflow_id,
                 m,
@@ -122,6 +129,13 @@ pub(super) async fn drain_pending(txn: &DatabaseTransaction, batch: &mut Batch) 
         .await?;
     }
     Ok(())
+}
+
+/// A component's owner.
+#[derive(FromQueryResult)]
+struct ComponentOwner {
+    id: Uuid,
+    user_id: Uuid,
 }
 
 /// Makes sure the components the batch's messages name exist, and that each
@@ -191,8 +205,8 @@ pub(super) async fn check_components(
     for chunk in ids.chunks(500) {
         let (filter, values) = uuid_in("id", chunk, 1, txn.get_database_backend());
         let sql = format!("SELECT id, user_id FROM agent_components WHERE {filter}");
-        for row in query_all(txn, &sql, values).await? {
-            owners.insert(row.try_get("", "id")?, row.try_get("", "user_id")?);
+        for c in fetch_all::<ComponentOwner, _>(txn, &sql, values).await? {
+            owners.insert(c.id, c.user_id);
         }
     }
     let mut refused: Vec<Uuid> = Vec::new();
@@ -316,6 +330,13 @@ pub(super) async fn write_messages(
     Ok(())
 }
 
+/// A conversation's first message of a day (`conversation_days` row inserted).
+#[derive(FromQueryResult)]
+struct FirstOfDay {
+    conversation_id: Uuid,
+    date: time::Date,
+}
+
 /// Records which conversations had a message on which UTC day; a
 /// conversation's first message of a day adds a session to the rollups.
 pub(super) async fn write_sessions(
@@ -338,11 +359,12 @@ pub(super) async fn write_sessions(
         &["conversation_id", "date"],
     )
     .await?;
-    for row in first_of_day {
-        let key: (Uuid, time::Date) = (
-            row.try_get("", "conversation_id")?,
-            row.try_get("", "date")?,
-        );
+    for row in &first_of_day {
+        let FirstOfDay {
+            conversation_id,
+            date,
+        } = read(row)?;
+        let key = (conversation_id, date);
         if let Some(&(user, workflow)) = batch.sessions.get(&key) {
             batch.rollups.add_session(user, workflow, key.1);
         }

@@ -125,6 +125,13 @@ pub(super) async fn recorded_milestones(
     Ok(found)
 }
 
+/// A `funnel_milestones` row inserted.
+#[derive(FromQueryResult)]
+struct RecordedMilestone {
+    event_type: String,
+    entity_id: Uuid,
+}
+
 /// Records each milestone once per entity; explicit reports of a milestone
 /// already recorded are duplicates.
 pub(super) async fn record_milestones(
@@ -196,10 +203,8 @@ pub(super) async fn record_milestones(
     )
     .await?
     {
-        recorded.insert((
-            row.try_get("", "event_type")?,
-            row.try_get("", "entity_id")?,
-        ));
+        let m: RecordedMilestone = read(&row)?;
+        recorded.insert((m.event_type, m.entity_id));
     }
     let mut rows = Vec::new();
     let mut stamps = Vec::new();

@@ -8,8 +8,8 @@ use crate::{
     StoreError, StoreResult,
     rollup::{Counters, MessageFacts, Rollups, bucket_of},
     sql::{
-        advisory_locks, execute, ignore_conflicts, insert_many, lock_key, query_all, query_one,
-        update_from_values, update_from_values_returning, uuid_in,
+        advisory_locks, execute, fetch_all, fetch_one, ignore_conflicts, insert_many, lock_key,
+        query_all, read, update_from_values, update_from_values_returning, uuid_in,
     },
 };
 use charlie_domain::ErrorCode;
@@ -18,7 +18,7 @@ use charlie_domain::ingest::{
     UserUpsert,
 };
 use charlie_domain::{EventType, MessageRole};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, Value as DbValue};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult, Value as DbValue};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use time::OffsetDateTime;

@@ -31,6 +31,13 @@ pub(super) async fn lock_users(txn: &DatabaseTransaction, batch: &Batch) -> Stor
     Ok(())
 }
 
+/// Where an updated user's latest bucket was and is.
+#[derive(FromQueryResult)]
+struct MovedBucket {
+    previous_message_bucket: Option<i64>,
+    last_message_bucket: Option<i64>,
+}
+
 /// Adds the batch to the per-user counters (`total_messages`,
 /// `total_conversations`) and moves `last_message_bucket` forward (never
 /// back), one statement per chunk of users, in id order. Where a user's
@@ -69,10 +76,12 @@ pub(super) async fn update_users(txn: &DatabaseTransaction, batch: &mut Batch) -
         &["previous_message_bucket", "last_message_bucket"],
     )
     .await?;
-    for row in updated {
-        let before: Option<i64> = row.try_get("", "previous_message_bucket")?;
-        if let Some(after) = row.try_get::<Option<i64>>("", "last_message_bucket")? {
-            batch.rollups.move_active_user(before, after);
+    for row in &updated {
+        let moved: MovedBucket = read(row)?;
+        if let Some(after) = moved.last_message_bucket {
+            batch
+                .rollups
+                .move_active_user(moved.previous_message_bucket, after);
         }
     }
     Ok(())
