@@ -349,7 +349,10 @@ async fn run_inner(
             plan.sort_by_key(|p| p.0);
         }
     }
-    let mut items = Vec::with_capacity(args.messages);
+    // Rendered a batch at a time: only the request bodies and the rows stay
+    // in memory (a 5M run would not fit with every item as a JSON value).
+    let mut pending: Vec<Value> = Vec::with_capacity(args.batch.max(1));
+    let mut bodies: Vec<Vec<u8>> = Vec::with_capacity(args.messages / args.batch.max(1) + 1);
     let mut rows: Vec<MessageRow> = Vec::with_capacity(args.messages);
     for (n, (at, conversation, user_turn)) in plan.into_iter().enumerate() {
         let (conversation, user, workflow) = world.conversations[conversation];
@@ -368,11 +371,16 @@ async fn run_inner(
         let row = data::message_row(&v, now, catalog, user, workflow)
             .ok_or_else(|| CliError(format!("a generated message is refused: {v}")))?;
         rows.push(row);
-        items.push(v);
+        pending.push(v);
+        if pending.len() >= args.batch.max(1) {
+            bodies.extend(render(&pending, args.batch)?);
+            pending.clear();
+        }
     }
-    let bodies = render(&items, args.batch)?;
+    if !pending.is_empty() {
+        bodies.extend(render(&pending, args.batch)?);
+    }
     let payload_bytes: usize = bodies.iter().map(Vec::len).sum();
-    drop(items);
     eprintln!("generated in {:.1} s", t.elapsed().as_secs_f64());
 
     // (0) Our ingestion, over HTTP.
