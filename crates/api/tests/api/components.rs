@@ -330,7 +330,6 @@ async fn component_costs_are_exact_in_any_zone_and_add_up_to_the_workflow_totals
     // Writer ran in a workflow and outside any: no single workflow.
     assert_eq!(got[&k2.to_string()]["label"], "Writer");
     assert!(got[&k2.to_string()].get("workflow_id").is_none());
-    assert_eq!(got[&n1.to_string()]["workflow_name"], "NY flow");
     // Largest cost first.
     let order: Vec<i64> = costs["groups"]
         .as_array()
@@ -384,6 +383,11 @@ async fn component_costs_are_exact_in_any_zone_and_add_up_to_the_workflow_totals
     for (key, figures) in &want_ny {
         assert_eq!(Figures::of(&got[key]), *figures, "NY component {key}");
     }
+    // Checked in New York's window, which always holds its messages:
+    // Kathmandu's two days hold them only part of the day (from 18:15 UTC,
+    // Kathmandu's yesterday starts after New York's messages; the test
+    // failed then).
+    assert_eq!(got[&n1.to_string()]["workflow_name"], "NY flow");
 
     // CSV: the key, then the component's name and workflow.
     let csv = w
