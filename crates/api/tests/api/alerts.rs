@@ -3,7 +3,7 @@
 //! SIGKILL between the alert's commit and its delivery, and concurrent
 //! ingestion crossing the thresholds.
 
-use crate::helpers::{TestApp, Vars, json, spawn_app_with, token};
+use crate::helpers::{ServerProcess, TestApp, Vars, json, spawn_app_with, token};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -553,62 +553,6 @@ async fn concurrent_batches_crossing_the_thresholds_raise_each_alert_once() {
     assert!(ids.values().all(|n| *n == 1), "{ids:?}");
 }
 
-/// The real binary as a child process.
-struct Child {
-    process: std::process::Child,
-    address: String,
-}
-
-impl Child {
-    async fn start(db_url: &str, vars: &[(&str, String)]) -> Child {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_charlie-stats"));
-        cmd.current_dir(std::env::temp_dir())
-            .env_remove("TEST_DATABASE_URL")
-            .env("APP_ENV", "development")
-            .env("DATABASE_URL", db_url)
-            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let process = cmd.arg("serve").spawn().unwrap();
-        let child = Child {
-            process,
-            address: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Ok(r) = client.get(format!("{}/health", child.address)).send().await
-                && r.status() == 200
-            {
-                return child;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the child server did not start");
-    }
-
-    fn kill_9(mut self) {
-        // SIGKILL: no shutdown hook runs.
-        self.process.kill().unwrap();
-        self.process.wait().unwrap();
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
 #[tokio::test]
 async fn an_alert_committed_before_a_crash_is_delivered_exactly_once_after_the_restart() {
     let db = charlie_store::testing::TestDatabase::create()
@@ -629,14 +573,14 @@ async fn an_alert_committed_before_a_crash_is_delivered_exactly_once_after_the_r
     ];
     let mut first_vars = common.clone();
     first_vars.push(("OUTBOX_POLL_INTERVAL_MS", "3600000".to_owned()));
-    let first = Child::start(db.url(), &first_vars).await;
+    let (first, first_address) = ServerProcess::start(db.url(), &first_vars).await;
     let (u, c) = (Uuid::now_v7(), Uuid::now_v7());
     let at = this_month();
     let client = reqwest::Client::new();
     let mut items = user_items(u, c, "crash_user", None, at);
     items.extend(dime_messages(c, 10, at));
     let resp = client
-        .post(format!("{}/api/v1/ingest", first.address))
+        .post(format!("{first_address}/api/v1/ingest"))
         .bearer_auth(&key)
         .json(&json!({"batch": items}))
         .send()
@@ -666,7 +610,7 @@ async fn an_alert_committed_before_a_crash_is_delivered_exactly_once_after_the_r
     receiver.accept.store(true, Ordering::SeqCst);
     let mut second_vars = common.clone();
     second_vars.push(("OUTBOX_POLL_INTERVAL_MS", "100".to_owned()));
-    let second = Child::start(db.url(), &second_vars).await;
+    let (second, _) = ServerProcess::start(db.url(), &second_vars).await;
     receiver
         .wait_for("both alerts after the restart", |d| {
             d.iter().filter(|d| d.status == 200).count() >= 2
@@ -675,7 +619,7 @@ async fn an_alert_committed_before_a_crash_is_delivered_exactly_once_after_the_r
     tokio::time::sleep(Duration::from_millis(800)).await;
     second.kill_9();
     // A third start finds nothing left to send.
-    let third = Child::start(db.url(), &second_vars).await;
+    let (third, _) = ServerProcess::start(db.url(), &second_vars).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     drop(third);
 
