@@ -18,6 +18,7 @@ mod m20261203_000011_component_costs;
 mod m20261203_000012_otel_spans;
 mod m20261203_000013_posthog_outbox;
 mod m20261203_000014_budget_reservations;
+mod m20261203_000015_rollup_queue;
 
 /// Applies the migrations in order.
 #[derive(Debug)]
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000012_otel_spans::Migration),
             Box::new(m20261203_000013_posthog_outbox::Migration),
             Box::new(m20261203_000014_budget_reservations::Migration),
+            Box::new(m20261203_000015_rollup_queue::Migration),
         ]
     }
 }

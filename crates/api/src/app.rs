@@ -155,7 +155,8 @@ impl Application {
         let sentry_hub = crate::observability::reporting::app_hub(&settings);
         let store = store
             .with_budget_policy(settings.notify.budget_policy())
-            .with_posthog_outbox(settings.posthog.enabled());
+            .with_posthog_outbox(settings.posthog.enabled())
+            .with_fold_wait(settings.rollup_wait);
         let settings_limits = settings.rate_limits.limiters();
         let state = AppState {
             store,
@@ -169,6 +170,9 @@ impl Application {
         let json_limit = state.settings.ingest_max_bytes;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    crate::observability::as_of::rollups_as_of,
+                ))
                 .wrap(crate::auth::cors(&state.settings))
                 .wrap(crate::observability::Observe::new(
                     state.store.clone(),

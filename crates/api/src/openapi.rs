@@ -186,6 +186,47 @@ impl Modify for CommonErrors {
     }
 }
 
+/// The `Rollups-As-Of` header of the analytics reads' successful answers
+/// (`observability::as_of`).
+#[derive(Debug)]
+struct RollupsAsOf;
+
+impl Modify for RollupsAsOf {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use crate::observability::as_of::{ANALYTICS_PREFIX, ROLLUPS_AS_OF_HEADER};
+        use utoipa::openapi::{HeaderBuilder, ObjectBuilder, RefOr, schema::Type};
+        let header = HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String).format(
+                Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::DateTime,
+                )),
+            )))
+            .description(Some(
+                "Every item acknowledged before this instant is counted in this answer \
+                 (RFC 3339). Left out while the server has not yet folded its first batch.",
+            ))
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with(ANALYTICS_PREFIX) {
+                continue;
+            }
+            let Some(get) = item.get.as_mut() else {
+                continue;
+            };
+            for (status, response) in get.responses.responses.iter_mut() {
+                if !status.starts_with('2') {
+                    continue;
+                }
+                if let RefOr::T(response) = response {
+                    response
+                        .headers
+                        .insert(ROLLUPS_AS_OF_HEADER.to_owned(), RefOr::T(header.clone()));
+                }
+            }
+        }
+    }
+}
+
 /// The whole document: `ApiDoc`, the paths and schemas of every route that
 /// `routes::configure` registers (under their scopes), the security schemes,
 /// then the common error responses of authenticated operations. Built once.
@@ -198,6 +239,7 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
             .configure(routes::configure)
             .split_for_parts();
         SecuritySchemes.modify(&mut doc);
+        RollupsAsOf.modify(&mut doc);
         CommonErrors.modify(&mut doc);
         doc
     })

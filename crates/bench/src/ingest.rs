@@ -57,6 +57,10 @@ pub struct IngestArgs {
     /// and conversation: the worst case for rollups).
     #[arg(long, value_enum, default_value_t = Pattern::Sessions)]
     pub pattern: Pattern,
+    /// The server's `ROLLUP_WAIT_MS`: how long a request waits for its
+    /// batch to be folded into the rollups (0: the background cycle folds).
+    #[arg(long, default_value_t = 2_000)]
+    pub rollup_wait_ms: u64,
     /// Keep the benchmark databases.
     #[arg(long)]
     pub keep: bool,
@@ -180,6 +184,40 @@ async fn send_batches(
 /// The rate of each successive `window` of created items, in the order they
 /// were answered: how ingestion keeps up as the tables grow. A last partial
 /// window is left out.
+/// The rollup lag seen while the batches were sent.
+struct LagSamples {
+    max: f64,
+    samples: usize,
+}
+
+/// Reads `charlie_rollup_lag_seconds` from the server every 250 ms while
+/// `running` holds.
+async fn sample_lag(
+    client: reqwest::Client,
+    url: String,
+    running: Arc<std::sync::atomic::AtomicBool>,
+) -> LagSamples {
+    let mut lag = LagSamples {
+        max: 0.0,
+        samples: 0,
+    };
+    while running.load(std::sync::atomic::Ordering::SeqCst) {
+        if let Some(v) = gauge(&client, &url, "charlie_rollup_lag_seconds").await {
+            lag.max = lag.max.max(v);
+            lag.samples += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    lag
+}
+
+/// The value of an unlabelled gauge in the server's `/metrics`.
+async fn gauge(client: &reqwest::Client, url: &str, name: &str) -> Option<f64> {
+    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 fn window_rates(answered: &[(Duration, usize)], window: usize) -> Vec<f64> {
     let mut by_time = answered.to_vec();
     by_time.sort_by_key(|(at, _)| *at);
@@ -387,11 +425,13 @@ async fn run_inner(
     let (ingest_url, ingest_store) = dbs.create(bench_db_name(run_id, "ingest")).await?;
     let key = ingest_store.create_api_key("bench").await?.key;
     let batch_limit = args.batch.max(1000).to_string();
+    let rollup_wait = args.rollup_wait_ms.to_string();
     let server = ServerChild::start(
         &ingest_url,
         &[
             ("INGEST_MAX_ITEMS", &batch_limit),
             ("INGEST_MAX_BYTES", "67108864"),
+            ("ROLLUP_WAIT_MS", &rollup_wait),
         ],
     )
     .await?;
@@ -421,12 +461,33 @@ async fn run_inner(
     let rss_before = server.rss().unwrap_or(0);
     let batches = bodies.len();
     eprintln!("timed: sending {batches} batches…");
+    let metrics_url = format!("{}/metrics", server.base_url());
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = tokio::spawn(sample_lag(
+        client.clone(),
+        metrics_url.clone(),
+        sampling.clone(),
+    ));
     let Sent {
         latencies,
         answered,
         elapsed,
         created,
     } = send_batches(&client, &endpoint, &key, bodies, args.clients).await?;
+    sampling.store(false, std::sync::atomic::Ordering::SeqCst);
+    let lag = sampler
+        .await
+        .map_err(|e| CliError(format!("the lag sampler failed: {e}")))?;
+    // How long after the last answer the rollups count everything.
+    let t = Instant::now();
+    let mut drained = None;
+    while t.elapsed() < Duration::from_secs(120) {
+        if gauge(&client, &metrics_url, "charlie_rollup_queue_batches").await == Some(0.0) {
+            drained = Some(t.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Per million messages; a shorter run is cut in fifths.
     let window = if args.messages >= 2_000_000 {
         1_000_000
@@ -534,13 +595,14 @@ async fn run_inner(
     let _ = writeln!(out, "postgres: {pg_version}");
     let _ = writeln!(
         out,
-        "command:  target/release/charlie-bench ingest --messages {} --batch {} --clients {} --users {} --days {} --seed-messages {} --pattern {}",
+        "command:  target/release/charlie-bench ingest --messages {} --batch {} --clients {} --users {} --days {} --seed-messages {} --rollup-wait-ms {} --pattern {}",
         args.messages,
         args.batch,
         args.clients,
         args.users,
         args.days,
         args.seed_messages,
+        args.rollup_wait_ms,
         match args.pattern {
             Pattern::Sessions => "sessions",
             Pattern::Random => "random",
@@ -636,6 +698,17 @@ async fn run_inner(
         thousands(stored_messages as f64),
         verify_time.as_secs_f64(),
         mib(u64::try_from(db_size).unwrap_or(0))
+    );
+    let _ = writeln!(
+        out,
+        "rollup lag (ROLLUP_WAIT_MS={}): max {:.2} s over {} samples of charlie_rollup_lag_seconds every 250 ms; queue empty {} after the last answer",
+        args.rollup_wait_ms,
+        lag.max,
+        lag.samples,
+        drained.map_or("not within 120 s".to_owned(), |d| format!(
+            "{:.2} s",
+            d.as_secs_f64()
+        ))
     );
     let _ = writeln!(out, "load average during the timed run: {load_during}");
     if !verify_ok {

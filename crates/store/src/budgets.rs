@@ -1,13 +1,17 @@
 //! Monthly budgets and usage alerts.
 //!
 //! A user's month is a calendar month in their time zone (`users.timezone`,
-//! UTC when unset), named `YYYY-MM`. Ingestion adds each batch's usage to
-//! `user_month_usage` in the same transaction as the other rollups
-//! ([`record_month_usage`]), reads the new totals back (`RETURNING`) and
-//! inserts an alert for every threshold the total has reached. The counter
-//! row's lock makes concurrent batches of one user take turns, so each sees
-//! the exact total; `alerts` has a unique key on user × month × threshold and
-//! alerts are inserted with `ON CONFLICT DO NOTHING`, so each is raised once.
+//! UTC when unset), named `YYYY-MM`. The fold (`ingest/fold.rs`: the
+//! ingest transaction on SQLite, a fold transaction of one or several
+//! batches on PostgreSQL) adds usage to `user_month_usage` in the same
+//! transaction as the other rollups ([`record_month_usage`]), reads the new
+//! totals back (`RETURNING`) and inserts an alert for every threshold the
+//! total has reached. An alert's `cost_nano_usd` is that total: at least its
+//! threshold, and more when the fold that crossed it carried more than the
+//! crossing message (several batches folded together, or one batch crossing
+//! two thresholds). `alerts` has a unique key on user × month × threshold
+//! and alerts are inserted with `ON CONFLICT DO NOTHING`, so each is raised
+//! once.
 //! A new alert writes its webhook message to the `outbox` in that same
 //! transaction (see `outbox.rs`).
 //!

@@ -70,6 +70,10 @@ pub struct Store {
     pub(crate) budget_policy: Arc<crate::budgets::BudgetPolicy>,
     /// Whether ingestion queues its activity events for PostHog (`posthog.rs`).
     pub(crate) posthog_outbox: bool,
+    /// Fold cycles of this process (`ingest/fold.rs`).
+    pub(crate) folder: Arc<crate::ingest::fold::Folder>,
+    /// How long a request waits for its batch to be folded (PostgreSQL).
+    pub(crate) fold_wait: Duration,
 }
 
 /// One migration and whether it is applied.
@@ -166,6 +170,8 @@ impl Store {
             write_lock: (engine == Engine::Sqlite).then(|| Arc::new(Mutex::new(()))),
             budget_policy: Arc::default(),
             posthog_outbox: false,
+            folder: Arc::default(),
+            fold_wait: crate::ingest::fold::DEFAULT_FOLD_WAIT,
         })
     }
 

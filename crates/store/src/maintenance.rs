@@ -123,7 +123,11 @@ impl Store {
     /// Replaces the stored rollups of `range` with a recount, in one
     /// transaction. Running it twice gives the same rows. Returns how many
     /// rows were written.
+    ///
+    /// Batches waiting in `rollup_queue` are folded first: a recount from
+    /// raw rows counts them, so they must not be folded again afterwards.
     pub async fn rebuild_rollups(&self, range: RollupRange) -> StoreResult<usize> {
+        self.fold_pending().await?;
         let _guard = self.write_guard().await;
         let txn = self.conn().begin().await?;
         let (rollups, sessions) = recount(&txn, range).await?;
@@ -199,7 +203,11 @@ impl Store {
     }
 
     /// Compares stored rollups of `range` with a recount.
+    ///
+    /// Batches waiting in `rollup_queue` are folded first, so what was
+    /// acknowledged before the call is compared whole.
     pub async fn verify_rollups(&self, range: RollupRange) -> StoreResult<VerifyReport> {
+        self.fold_pending().await?;
         let (recounted, _) = recount(self.conn(), range).await?;
         let mut fresh = keyed(&recounted);
         fresh.extend(keyed(&recount_all_time(self.conn()).await?));

@@ -5,7 +5,9 @@
 //! spend of the user's local month (`user_month_usage`, written by ingestion)
 //! plus every *held* reservation: a row of `budget_reservations` in state
 //! `open` or `committed` whose `expires_at_ms` is still ahead and whose
-//! `message_id` (if any) has not been ingested yet.
+//! `message_id` (if any) is not counted yet: not ingested, or (PostgreSQL)
+//! ingested but its batch still waits in `rollup_queue` to be folded into
+//! `user_month_usage` ([`counted`]).
 //!
 //! **Spend is counted once, from ingestion.** Committing does not add to
 //! `user_month_usage`; it replaces the reservation's held amount by the
@@ -180,11 +182,28 @@ const COLUMNS: &str = "id, user_id, workflow_id, idempotency_key, state, amount_
 
 /// A held reservation, as a SQL condition on alias `r` (`$now` is the
 /// placeholder of the current time in ms).
-fn held(now: &str) -> String {
+fn held(now: &str, backend: DbBackend) -> String {
     format!(
         "r.state IN ('open', 'committed') AND r.expires_at_ms > {now} \
-         AND (r.message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id))"
+         AND (r.message_id IS NULL OR NOT ({}))",
+        counted("r.message_id", backend)
     )
+}
+
+/// Whether the message whose id is `id` (a SQL expression) has its cost in
+/// `user_month_usage` and `usage_buckets`: it was ingested and, on
+/// PostgreSQL, its batch is no longer waiting in `rollup_queue` (the fold
+/// deletes the queue row in the transaction that adds the cost, so one
+/// snapshot sees the cost either as held here or as spent there, never
+/// neither).
+fn counted(id: &str, backend: DbBackend) -> String {
+    let ingested = format!("EXISTS (SELECT 1 FROM messages m WHERE m.id = {id})");
+    match backend {
+        DbBackend::Postgres => format!(
+            "{ingested} AND NOT EXISTS (SELECT 1 FROM rollup_queue q WHERE {id} = ANY (q.message_ids))"
+        ),
+        _ => ingested,
+    }
 }
 
 fn ms(at: OffsetDateTime) -> i64 {
@@ -302,7 +321,7 @@ async fn usage<C: ConnectionTrait>(
     month: &str,
     now_ms: i64,
 ) -> StoreResult<Usage> {
-    let held = held("$3");
+    let held = held("$3", txn.get_database_backend());
     let (wf_sql, mut values) = (
         match workflow {
             Some(_) => format!(
@@ -545,14 +564,16 @@ const PG_RESERVE: &str = "WITH snap AS MATERIALIZED ( \
    COALESCE((SELECT cost_nano_usd FROM user_month_usage WHERE user_id = $1 AND month = $7), 0) AS spent, \
    COALESCE((SELECT CAST(SUM(r.amount_nano_usd) AS BIGINT) FROM budget_reservations r \
      WHERE r.user_id = $1 AND r.state IN ('open', 'committed') AND r.expires_at_ms > $5 \
-     AND (r.message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id))), 0) AS held, \
+     AND (r.message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id) \
+     OR EXISTS (SELECT 1 FROM rollup_queue q WHERE r.message_id = ANY (q.message_ids)))), 0) AS held, \
    CASE WHEN lim.workflow_soft IS NULL AND lim.workflow_hard IS NULL THEN 0 ELSE \
      COALESCE((SELECT CAST(SUM(cost_nano_usd) AS BIGINT) FROM usage_buckets \
      WHERE user_id = $1 AND workflow_key = $2 AND bucket >= $8 AND bucket < $9), 0) END AS workflow_spent, \
    CASE WHEN lim.workflow_soft IS NULL AND lim.workflow_hard IS NULL THEN 0 ELSE \
      COALESCE((SELECT CAST(SUM(r.amount_nano_usd) AS BIGINT) FROM budget_reservations r \
      WHERE r.user_id = $1 AND r.workflow_id = $2 AND r.state IN ('open', 'committed') AND r.expires_at_ms > $5 \
-     AND (r.message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id))), 0) END AS workflow_held \
+     AND (r.message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id) \
+     OR EXISTS (SELECT 1 FROM rollup_queue q WHERE r.message_id = ANY (q.message_ids)))), 0) END AS workflow_held \
    FROM lim \
  ), ex AS MATERIALIZED ( \
    SELECT id, user_id, workflow_id, idempotency_key, state, amount_nano_usd, estimated_nano_usd, \
@@ -822,7 +843,10 @@ impl Store {
         let ingested: Option<Option<i64>> = match req.message_id {
             Some(m) => sql::query_one(
                 &txn,
-                "SELECT cost_nano_usd FROM messages WHERE id = $1 AND user_id = $2",
+                &format!(
+                    "SELECT cost_nano_usd FROM messages WHERE id = $1 AND user_id = $2 AND {}",
+                    counted("$1", txn.get_database_backend())
+                ),
                 vec![m.into(), current.user_id.into()],
             )
             .await?
@@ -939,7 +963,7 @@ impl Store {
             &format!(
                 "SELECT {cols} FROM budget_reservations r WHERE r.user_id = $1 AND {} \
                  ORDER BY r.created_at_ms",
-                held("$2")
+                held("$2", self.backend())
             ),
             vec![user_id.into(), ms(now).into()],
         )

@@ -36,6 +36,7 @@ use sea_orm::{
     ConnectionTrait, DbErr, FromQueryResult, QueryResult,
     sea_query::{Alias, Expr, OnConflict, SimpleExpr},
 };
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -52,7 +53,11 @@ pub fn bucket_of(at: OffsetDateTime) -> i64 {
 }
 
 /// Counters shared by both grains. `unique_sessions` is only meaningful per day.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// Serialized (in the fold queue, see `ingest::fold`) as an array of the 14
+/// counters in declaration order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "[i64; 14]", from = "[i64; 14]")]
 pub struct Counters {
     pub message_count: i64,
     pub user_message_count: i64,
@@ -69,6 +74,48 @@ pub struct Counters {
     /// Input + output tokens of messages whose model has no price.
     pub unpriced_tokens: i64,
     pub error_count: i64,
+}
+
+impl From<Counters> for [i64; 14] {
+    fn from(c: Counters) -> [i64; 14] {
+        [
+            c.message_count,
+            c.user_message_count,
+            c.assistant_message_count,
+            c.conversations_started,
+            c.unique_sessions,
+            c.input_tokens,
+            c.output_tokens,
+            c.cache_read_tokens,
+            c.cache_write_tokens,
+            c.reasoning_tokens,
+            c.cost_nano_usd,
+            c.unpriced_message_count,
+            c.unpriced_tokens,
+            c.error_count,
+        ]
+    }
+}
+
+impl From<[i64; 14]> for Counters {
+    fn from(v: [i64; 14]) -> Counters {
+        Counters {
+            message_count: v[0],
+            user_message_count: v[1],
+            assistant_message_count: v[2],
+            conversations_started: v[3],
+            unique_sessions: v[4],
+            input_tokens: v[5],
+            output_tokens: v[6],
+            cache_read_tokens: v[7],
+            cache_write_tokens: v[8],
+            reasoning_tokens: v[9],
+            cost_nano_usd: v[10],
+            unpriced_message_count: v[11],
+            unpriced_tokens: v[12],
+            error_count: v[13],
+        }
+    }
 }
 
 impl Counters {
@@ -267,14 +314,14 @@ impl Counters {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct DayKey {
     user_id: Uuid,
     workflow_key: Uuid,
     date: Date,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct BucketKey {
     user_id: Uuid,
     bucket: i64,
@@ -282,7 +329,7 @@ struct BucketKey {
 }
 
 /// A `component_buckets` key, in the order of its primary key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct ComponentKey {
     user_id: Uuid,
     bucket: i64,
@@ -301,7 +348,7 @@ pub struct FunnelPosition {
 }
 
 /// Changes of one `funnel_cohorts` row.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CohortDelta {
     pub signed_up: i64,
     pub created_component: i64,
@@ -337,14 +384,23 @@ impl CohortDelta {
         self.sent_message += sign * i64::from(p.sent_message);
     }
 
+    fn add_delta(&mut self, o: &CohortDelta) {
+        self.signed_up += o.signed_up;
+        self.created_component += o.created_component;
+        self.created_workflow += o.created_workflow;
+        self.sent_message += o.sent_message;
+    }
+
     fn is_zero(&self) -> bool {
         *self == CohortDelta::default()
     }
 }
 
 /// Accumulated rollup deltas, keyed and sorted (a fixed lock order keeps
-/// concurrent writers from deadlocking).
-#[derive(Debug, Default)]
+/// concurrent writers from deadlocking). Serialized (the fold queue's
+/// payload) with its maps as lists of `(key, value)` pairs.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(into = "RollupsWire", from = "RollupsWire")]
 pub struct Rollups {
     days: BTreeMap<DayKey, Counters>,
     buckets: BTreeMap<BucketKey, Counters>,
@@ -358,6 +414,47 @@ pub struct Rollups {
     cohorts: BTreeMap<i64, CohortDelta>,
     /// `platform_totals`: change of the numbers of users and of workflows.
     totals: (i64, i64),
+}
+
+/// [`Rollups`] as serialized: JSON maps need string keys, so each map is a
+/// list of pairs.
+#[derive(Serialize, Deserialize)]
+struct RollupsWire {
+    days: Vec<(DayKey, Counters)>,
+    buckets: Vec<(BucketKey, Counters)>,
+    components: Vec<(ComponentKey, Counters)>,
+    platform: Vec<((i64, String), Counters)>,
+    active: Vec<(i64, i64)>,
+    cohorts: Vec<(i64, CohortDelta)>,
+    totals: (i64, i64),
+}
+
+impl From<Rollups> for RollupsWire {
+    fn from(r: Rollups) -> RollupsWire {
+        RollupsWire {
+            days: r.days.into_iter().collect(),
+            buckets: r.buckets.into_iter().collect(),
+            components: r.components.into_iter().collect(),
+            platform: r.platform.into_iter().collect(),
+            active: r.active.into_iter().collect(),
+            cohorts: r.cohorts.into_iter().collect(),
+            totals: r.totals,
+        }
+    }
+}
+
+impl From<RollupsWire> for Rollups {
+    fn from(w: RollupsWire) -> Rollups {
+        Rollups {
+            days: w.days.into_iter().collect(),
+            buckets: w.buckets.into_iter().collect(),
+            components: w.components.into_iter().collect(),
+            platform: w.platform.into_iter().collect(),
+            active: w.active.into_iter().collect(),
+            cohorts: w.cohorts.into_iter().collect(),
+            totals: w.totals,
+        }
+    }
 }
 
 fn key_of(workflow_id: Option<Uuid>) -> Uuid {
@@ -377,6 +474,30 @@ impl Rollups {
             && self.active.is_empty()
             && self.cohorts.is_empty()
             && self.totals == (0, 0)
+    }
+
+    /// Adds every delta of `other` (several batches folded into one write).
+    pub fn merge(&mut self, other: Rollups) {
+        for (k, c) in other.days {
+            self.days.entry(k).or_default().add(&c);
+        }
+        for (k, c) in other.buckets {
+            self.buckets.entry(k).or_default().add(&c);
+        }
+        for (k, c) in other.components {
+            self.components.entry(k).or_default().add(&c);
+        }
+        for (k, c) in other.platform {
+            self.platform.entry(k).or_default().add(&c);
+        }
+        for (b, n) in other.active {
+            *self.active.entry(b).or_default() += n;
+        }
+        for (b, d) in other.cohorts {
+            self.cohorts.entry(b).or_default().add_delta(&d);
+        }
+        self.totals.0 += other.totals.0;
+        self.totals.1 += other.totals.1;
     }
 
     /// A user's latest own message moved from bucket `from` (none before)

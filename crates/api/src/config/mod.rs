@@ -94,6 +94,10 @@ pub struct Settings {
     /// `ANALYTICS_STATEMENT_TIMEOUT_MS`: how long one analytics read may
     /// run on PostgreSQL before it is cancelled (and answered 503).
     pub analytics_statement_timeout: std::time::Duration,
+    /// `ROLLUP_WAIT_MS`: how long an ingest request waits for its batch to
+    /// be folded into the rollups before answering (PostgreSQL; default
+    /// 2,000; 0 answers as soon as the raw rows are committed).
+    pub rollup_wait: std::time::Duration,
     /// Rate limits per service key and per user (`ratelimit.rs`).
     pub rate_limits: crate::ratelimit::RateLimitSettings,
     /// `METRICS_TOKEN`: when set, `GET /metrics` wants it as a bearer token.
@@ -308,6 +312,11 @@ impl Settings {
                 env,
                 "ANALYTICS_STATEMENT_TIMEOUT_MS",
                 5_000u64,
+            )?),
+            rollup_wait: std::time::Duration::from_millis(parse_var(
+                env,
+                "ROLLUP_WAIT_MS",
+                2_000u64,
             )?),
             rate_limits: crate::ratelimit::RateLimitSettings::from_env(
                 env,

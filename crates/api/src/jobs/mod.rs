@@ -1,9 +1,11 @@
-//! Background work inside the server: the outbox worker that delivers
+//! Background work inside the server: the fold cycle that keeps the
+//! rollups up with the raw rows on PostgreSQL (`fold.rs`), the outbox worker that delivers
 //! usage-alert webhooks (`webhook.rs`), the one that forwards activity
 //! events to PostHog (`posthog.rs`) and the weekly report scheduler
 //! (`reports.rs`), the sweeper of expired budget reservations
 //! (`reservations.rs`), plus their settings (`settings.rs`).
 
+pub mod fold;
 pub mod posthog;
 pub mod reports;
 pub mod reservations;
@@ -18,6 +20,7 @@ pub fn start(state: &AppState) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    runtime.spawn(fold::run(state.store.clone()));
     runtime.spawn(crate::otlp::resolve::sweeper(state.clone()));
     runtime.spawn(reservations::run(state.store.clone()));
     if let Some(webhook) = &state.settings.notify.webhook {

@@ -202,6 +202,8 @@ impl Metrics {
         lock(&self.posthog).backlog = Some(backlog);
     }
 
+    /// The registry in Prometheus text format (what the database must be
+    /// asked for at scrape time, the rollup lag, is added by the handler).
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
@@ -337,6 +339,22 @@ impl Metrics {
         }
         Ok(())
     }
+}
+
+/// Appends the rollup lag gauges (see `GET /metrics`).
+pub fn render_rollup_lag(out: &mut String, lag: &charlie_store::ingest::fold::RollupLag) {
+    let _ = writeln!(
+        out,
+        "# HELP charlie_rollup_lag_seconds Age of the oldest acknowledged batch not yet folded into the rollups (0: the rollups count everything acknowledged)."
+    );
+    let _ = writeln!(out, "# TYPE charlie_rollup_lag_seconds gauge");
+    let _ = writeln!(out, "charlie_rollup_lag_seconds {:.3}", lag.seconds);
+    let _ = writeln!(
+        out,
+        "# HELP charlie_rollup_queue_batches Acknowledged batches waiting to be folded into the rollups."
+    );
+    let _ = writeln!(out, "# TYPE charlie_rollup_queue_batches gauge");
+    let _ = writeln!(out, "charlie_rollup_queue_batches {}", lag.batches);
 }
 
 #[cfg(test)]

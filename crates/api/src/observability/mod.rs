@@ -1,7 +1,8 @@
 //! Observability: request ids, the request middleware (log line, metrics,
 //! Sentry, `error_logs`), the Prometheus registry, Sentry set-up, and the
 //! links admin views show to Sentry and LangSmith. Logging itself is set up
-//! in `telemetry`.
+//! in `telemetry`. `as_of` stamps analytics answers with how fresh their
+//! rollups are.
 //!
 //! For handlers:
 //! - [`RequestId`] is an extractor (and [`RequestId::of`] reads it);
@@ -9,6 +10,7 @@
 //!   e-mail) to the request's Sentry scope and to its `error_logs` row;
 //! - [`sentry_url`] and [`langsmith_url`] build links for admin rows.
 
+pub mod as_of;
 mod links;
 pub mod metrics;
 mod middleware;

@@ -22,7 +22,12 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 /// - `charlie_ingest_items_total` by item `type` and `outcome`;
 /// - `charlie_usages_total` by `model` and `pricing_status` (`priced`,
 ///   `partial`, `unpriced`): a growing `unpriced` series means a model has
-///   no price.
+///   no price;
+/// - `charlie_rollup_lag_seconds`: how long ago the oldest batch still
+///   waiting to be folded into the rollups was acknowledged (0 when none:
+///   the rollups count everything acknowledged), and
+///   `charlie_rollup_queue_batches`, how many batches wait. Read from the
+///   database at each scrape; left out when it cannot be read.
 ///
 /// When `METRICS_TOKEN` is set, the token is required as a bearer token.
 #[utoipa::path(
@@ -46,9 +51,14 @@ pub async fn metrics(
             ));
         }
     }
+    let mut body = state.metrics.render();
+    match state.store.rollup_lag().await {
+        Ok(lag) => crate::observability::metrics::render_rollup_lag(&mut body, &lag),
+        Err(e) => tracing::warn!(error = %e, "cannot read the rollup lag for /metrics"),
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render()))
+        .body(body))
 }
 
 #[cfg(test)]

@@ -41,7 +41,9 @@ pub struct AlertItem {
     pub threshold_percent: u32,
     /// `warning` (below 100 %) or `exceeded` (100 % and more).
     pub level: String,
-    /// The month-to-date cost when the alert was raised, in USD.
+    /// The month-to-date cost when the alert was raised, in USD: at least
+    /// the threshold; more when the write that crossed it carried more than
+    /// the crossing message (batches are folded into the totals together).
     #[schema(value_type = f64)]
     pub cost_usd: UsdNumber,
     /// The budget it was compared with, in USD.

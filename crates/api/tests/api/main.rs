@@ -15,6 +15,7 @@ mod components;
 mod crash;
 mod demo;
 mod faults;
+mod fold;
 mod health;
 mod ingest;
 mod observability;

@@ -13,11 +13,14 @@
 //!   component gets a placeholder row that its own upsert later fills; a message whose
 //!   conversation is unknown waits in `pending_messages` and is counted when
 //!   the conversation arrives.
-//! - Rollups change in the same transaction as the raw rows; concurrent
-//!   batches conflict on rows, never on counts (increments are atomic), and a
+//! - What a batch changes in rows shared with other batches (sessions,
+//!   per-user counters, rollups, month usage, alerts) is folded in by
+//!   `fold`: in the same transaction on SQLite, through `rollup_queue` and a
+//!   fold cycle on PostgreSQL (see `fold.rs`); either way exactly once. A
 //!   lock conflict re-runs the batch.
 
 mod apply;
+pub mod fold;
 pub mod row;
 
 use crate::{Store, StoreResult, sql};
@@ -59,14 +62,28 @@ impl Store {
             let run = async {
                 let _guard = self.write_guard().await;
                 let txn = self.conn().begin().await?;
-                let results =
-                    apply::apply(&txn, items, now, &self.budget_policy, self.posthog_outbox)
-                        .await?;
+                let (results, mut batch) =
+                    apply::apply(&txn, items, now, self.posthog_outbox).await?;
+                let delta = fold::Delta::of(&mut batch);
+                let queued = match self.engine() {
+                    crate::Engine::Sqlite => {
+                        fold::write_delta(&txn, delta, &self.budget_policy, now).await?;
+                        false
+                    }
+                    crate::Engine::Postgres => {
+                        fold::enqueue(&txn, &delta, &batch.message_ids, now).await?
+                    }
+                };
                 txn.commit().await?;
-                Ok::<_, crate::StoreError>(results)
+                Ok::<_, crate::StoreError>((results, queued))
             };
             match run.await {
-                Ok(results) => return Ok(results),
+                Ok((results, queued)) => {
+                    if queued {
+                        self.settle().await;
+                    }
+                    return Ok(results);
+                }
                 Err(e) if attempt < MAX_ATTEMPTS && sql::is_retriable(&e) => {
                     tracing::debug!(attempt, error = %e, "ingest batch conflicted; running it again");
                     tokio::time::sleep(std::time::Duration::from_millis(

@@ -276,6 +276,7 @@ pub(super) async fn write_messages(
         })
         .collect();
     insert_many(txn, "messages", MESSAGE_COLUMNS, rows, None, &[]).await?;
+    batch.message_ids.extend(messages.iter().map(|r| r.id));
 
     // Rollups, and the first message of each conversation on each UTC day.
     let mut days: BTreeMap<(Uuid, time::Date), (Uuid, Option<Uuid>)> = BTreeMap::new();
@@ -326,48 +327,6 @@ pub(super) async fn write_messages(
             conversation_id: Some(conversation),
             ..Milestone::auto(EventType::MessageSent, user, user, at)
         });
-    }
-    Ok(())
-}
-
-/// A conversation's first message of a day (`conversation_days` row inserted).
-#[derive(FromQueryResult)]
-struct FirstOfDay {
-    conversation_id: Uuid,
-    date: time::Date,
-}
-
-/// Records which conversations had a message on which UTC day; a
-/// conversation's first message of a day adds a session to the rollups.
-pub(super) async fn write_sessions(
-    txn: &DatabaseTransaction,
-    batch: &mut Batch,
-) -> StoreResult<()> {
-    let rows = batch
-        .sessions
-        .iter()
-        .map(|((conversation, date), (user, _))| {
-            vec![(*conversation).into(), (*date).into(), (*user).into()]
-        })
-        .collect();
-    let first_of_day = insert_many(
-        txn,
-        "conversation_days",
-        &["conversation_id", "date", "user_id"],
-        rows,
-        Some(ignore_conflicts(&["conversation_id", "date"])),
-        &["conversation_id", "date"],
-    )
-    .await?;
-    for row in &first_of_day {
-        let FirstOfDay {
-            conversation_id,
-            date,
-        } = read(row)?;
-        let key = (conversation_id, date);
-        if let Some(&(user, workflow)) = batch.sessions.get(&key) {
-            batch.rollups.add_session(user, workflow, key.1);
-        }
     }
     Ok(())
 }

@@ -176,6 +176,14 @@ pub(super) async fn record_milestones(
     if unique.is_empty() {
         return Ok(());
     }
+    // The users these may stamp, locked once, in id order, before anything
+    // else of theirs: the fold transaction locks users the same way.
+    let stamped: BTreeSet<Uuid> = unique
+        .iter()
+        .filter(|m| milestone_column(m.event_type).is_some())
+        .map(|m| m.user_id)
+        .collect();
+    crate::ingest::fold::lock_users(txn, &stamped).await?;
     let event_ids: Vec<Uuid> = unique
         .iter()
         .map(|m| m.explicit.map_or_else(Uuid::now_v7, |(_, id)| id))

@@ -9,7 +9,7 @@ use crate::{
     rollup::{Counters, MessageFacts, Rollups, bucket_of},
     sql::{
         advisory_locks, execute, fetch_all, fetch_one, ignore_conflicts, insert_many, lock_key,
-        query_all, read, update_from_values, update_from_values_returning, uuid_in,
+        query_all, read, update_from_values, uuid_in,
     },
 };
 use charlie_domain::ErrorCode;
@@ -29,14 +29,12 @@ mod events;
 mod ledger;
 mod messages;
 mod milestones;
-mod users;
 
 use entities::*;
 use events::*;
 use ledger::*;
 use messages::*;
 use milestones::*;
-use users::*;
 
 /// What applying did to one item: its outcome, the error that refused it
 /// (a conflict with what is stored, such as an id reused for other content),
@@ -100,29 +98,35 @@ struct MessageRow {
     m: MessageCreate,
 }
 
+/// What a batch collects while its items are applied; `fold::Delta::of`
+/// takes the shared-row changes.
 #[derive(Default)]
-struct Batch {
-    rollups: Rollups,
+pub(crate) struct Batch {
+    pub(super) rollups: Rollups,
     milestones: Vec<Milestone>,
     messages: Vec<MessageRow>,
     /// Conversations created or re-read in this batch: their waiting messages are drained.
     conversations_touched: BTreeSet<Uuid>,
     /// The latest own-message bucket of each user who sent one.
-    last_active: BTreeMap<Uuid, i64>,
+    pub(super) last_active: BTreeMap<Uuid, i64>,
     /// `(conversation, UTC day) -> (user, workflow)` of the batch's messages.
-    sessions: BTreeMap<(Uuid, time::Date), (Uuid, Option<Uuid>)>,
+    pub(super) sessions: BTreeMap<(Uuid, time::Date), (Uuid, Option<Uuid>)>,
+    /// The ids of the messages written (their cost is in this batch's rollups).
+    pub(super) message_ids: Vec<Uuid>,
     /// The `user_activity_events` rows written, `(id, created_at)`: queued
     /// for PostHog when forwarding is on.
     events_written: Vec<(Uuid, OffsetDateTime)>,
 }
 
+/// Applies a batch's items in `txn`: raw rows, ledger, entities,
+/// placeholders and milestones. The rows every batch shares are left to the
+/// caller, in the returned [`Batch`] (see `fold.rs`).
 pub(super) async fn apply(
     txn: &DatabaseTransaction,
     items: &[Item],
     now: OffsetDateTime,
-    budgets: &crate::budgets::BudgetPolicy,
     posthog: bool,
-) -> StoreResult<Vec<Applied>> {
+) -> StoreResult<(Vec<Applied>, Batch)> {
     let mut out: Vec<Applied> = items.iter().map(|_| Applied::new(Outcome::Error)).collect();
     let mut batch = Batch::default();
 
@@ -205,21 +209,12 @@ pub(super) async fn apply(
     write_events(txn, &events, &mut out, &mut batch).await?;
     write_errors(txn, &errors, &mut batch).await?;
 
-    // 5. Rows other batches write too go last, so their locks are held only
-    // until the commit: sessions, then the users (locked once, in id order,
-    // before the milestones stamp them and the counters move: two rounds of
-    // row locks in different orders deadlock with a concurrent batch), then
-    // the rollups.
-    write_sessions(txn, &mut batch).await?;
-    lock_users(txn, &batch).await?;
+    // 5. Funnel milestones: recorded once per entity, stamped on `users`
+    // (their outcomes are the explicit reports' answers).
     record_milestones(txn, &mut batch, &mut out).await?;
-    update_users(txn, &mut batch).await?;
-    batch.rollups.write(txn, now).await?;
-    // Month-to-date usage, and the alerts (and their outbox rows) it raises.
-    crate::budgets::record_month_usage(txn, &batch.rollups, budgets, now).await?;
     // The PostHog outbox rows of the events, committed with them.
     if posthog {
         crate::posthog::enqueue(txn, &batch.events_written, now).await?;
     }
-    Ok(out)
+    Ok((out, batch))
 }
