@@ -7,7 +7,7 @@
 //! `open` or `committed` whose `expires_at_ms` is still ahead and whose
 //! `message_id` (if any) is not counted yet: not ingested, or (PostgreSQL)
 //! ingested but its batch still waits in `rollup_queue` to be folded into
-//! `user_month_usage` ([`counted`]).
+//! `user_month_usage` (`counted`).
 //!
 //! **Spend is counted once, from ingestion.** Committing does not add to
 //! `user_month_usage`; it replaces the reservation's held amount by the

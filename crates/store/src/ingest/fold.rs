@@ -3,7 +3,7 @@
 //! A batch's raw rows are written by its request (`apply`); what it changes
 //! in rows that every batch shares (`conversation_days`, the per-user
 //! counters on `users`, the rollup tables, `user_month_usage` and the
-//! budget alerts) is a [`Delta`]. Where the delta goes depends on the engine:
+//! budget alerts) is a `Delta`. Where the delta goes depends on the engine:
 //!
 //! - **SQLite** (one writer at a time, nothing to wait for): folded in the
 //!   ingest transaction itself. Rollups are always exact.
