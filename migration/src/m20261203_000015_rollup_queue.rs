@@ -1,8 +1,8 @@
 //! The rollup queue of the two-stage write path (issue #15).
 //!
-//! On PostgreSQL an ingest transaction appends its raw rows and a row
-//! here per shard (users are spread over shards folded in parallel): the
-//! batch's rollup changes (`payload`, JSON), the ids of its messages (`message_ids`, so a budget reservation knows whether its
+//! On PostgreSQL an ingest transaction appends its raw rows and one row
+//! here: the batch's rollup changes (`payload`, JSON), the ids of its
+//! messages (`message_ids`, so a budget reservation knows whether its
 //! message's cost is in the rollups yet) and when it was appended. The
 //! applier folds the queue into the rollups and deletes the rows it folded in
 //! the same transaction, so each batch is counted exactly once. SQLite folds
@@ -24,16 +24,12 @@ impl MigrationTrait for Migration {
             db.execute_unprepared(
                 "CREATE TABLE rollup_queue ( \
                  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
-                 shard SMALLINT NOT NULL DEFAULT 0, \
                  enqueued_at TIMESTAMPTZ NOT NULL, \
                  message_ids UUID[] NOT NULL DEFAULT '{}', \
                  payload TEXT NOT NULL) \
                  WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000)",
             )
             .await?;
-            // A shard's fold takes its oldest rows.
-            db.execute_unprepared("CREATE INDEX rollup_queue_shard ON rollup_queue (shard, seq)")
-                .await?;
             // A payload is written once and read once: lz4 (PostgreSQL 14+,
             // when the server is built with it) costs far less CPU than the
             // default pglz.
@@ -56,7 +52,6 @@ impl MigrationTrait for Migration {
             db.execute_unprepared(
                 "CREATE TABLE rollup_queue ( \
                  seq INTEGER PRIMARY KEY AUTOINCREMENT, \
-                 shard INTEGER NOT NULL DEFAULT 0, \
                  enqueued_at TEXT NOT NULL, \
                  message_ids TEXT NOT NULL DEFAULT '', \
                  payload TEXT NOT NULL)",

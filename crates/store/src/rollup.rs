@@ -500,29 +500,6 @@ impl Rollups {
         self.totals.1 += other.totals.1;
     }
 
-    /// Splits the deltas into `shards` parts: the per-user rows go to
-    /// `shard_of(user)`, the platform-wide ones (platform buckets, all-time
-    /// counters) to part 0. Merging the parts gives `self` back.
-    pub fn split_by_user(self, shards: usize, shard_of: impl Fn(Uuid) -> usize) -> Vec<Rollups> {
-        let mut parts: Vec<Rollups> = (0..shards.max(1)).map(|_| Rollups::default()).collect();
-        let last = parts.len() - 1;
-        let at = |user: Uuid| shard_of(user).min(last);
-        for (k, c) in self.days {
-            parts[at(k.user_id)].days.insert(k, c);
-        }
-        for (k, c) in self.buckets {
-            parts[at(k.user_id)].buckets.insert(k, c);
-        }
-        for (k, c) in self.components {
-            parts[at(k.user_id)].components.insert(k, c);
-        }
-        parts[0].platform = self.platform;
-        parts[0].active = self.active;
-        parts[0].cohorts = self.cohorts;
-        parts[0].totals = self.totals;
-        parts
-    }
-
     /// A user's latest own message moved from bucket `from` (none before)
     /// to bucket `to`.
     pub fn move_active_user(&mut self, from: Option<i64>, to: i64) {

@@ -64,11 +64,8 @@ async fn a_batch_acknowledged_before_it_is_folded_is_counted_once_by_the_next_cy
     assert!(applied.iter().all(|a| a.outcome == Outcome::Created));
     match store.engine() {
         Engine::Postgres => {
-            // Acknowledged: the raw rows are there, the shared rows wait
-            // (one queue row for the user's shard, one for the platform-wide
-            // counters unless they share shard 0).
-            let rows = queued(&store).await;
-            assert!((1..=2).contains(&rows), "{rows} queue rows");
+            // Acknowledged: the raw rows are there, the shared rows wait.
+            assert_eq!(queued(&store).await, 1);
             assert_eq!(
                 store
                     .scalar_for_tests("SELECT COUNT(*) FROM messages")
@@ -81,10 +78,10 @@ async fn a_batch_acknowledged_before_it_is_folded_is_counted_once_by_the_next_cy
                 0
             );
             let lag = store.rollup_lag().await.unwrap();
-            assert_eq!(lag.rows, rows);
+            assert_eq!(lag.batches, 1);
             assert!(lag.seconds >= 0.0);
             assert!(store.rollups_as_of().is_none_or(|t| t < before));
-            assert_eq!(store.fold_pending().await.unwrap() as i64, rows);
+            assert_eq!(store.fold_pending().await.unwrap(), 1);
         }
         Engine::Sqlite => assert_eq!(queued(&store).await, 0),
     }
@@ -92,7 +89,7 @@ async fn a_batch_acknowledged_before_it_is_folded_is_counted_once_by_the_next_cy
     assert_eq!(totals.message_count, 3);
     assert_eq!(totals.cost_nano_usd, 3 * DIME);
     assert!(store.rollups_as_of().is_some_and(|t| t >= before));
-    assert_eq!(store.rollup_lag().await.unwrap().rows, 0);
+    assert_eq!(store.rollup_lag().await.unwrap().batches, 0);
 
     // Folding again, and sending the batch again, change nothing.
     assert_eq!(store.fold_pending().await.unwrap(), 0);
@@ -288,7 +285,10 @@ async fn analytics_answers_say_up_to_when_they_count_and_metrics_show_the_lag() 
         metrics.contains("charlie_rollup_lag_seconds 0.000"),
         "{metrics}"
     );
-    assert!(metrics.contains("charlie_rollup_queue_rows 0"), "{metrics}");
+    assert!(
+        metrics.contains("charlie_rollup_queue_batches 0"),
+        "{metrics}"
+    );
     assert_rollups_clean(&app).await;
 }
 

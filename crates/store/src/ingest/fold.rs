@@ -8,17 +8,14 @@
 //! - **SQLite** (one writer at a time, nothing to wait for): folded in the
 //!   ingest transaction itself. Rollups are always exact.
 //! - **PostgreSQL**: the ingest transaction appends the delta to
-//!   `rollup_queue` and commits, split in [`FOLD_SHARDS`] rows by user (a
-//!   user's rows always go to the same shard; platform-wide rows to shard
-//!   0). A *fold cycle* then folds every shard at once, each on its own
-//!   connection: it takes the shard's queued rows, merges them into one
-//!   delta (one upsert per rollup key for many batches), writes it and
-//!   deletes the rows, in one transaction: each batch is counted exactly
-//!   once, whatever crashes when. A shard's fold transactions take turns
-//!   across every instance on the database (a transaction-scoped advisory
-//!   lock per shard); shards write disjoint per-user rows, so they only
-//!   meet on the few all-time counter rows, written last in key order.
-//!   Ingest transactions never wait on those rows at all.
+//!   `rollup_queue` (one row per batch) and commits. A *fold cycle* then
+//!   takes the queue's rows, merges them into one delta (one upsert per
+//!   rollup key for many batches), writes it and deletes the rows, in one
+//!   transaction: each batch is counted exactly once, whatever crashes when.
+//!   Fold transactions take turns across every instance on the database (a
+//!   transaction-scoped advisory lock), so no two of them wait on each
+//!   other's row locks, and ingest transactions never wait on those rows at
+//!   all.
 //!
 //! Who runs a fold cycle: the request that appended a batch, after its
 //! commit, runs one unless a cycle that started after its commit has
@@ -55,26 +52,16 @@ use uuid::Uuid;
 pub const DEFAULT_FOLD_WAIT: Duration = Duration::from_secs(2);
 
 /// Queue rows folded per transaction: a cycle runs as many transactions as
-/// it needs to empty the queue. Bounds a fold's memory.
+/// it needs to empty the queue. Bounds a fold's memory (64 took the server
+/// to 256 MiB with random traffic; 16 keeps it under 200 MiB).
 const ROWS_PER_FOLD: i64 = 16;
-
-/// Shards of the queue, folded in parallel (see the module doc). Rows are
-/// routed by user id; changing this only changes where new rows go, and
-/// every shard below it is folded.
-pub const FOLD_SHARDS: usize = 4;
-
-/// The shard of a user's rows (the low bits of a UUID are random in v4 and v7).
-fn shard_of(user: Uuid) -> usize {
-    (user.as_u64_pair().1 % FOLD_SHARDS as u64) as usize
-}
 
 /// How many times a fold transaction is run when it meets a lock conflict.
 const MAX_ATTEMPTS: u32 = 8;
 
-/// The advisory lock of a shard's fold transactions, `(1700, 100 + shard)`
-/// (the two-key form: its key space is apart from the one-key locks
-/// ingestion takes per conversation).
-const FOLD_LOCK: &str = "SELECT pg_advisory_xact_lock(1700, 100 + $1)";
+/// The advisory lock of fold transactions (the two-key form: its key space
+/// is apart from the one-key locks ingestion takes per conversation).
+const FOLD_LOCK: &str = "SELECT pg_advisory_xact_lock(1700, 15)";
 
 /// What a batch changes in rows that other batches change too.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -138,26 +125,6 @@ impl Delta {
         self.rollups.is_empty() && self.sessions.is_empty() && self.last_active.is_empty()
     }
 
-    /// Splits into one delta per shard (see [`shard_of`]).
-    fn split(self) -> Vec<Delta> {
-        let mut parts: Vec<Delta> = self
-            .rollups
-            .split_by_user(FOLD_SHARDS, shard_of)
-            .into_iter()
-            .map(|rollups| Delta {
-                rollups,
-                ..Delta::default()
-            })
-            .collect();
-        for (k, v) in self.sessions {
-            parts[shard_of(v.0)].sessions.insert(k, v);
-        }
-        for (user, bucket) in self.last_active {
-            parts[shard_of(user)].last_active.insert(user, bucket);
-        }
-        parts
-    }
-
     /// Adds another batch's changes (its sessions and latest buckets too).
     fn merge(&mut self, other: Delta) {
         self.rollups.merge(other.rollups);
@@ -194,52 +161,27 @@ pub(super) async fn write_delta(
     crate::budgets::record_month_usage(txn, &delta.rollups, budgets, now).await
 }
 
-/// Appends a batch's delta to `rollup_queue` (PostgreSQL), one row per
-/// shard it touches, each with the ids of that shard's messages (`(user,
-/// id)` pairs). Nothing is appended for a batch that changes nothing.
+/// Appends a batch's delta to `rollup_queue` (PostgreSQL), with the ids of
+/// its messages. Nothing is appended for a batch that changes nothing.
 pub(super) async fn enqueue(
     txn: &DatabaseTransaction,
-    delta: Delta,
-    message_ids: &[(Uuid, Uuid)],
+    delta: &Delta,
+    message_ids: &[Uuid],
     now: OffsetDateTime,
 ) -> StoreResult<bool> {
-    let mut ids: Vec<Vec<String>> = vec![Vec::new(); FOLD_SHARDS];
-    for (user, id) in message_ids {
-        ids[shard_of(*user)].push(id.to_string());
-    }
-    let mut values: Vec<DbValue> = Vec::new();
-    let mut rows = Vec::new();
-    for (shard, (part, ids)) in delta.split().into_iter().zip(ids).enumerate() {
-        if part.is_empty() && ids.is_empty() {
-            continue;
-        }
-        let payload =
-            serde_json::to_string(&part).map_err(|e| StoreError::Internal(e.to_string()))?;
-        let n = values.len();
-        rows.push(format!(
-            "(${}, ${}, CAST(${} AS uuid[]), ${})",
-            n + 1,
-            n + 2,
-            n + 3,
-            n + 4
-        ));
-        values.extend([
-            i16::try_from(shard).unwrap_or(0).into(),
-            now.into(),
-            format!("{{{}}}", ids.join(",")).into(),
-            payload.into(),
-        ]);
-    }
-    if rows.is_empty() {
+    if delta.is_empty() && message_ids.is_empty() {
         return Ok(false);
     }
+    let payload = serde_json::to_string(delta).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let ids = message_ids
+        .iter()
+        .map(Uuid::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     sql::execute(
         txn,
-        &format!(
-            "INSERT INTO rollup_queue (shard, enqueued_at, message_ids, payload) VALUES {}",
-            rows.join(", ")
-        ),
-        values,
+        "INSERT INTO rollup_queue (enqueued_at, message_ids, payload) VALUES ($1, CAST($2 AS uuid[]), $3)",
+        vec![now.into(), format!("{{{ids}}}").into(), payload.into()],
     )
     .await?;
     Ok(true)
@@ -382,14 +324,14 @@ struct Queued {
 #[derive(FromQueryResult)]
 struct Oldest {
     enqueued_at: Option<OffsetDateTime>,
-    rows: i64,
+    batches: i64,
 }
 
 /// What [`Store::rollup_lag`] reports.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RollupLag {
-    /// Queue rows not folded yet (a batch appends one per shard it touches).
-    pub rows: i64,
+    /// Batches appended and not folded yet.
+    pub batches: i64,
     /// Seconds since the oldest of them was appended (0 when none).
     pub seconds: f64,
 }
@@ -440,9 +382,12 @@ impl Store {
         let began = OffsetDateTime::now_utc();
         let mut folded = 0;
         if self.engine() == Engine::Postgres {
-            let shards = (0..FOLD_SHARDS).map(|shard| self.fold_shard(shard));
-            for n in futures_util::future::join_all(shards).await {
-                folded += n?;
+            loop {
+                let taken = self.fold_once().await?;
+                folded += taken;
+                if i64::try_from(taken).unwrap_or(i64::MAX) < ROWS_PER_FOLD {
+                    break;
+                }
             }
         }
         self.folder.finished.store(n, Ordering::SeqCst);
@@ -452,33 +397,20 @@ impl Store {
         Ok(folded)
     }
 
-    /// Folds one shard until it is empty (of what was committed before).
-    async fn fold_shard(&self, shard: usize) -> StoreResult<usize> {
-        let mut folded = 0;
-        loop {
-            let taken = self.fold_once(shard).await?;
-            folded += taken;
-            if i64::try_from(taken).unwrap_or(i64::MAX) < ROWS_PER_FOLD {
-                return Ok(folded);
-            }
-        }
-    }
-
-    /// One fold transaction: takes up to [`ROWS_PER_FOLD`] rows of a shard,
+    /// One fold transaction: takes up to [`ROWS_PER_FOLD`] queue rows,
     /// writes their merged delta and deletes them, retried on a lock conflict.
-    async fn fold_once(&self, shard: usize) -> StoreResult<usize> {
-        let shard = i16::try_from(shard).unwrap_or(0);
+    async fn fold_once(&self) -> StoreResult<usize> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let run = async {
                 let txn = self.conn().begin().await?;
-                sql::query_all(&txn, FOLD_LOCK, vec![shard.into()]).await?;
+                sql::execute(&txn, FOLD_LOCK, vec![]).await?;
                 let rows: Vec<Queued> = sql::fetch_all(
                     &txn,
-                    "DELETE FROM rollup_queue WHERE seq IN (SELECT seq FROM rollup_queue \
-                     WHERE shard = $1 ORDER BY seq LIMIT $2) RETURNING payload",
-                    vec![shard.into(), ROWS_PER_FOLD.into()],
+                    "DELETE FROM rollup_queue WHERE seq IN \
+                     (SELECT seq FROM rollup_queue ORDER BY seq LIMIT $1) RETURNING payload",
+                    vec![ROWS_PER_FOLD.into()],
                 )
                 .await?;
                 let taken = rows.len();
@@ -523,7 +455,7 @@ impl Store {
         let oldest: Oldest = sql::fetch_one(
             self.conn(),
             "SELECT (SELECT enqueued_at FROM rollup_queue ORDER BY seq LIMIT 1) AS enqueued_at, \
-             (SELECT COUNT(*) FROM rollup_queue) AS rows",
+             (SELECT COUNT(*) FROM rollup_queue) AS batches",
             vec![],
         )
         .await?
@@ -532,7 +464,7 @@ impl Store {
             ((OffsetDateTime::now_utc() - t).as_seconds_f64()).max(0.0)
         });
         Ok(RollupLag {
-            rows: oldest.rows,
+            batches: oldest.batches,
             seconds,
         })
     }
