@@ -19,6 +19,9 @@ mod m20261203_000012_otel_spans;
 mod m20261203_000013_posthog_outbox;
 mod m20261203_000014_budget_reservations;
 mod m20261203_000015_rollup_queue;
+mod m20261204_000016_partitions;
+
+pub use m20261204_000016_partitions::PARTITIONED;
 
 /// Applies the migrations in order.
 #[derive(Debug)]
@@ -41,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000013_posthog_outbox::Migration),
             Box::new(m20261203_000014_budget_reservations::Migration),
             Box::new(m20261203_000015_rollup_queue::Migration),
+            Box::new(m20261204_000016_partitions::Migration),
         ]
     }
 }

@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         action: RollupsAction,
     },
+    /// Raw-data retention and the monthly partitions it drops.
+    Retention {
+        #[command(subcommand)]
+        action: RetentionAction,
+    },
     /// Extract and price token usage (the pricing core, from the shell).
     Usage {
         #[command(subcommand)]
@@ -200,6 +205,28 @@ enum RollupsAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum RetentionAction {
+    /// Drop raw rows (messages, activity events, error logs) older than
+    /// RAW_RETENTION_MONTHS whole months before the current one: whole
+    /// partitions on PostgreSQL, rows in batches on SQLite. Rollups stay.
+    Apply {
+        /// Months to keep; overrides RAW_RETENTION_MONTHS.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1200))]
+        months: Option<u32>,
+        /// Say what would be dropped; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// From when raw rows are kept, and the monthly partitions (PostgreSQL).
+    Status {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum UsageAction {
     /// Read one raw LLM/LangChain/Langflow response (JSON) on stdin and print
     /// its model, normalized usage, cost and warnings as JSON.
@@ -339,6 +366,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), CliError> {
         }
         Command::Keys { action } => keys(action, settings).await,
         Command::Rollups { action } => rollups(action, settings).await,
+        Command::Retention { action } => retention(action, settings).await,
         Command::Usage { action } => usage(action, &settings),
         Command::Reports { action } => crate::jobs::reports::command(action, settings).await,
         Command::Posthog { action } => posthog(action, settings).await,
@@ -570,6 +598,66 @@ async fn keys(action: KeysAction, settings: Settings) -> Result<(), CliError> {
     }
 }
 
+async fn retention(action: RetentionAction, settings: Settings) -> Result<(), CliError> {
+    match action {
+        RetentionAction::Apply {
+            months,
+            dry_run,
+            db,
+        } => {
+            let Some(months) = months.or(settings.raw_retention_months) else {
+                return Err(CliError(
+                    "RAW_RETENTION_MONTHS is not set and --months is not given: \
+                     nothing says how much to keep"
+                        .into(),
+                ));
+            };
+            let store = open_store(&settings.with_database_url(db.database_url)?).await?;
+            let now = time::OffsetDateTime::now_utc();
+            if !dry_run {
+                store.keep_partitions(now).await?;
+            }
+            let report = store.apply_retention(months, now, dry_run).await?;
+            let kept = report
+                .kept_from
+                .map_or_else(|| "the start".to_owned(), |k| k.date().to_string());
+            let verb = if dry_run { "would drop" } else { "dropped" };
+            println!("raw rows are kept from {kept} (UTC); rollups are kept for every day");
+            println!(
+                "{verb} {} partitions{}",
+                report.partitions.len(),
+                if report.partitions.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", report.partitions.join(", "))
+                }
+            );
+            println!("{verb} {} rows one by one", report.rows);
+            println!(
+                "{verb} {} ledger rows (items older than {kept} are now refused with `beyond_retention`)",
+                report.ledger_rows
+            );
+            Ok(())
+        }
+        RetentionAction::Status { db } => {
+            let months = settings.raw_retention_months;
+            let store = open_store(&settings.with_database_url(db.database_url)?).await?;
+            match store.raw_kept_from().await? {
+                Some(k) => println!("raw rows are kept from {} (UTC)", k.date()),
+                None => println!("raw rows are kept for every day (retention never applied)"),
+            }
+            match months {
+                Some(m) => println!("RAW_RETENTION_MONTHS={m}"),
+                None => println!("RAW_RETENTION_MONTHS is not set"),
+            }
+            for p in store.partitions().await? {
+                println!("{}  {}", p.month, p.name);
+            }
+            Ok(())
+        }
+    }
+}
+
 async fn rollups(action: RollupsAction, settings: Settings) -> Result<(), CliError> {
     use charlie_store::maintenance::RollupRange;
     let (range, db) = match &action {
@@ -605,6 +693,11 @@ async fn rollups(action: RollupsAction, settings: Settings) -> Result<(), CliErr
             }
             for id in &report.stuck_pending {
                 println!("pending message {id} waits although its conversation exists");
+            }
+            if let Some(from) = report.retained_from {
+                println!(
+                    "days before {from} were not compared: retention dropped their raw rows (their rollups stay)"
+                );
             }
             if report.differences.is_empty() && report.stuck_pending.is_empty() {
                 println!(

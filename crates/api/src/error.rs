@@ -69,7 +69,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::TimestampInFuture
         | ErrorCode::UnknownRole
         | ErrorCode::UnknownType
-        | ErrorCode::IdReused => StatusCode::BAD_REQUEST,
+        | ErrorCode::IdReused
+        | ErrorCode::BeyondRetention => StatusCode::BAD_REQUEST,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,

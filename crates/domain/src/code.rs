@@ -64,11 +64,14 @@ pub enum ErrorCode {
     UnknownType,
     /// The id was used before for another item type or other content.
     IdReused,
+    /// The item is older than raw rows are kept (`RAW_RETENTION_MONTHS`):
+    /// its month was dropped, so it cannot be told from a re-send.
+    BeyondRetention,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::InvalidParameter,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidBody,
@@ -96,6 +99,7 @@ impl ErrorCode {
         ErrorCode::UnknownRole,
         ErrorCode::UnknownType,
         ErrorCode::IdReused,
+        ErrorCode::BeyondRetention,
     ];
 
     /// The code's text, as clients see it.
@@ -128,6 +132,7 @@ impl ErrorCode {
             ErrorCode::UnknownRole => "unknown_role",
             ErrorCode::UnknownType => "unknown_type",
             ErrorCode::IdReused => "id_reused",
+            ErrorCode::BeyondRetention => "beyond_retention",
         }
     }
 }

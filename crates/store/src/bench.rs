@@ -344,7 +344,8 @@ pub async fn copy_everything(
             .collect(),
     );
     add(
-        "COPY ingested_items (id, item_type, content_hash, received_at) FROM STDIN".into(),
+        "COPY ingested_items (id, item_type, content_hash, received_at, created_at) FROM STDIN"
+            .into(),
         rows.chunks(split(rows.len()))
             .map(|part| {
                 chunked(part, |r, out| {
@@ -354,6 +355,7 @@ pub async fn copy_everything(
                     // A content hash of the same length as ingestion's (SHA-256 hex).
                     f.text(Some(&format!("{:064x}", r.id.as_u128())));
                     f.time(received_at);
+                    f.time(r.created_at);
                     f.end();
                 })
             })

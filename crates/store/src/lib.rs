@@ -26,6 +26,7 @@ pub mod posthog;
 pub mod reports;
 pub mod reprice;
 pub mod reservations;
+pub mod retention;
 pub mod rollup;
 mod sql;
 pub mod testing;

@@ -70,6 +70,9 @@ pub struct VerifyReport {
     pub differences: Vec<RollupDifference>,
     /// Waiting messages whose conversation exists (should never happen).
     pub stuck_pending: Vec<Uuid>,
+    /// Set when retention dropped older raw rows: days before it were not
+    /// compared (their rollups stay, but there is nothing to recount).
+    pub retained_from: Option<Date>,
 }
 
 /// A range in the terms of each table: dates and bucket indexes, both ends
@@ -126,8 +129,12 @@ impl Store {
     ///
     /// Batches waiting in `rollup_queue` are folded first: a recount from
     /// raw rows counts them, so they must not be folded again afterwards.
+    ///
+    /// Only the retained range is rebuilt (see [`Store::retained`]): the
+    /// rollups of days whose raw rows retention dropped are kept as they are.
     pub async fn rebuild_rollups(&self, range: RollupRange) -> StoreResult<usize> {
         self.fold_pending().await?;
+        let (range, kept_from) = self.retained(range).await?;
         let _guard = self.write_guard().await;
         let txn = self.conn().begin().await?;
         let (rollups, sessions) = recount(&txn, range).await?;
@@ -181,14 +188,26 @@ impl Store {
         let months = crate::budgets::rebuild_month_usage(&txn).await?;
         // So do the per-user counters and milestone times (all time).
         sql::execute(&txn, USER_TOTALS_FROM_ROLLUPS, vec![]).await?;
+        // A milestone reached before retention's horizon keeps its stored
+        // time: the event that set it is gone.
         for (column, event) in MILESTONE_COLUMNS {
+            let (keep_older, values) = match kept_from {
+                Some(k) => (
+                    format!(
+                        " WHERE {column} IS NULL OR {}",
+                        sql::instant_cmp(self.backend(), column, ">=", 1)
+                    ),
+                    vec![k.into()],
+                ),
+                None => (String::new(), vec![]),
+            };
             sql::execute(
                 &txn,
                 &format!(
                     "UPDATE users SET {column} = (SELECT MIN(e.created_at) FROM user_activity_events e \
-                     WHERE e.user_id = users.id AND e.event_type = '{event}')"
+                     WHERE e.user_id = users.id AND e.event_type = '{event}'){keep_older}"
                 ),
-                vec![],
+                values,
             )
             .await?;
         }
@@ -206,8 +225,11 @@ impl Store {
     ///
     /// Batches waiting in `rollup_queue` are folded first, so what was
     /// acknowledged before the call is compared whole.
+    ///
+    /// Only the retained range is compared; the report says from when.
     pub async fn verify_rollups(&self, range: RollupRange) -> StoreResult<VerifyReport> {
         self.fold_pending().await?;
+        let (range, kept_from) = self.retained(range).await?;
         let (recounted, _) = recount(self.conn(), range).await?;
         let mut fresh = keyed(&recounted);
         fresh.extend(keyed(&recount_all_time(self.conn()).await?));
@@ -215,6 +237,7 @@ impl Store {
         stored.extend(stored_all_time(self.conn()).await?);
         let mut report = VerifyReport {
             rows: stored.len(),
+            retained_from: kept_from.map(OffsetDateTime::date),
             ..VerifyReport::default()
         };
         let keys: BTreeSet<&(&'static str, String)> = stored.keys().chain(fresh.keys()).collect();
@@ -278,6 +301,28 @@ impl Store {
 }
 
 type Keyed = BTreeMap<(&'static str, String), Counters>;
+
+impl Store {
+    /// `range` narrowed to the days whose raw rows retention keeps, and
+    /// from when they are kept (`None`: everything is).
+    pub async fn retained(
+        &self,
+        range: RollupRange,
+    ) -> StoreResult<(RollupRange, Option<OffsetDateTime>)> {
+        let kept_from = self.raw_kept_from().await?;
+        let Some(kept) = kept_from else {
+            return Ok((range, None));
+        };
+        let from = range.from.map_or(kept.date(), |f| f.max(kept.date()));
+        Ok((
+            RollupRange {
+                from: Some(from),
+                to: range.to,
+            },
+            kept_from,
+        ))
+    }
+}
 
 /// Recomputes the per-user counters of `users` from the rollups.
 const USER_TOTALS_FROM_ROLLUPS: &str = "UPDATE users SET \

@@ -136,12 +136,11 @@ fn unix_ms(at: OffsetDateTime) -> i64 {
 /// `column >= $a AND column < $b`, exact on both engines (SQLite keeps
 /// timestamps as text whose fraction has no fixed width).
 fn within(backend: DbBackend, column: &str, a: usize, b: usize) -> String {
-    match backend {
-        DbBackend::Sqlite => format!(
-            "julianday({column}) >= julianday(${a}) AND julianday({column}) < julianday(${b})"
-        ),
-        _ => format!("{column} >= ${a} AND {column} < ${b}"),
-    }
+    format!(
+        "{} AND {}",
+        sql::instant_cmp(backend, column, ">=", a),
+        sql::instant_cmp(backend, column, "<", b)
+    )
 }
 
 impl Store {

@@ -80,6 +80,15 @@ pub async fn execute<C: ConnectionTrait>(
         .rows_affected())
 }
 
+/// `column <op> $param` for timestamps. SQLite stores them as text whose
+/// form depends on the writer, so it compares their Julian days there.
+pub fn instant_cmp(backend: DbBackend, column: &str, op: &str, param: usize) -> String {
+    match backend {
+        DbBackend::Sqlite => format!("julianday({column}) {op} julianday(${param})"),
+        _ => format!("{column} {op} ${param}"),
+    }
+}
+
 /// Whether a failed transaction is worth running again: lock conflicts and
 /// races that a second run resolves by seeing the other writer's rows.
 pub fn is_retriable(e: &crate::StoreError) -> bool {

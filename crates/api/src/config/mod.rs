@@ -98,6 +98,11 @@ pub struct Settings {
     /// be folded into the rollups before answering (PostgreSQL; default
     /// 2,000; 0 answers as soon as the raw rows are committed).
     pub rollup_wait: std::time::Duration,
+    /// `RAW_RETENTION_MONTHS`: raw rows (messages, activity events, error
+    /// logs) are kept for this many whole months before the current one,
+    /// then dropped by the daily upkeep; rollups are kept forever. Unset
+    /// keeps everything.
+    pub raw_retention_months: Option<u32>,
     /// Rate limits per service key and per user (`ratelimit.rs`).
     pub rate_limits: crate::ratelimit::RateLimitSettings,
     /// `METRICS_TOKEN`: when set, `GET /metrics` wants it as a bearer token.
@@ -318,6 +323,7 @@ impl Settings {
                 "ROLLUP_WAIT_MS",
                 2_000u64,
             )?),
+            raw_retention_months: raw_retention_months(env)?,
             rate_limits: crate::ratelimit::RateLimitSettings::from_env(
                 env,
                 app_env == AppEnv::Production,
@@ -367,6 +373,22 @@ impl Settings {
     }
 }
 
+/// `RAW_RETENTION_MONTHS`: unset or empty keeps everything; otherwise a
+/// whole number of months from 1 to 1,200.
+fn raw_retention_months(env: &dyn Env) -> Result<Option<u32>, ConfigError> {
+    match env.get("RAW_RETENTION_MONTHS").map(|v| v.trim().to_owned()) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=1200).contains(&n) => Ok(Some(n)),
+            _ => Err(ConfigError::new(
+                "RAW_RETENTION_MONTHS",
+                format!("`{v}` is not a whole number of months from 1 to 1200"),
+            )),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,6 +414,8 @@ mod tests {
             ("DATABASE_URL", "bogus://x"),
             ("BIND_ADDR", "nowhere"),
             ("APP_ENV", "staging"),
+            ("RAW_RETENTION_MONTHS", "0"),
+            ("RAW_RETENTION_MONTHS", "a year"),
             ("SENTRY_TRACES_SAMPLE_RATE", "2"),
             ("LANGSMITH_TRACING", "maybe"),
             ("INGEST_MAX_ITEMS", "-1"),

@@ -3,13 +3,15 @@
 //! usage-alert webhooks (`webhook.rs`), the one that forwards activity
 //! events to PostHog (`posthog.rs`) and the weekly report scheduler
 //! (`reports.rs`), the sweeper of expired budget reservations
-//! (`reservations.rs`), plus their settings (`settings.rs`).
+//! (`reservations.rs`), the daily upkeep of raw data: partitions ahead and
+//! retention (`upkeep.rs`), plus their settings (`settings.rs`).
 
 pub mod fold;
 pub mod posthog;
 pub mod reports;
 pub mod reservations;
 pub mod settings;
+pub mod upkeep;
 pub mod webhook;
 
 use crate::AppState;
@@ -23,6 +25,10 @@ pub fn start(state: &AppState) {
     runtime.spawn(fold::run(state.store.clone()));
     runtime.spawn(crate::otlp::resolve::sweeper(state.clone()));
     runtime.spawn(reservations::run(state.store.clone()));
+    runtime.spawn(upkeep::run(
+        state.store.clone(),
+        state.settings.raw_retention_months,
+    ));
     if let Some(webhook) = &state.settings.notify.webhook {
         runtime.spawn(webhook::run(state.store.clone(), webhook.clone()));
     }

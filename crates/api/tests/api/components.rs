@@ -607,10 +607,11 @@ async fn unknown_components_get_a_placeholder_and_waiting_messages_keep_theirs()
         m.component
     });
     assert_eq!(Figures::of(&groups[&ghost.to_string()]), want[&ghost]);
-    // The user's breakdown has it under "no workflow" too.
+    // The user's breakdown has it under "no workflow" too. Two days, not
+    // one: the message is 1h55m old, which is yesterday just after midnight.
     let mine = w
         .ok(
-            "/api/v1/analytics/my-stats/components?days=1",
+            "/api/v1/analytics/my-stats/components?days=2",
             &token("ann", false),
         )
         .await;

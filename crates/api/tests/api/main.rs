@@ -24,3 +24,4 @@ mod otel;
 mod posthog;
 mod ratelimit;
 mod reports;
+mod retention;

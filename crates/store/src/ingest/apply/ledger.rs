@@ -15,6 +15,7 @@ pub(super) async fn ledger(
     txn: &DatabaseTransaction,
     items: &[Item],
     now: OffsetDateTime,
+    kept_from: Option<OffsetDateTime>,
     out: &mut [Applied],
 ) -> StoreResult<Vec<usize>> {
     let mut first: HashMap<Uuid, usize> = HashMap::new();
@@ -24,6 +25,16 @@ pub(super) async fn ledger(
             item.item_type(),
             ItemType::Message | ItemType::Event | ItemType::Error
         ) {
+            continue;
+        }
+        if let Some(kept) = kept_from.filter(|k| item.at < *k) {
+            out[i] = Applied::error(
+                ErrorCode::BeyondRetention,
+                format!(
+                    "the item's timestamp is before {kept}, from when raw data is kept \
+                     (RAW_RETENTION_MONTHS); it is not stored"
+                ),
+            );
             continue;
         }
         match first.get(&item.id) {
@@ -59,6 +70,7 @@ pub(super) async fn ledger(
                 item.item_type().as_str().into(),
                 item.content_hash.clone().into(),
                 now.into(),
+                item.at.into(),
             ]
         })
         .collect();
@@ -66,7 +78,13 @@ pub(super) async fn ledger(
     for row in insert_many(
         txn,
         "ingested_items",
-        &["id", "item_type", "content_hash", "received_at"],
+        &[
+            "id",
+            "item_type",
+            "content_hash",
+            "received_at",
+            "created_at",
+        ],
         rows,
         Some(ignore_conflicts(&["id"])),
         &["id"],

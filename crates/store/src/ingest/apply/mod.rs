@@ -130,8 +130,10 @@ pub(super) async fn apply(
     let mut out: Vec<Applied> = items.iter().map(|_| Applied::new(Outcome::Error)).collect();
     let mut batch = Batch::default();
 
-    // 1. The ledger decides which append-only items are new.
-    let fresh = ledger(txn, items, now, &mut out).await?;
+    // 1. The ledger decides which append-only items are new (and refuses
+    // those older than raw rows are kept).
+    let kept_from = crate::retention::kept_from_for_write(txn).await?;
+    let fresh = ledger(txn, items, now, kept_from, &mut out).await?;
 
     // 2. Entities, parents before children.
     for kind in [
