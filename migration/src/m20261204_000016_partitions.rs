@@ -199,10 +199,10 @@ impl MigrationTrait for Migration {
         ))
         .await?;
         for table in PARTITIONED.iter().chain(&["pending_messages"]) {
+            // A join, not a lookup per row: one pass over each table.
             db.execute_unprepared(&format!(
-                "UPDATE ingested_items SET created_at = \
-                 (SELECT t.created_at FROM {table} t WHERE t.id = ingested_items.id) \
-                 WHERE created_at IS NULL AND EXISTS (SELECT 1 FROM {table} t WHERE t.id = ingested_items.id)"
+                "UPDATE ingested_items SET created_at = t.created_at FROM {table} t \
+                 WHERE t.id = ingested_items.id AND ingested_items.created_at IS NULL"
             ))
             .await?;
         }
