@@ -3,8 +3,8 @@
 //! On PostgreSQL the append-only tables (`messages`, `user_activity_events`,
 //! `error_logs`) become range-partitioned by `created_at`, one partition per
 //! UTC month (`messages_p2026_12`), plus a DEFAULT partition
-//! (`messages_default`) that catches a row whose month has no partition yet,
-//! so a late or back-dated item is never refused for that reason. An
+//! (`messages_default`), a safety net for a row whose month has no partition
+//! (ingestion makes the month's partition before it writes). An
 //! existing database is converted in place: the table is renamed, a
 //! partitioned one with the same columns, keys, indexes and foreign keys is
 //! created, the rows are copied, the old table is dropped.
@@ -13,7 +13,8 @@
 //! is the one place that makes a partition: it takes a transaction-level
 //! advisory lock, so instances creating the same month at once are safe,
 //! and moves the rows of that month out of the DEFAULT partition before
-//! attaching the new one. The service calls it at start and daily.
+//! attaching the new one. The service calls it at start and daily, and
+//! ingestion calls it for a month it has not seen before.
 //!
 //! Both engines: the ledger `ingested_items` gains the item's own
 //! `created_at` (back-filled from the raw rows), so retention can drop the
@@ -42,6 +43,10 @@ DECLARE
 BEGIN
     -- One creator at a time across sessions and instances.
     PERFORM pg_advisory_xact_lock(1700, 16);
+    -- A relation lock (the one ATTACH takes anyway; it lets inserts and
+    -- reads through) also makes this session read the catalog as it is
+    -- now, not as its caches last saw it.
+    EXECUTE format('LOCK TABLE %I IN SHARE UPDATE EXCLUSIVE MODE', parent);
     IF to_regclass(quote_ident(part)) IS NOT NULL THEN
         RETURN FALSE;
     END IF;

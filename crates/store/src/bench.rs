@@ -244,6 +244,9 @@ pub async fn copy_messages(
         .map(|part| chunked(part, |r, out| r.write_copy_line(out)))
         .collect();
     let statement = format!("COPY messages ({}) FROM STDIN", message_columns());
+    store
+        .ensure_partitions(rows.iter().map(|r| r.created_at))
+        .await?;
     let started = Instant::now();
     let copied = futures_util::future::try_join_all(
         parts
@@ -280,6 +283,9 @@ pub async fn copy_everything(
     use crate::rollup::{Counters, MessageFacts, Rollups};
     use charlie_domain::{MessageRole, TokenUsage};
     let streams = streams.max(1);
+    store
+        .ensure_partitions(rows.iter().map(|r| r.created_at).chain([received_at]))
+        .await?;
     let mut rollups = Rollups::default();
     let mut sessions: std::collections::BTreeMap<(Uuid, Date), (Uuid, Option<Uuid>)> =
         std::collections::BTreeMap::new();
@@ -577,6 +583,9 @@ pub async fn seed_design_insert(
     rows: &[MessageRow],
     clients: usize,
 ) -> StoreResult<Duration> {
+    store
+        .ensure_partitions(rows.iter().map(|r| r.created_at))
+        .await?;
     let insert = format!(
         "INSERT INTO messages ({}) VALUES ({})",
         message_columns(),

@@ -74,6 +74,9 @@ pub struct Store {
     pub(crate) folder: Arc<crate::ingest::fold::Folder>,
     /// How long a request waits for its batch to be folded (PostgreSQL).
     pub(crate) fold_wait: Duration,
+    /// The UTC months whose partitions this process has seen exist
+    /// (`retention.rs`, PostgreSQL).
+    pub(crate) partition_months: Arc<std::sync::Mutex<std::collections::HashSet<time::Date>>>,
 }
 
 /// One migration and whether it is applied.
@@ -172,6 +175,7 @@ impl Store {
             posthog_outbox: false,
             folder: Arc::default(),
             fold_wait: crate::ingest::fold::DEFAULT_FOLD_WAIT,
+            partition_months: Arc::default(),
         })
     }
 

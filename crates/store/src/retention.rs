@@ -5,9 +5,13 @@
 //! partitioned by UTC month of `created_at` (migration 16). The one function
 //! that makes a partition, `charlie_ensure_month_partition`, lives in the
 //! database; [`Store::keep_partitions`] calls it for this month and the next
-//! [`MONTHS_AHEAD`], and for any month whose rows sit in a table's DEFAULT
-//! partition (a back-dated item whose month had none: it was stored there,
-//! never refused, and moves to its month here).
+//! [`MONTHS_AHEAD`]. Ingestion makes the partitions of the months of a
+//! batch's items before it writes them ([`Store::ensure_partitions`]), so a
+//! late or back-dated item lands in its own month's partition, never
+//! refused. The DEFAULT partition is only a safety net, expected empty:
+//! `keep_partitions` moves any rows found there into their month's new
+//! partition, but a query planned before such a move does not see the moved
+//! rows, which is why ingestion never leaves rows there in the first place.
 //!
 //! Retention keeps raw rows from [`kept_from`]: the first day of the month
 //! `months` before the current one, so at least `months` whole months are
@@ -201,17 +205,7 @@ impl Store {
                 if kept.is_some_and(|k| month < k.date()) {
                     continue;
                 }
-                let txn = self.conn().begin().await?;
-                let made = sql::query_one(
-                    &txn,
-                    "SELECT charlie_ensure_month_partition($1, $2) AS made",
-                    vec![table.into(), month.into()],
-                )
-                .await?
-                .map(|r| r.try_get::<bool>("", "made"))
-                .transpose()?
-                .unwrap_or(false);
-                txn.commit().await?;
+                let made = self.ensure_month(table, month).await?;
                 if made {
                     created.push(format!(
                         "{table}_p{:04}_{:02}",
@@ -222,6 +216,71 @@ impl Store {
             }
         }
         Ok(created)
+    }
+
+    /// Makes the partition of `table` for the UTC month starting `month`
+    /// if it is missing (`charlie_ensure_month_partition`, in its own
+    /// transaction). Returns whether it made one.
+    async fn ensure_month(&self, table: &str, month: Date) -> StoreResult<bool> {
+        let txn = self.conn().begin().await?;
+        let made = sql::query_one(
+            &txn,
+            "SELECT charlie_ensure_month_partition($1, $2) AS made",
+            vec![table.into(), month.into()],
+        )
+        .await?
+        .map(|r| r.try_get::<bool>("", "made"))
+        .transpose()?
+        .unwrap_or(false);
+        txn.commit().await?;
+        Ok(made)
+    }
+
+    /// Makes sure the months of `instants` have their partitions in every
+    /// partitioned table before an ingest transaction writes rows of them,
+    /// so that no row is ever written to a DEFAULT partition: moving rows
+    /// out of one later races with queries planned before the move (they
+    /// would not see the rows in either place). A month this process has
+    /// seen before costs a set lookup; months before the retention horizon
+    /// are skipped (ingest refuses their items). A no-op on SQLite. Bulk
+    /// loads (the benchmarks' `COPY`) call it too.
+    pub async fn ensure_partitions(
+        &self,
+        instants: impl Iterator<Item = OffsetDateTime>,
+    ) -> StoreResult<()> {
+        if self.engine() != Engine::Postgres {
+            return Ok(());
+        }
+        let missing: Vec<Date> = {
+            let known = self
+                .partition_months
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut months: Vec<Date> = instants
+                .map(|at| month_start(at.to_offset(time::UtcOffset::UTC).date(), 0))
+                .filter(|m| !known.contains(m))
+                .collect();
+            months.sort_unstable();
+            months.dedup();
+            months
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let kept = self.raw_kept_from().await?;
+        for month in missing {
+            if kept.is_some_and(|k| month < k.date()) {
+                continue;
+            }
+            for table in PARTITIONED {
+                self.ensure_month(table, month).await?;
+            }
+            self.partition_months
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(month);
+        }
+        Ok(())
     }
 
     /// Drops raw rows older than `months` whole months before the month of
@@ -303,6 +362,10 @@ impl Store {
                     txn.commit().await?;
                     report.partitions.push(p.name);
                 }
+                self.partition_months
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .retain(|m| *m >= kept.date());
                 for table in PARTITIONED {
                     report.rows += self
                         .delete_before(&format!("{table}_default"), "ctid", kept)

@@ -67,11 +67,11 @@ fn partition(table: &str, at: OffsetDateTime) -> String {
 }
 
 #[tokio::test]
-async fn a_back_dated_item_lands_and_the_upkeep_moves_it_to_its_own_month() {
+async fn a_back_dated_item_lands_in_its_own_month_and_default_stays_empty() {
     let app = spawn_app().await;
     let key = app.api_key().await;
     let now = OffsetDateTime::now_utc();
-    // Fourteen months back: no partition was made for it.
+    // Fourteen months back: no partition was made for it ahead of time.
     let old = now - Duration::days(430);
     let (user, conv) = (Uuid::now_v7(), Uuid::now_v7());
     let results = post(
@@ -99,35 +99,57 @@ async fn a_back_dated_item_lands_and_the_upkeep_moves_it_to_its_own_month() {
         for table in ["messages", "user_activity_events", "error_logs"] {
             // (Events: the tracked one and the milestones it reached.)
             assert!(
-                count(&app, &format!("SELECT COUNT(*) FROM {table}_default")).await >= 1,
-                "{table}: the old row waits in the DEFAULT partition"
-            );
-        }
-        // Two instances keep the partitions at once: each month is made once.
-        let other = Store::connect(app._db.url()).await.unwrap();
-        let (a, b) = tokio::join!(app.store.keep_partitions(now), other.keep_partitions(now));
-        let (a, b) = (a.unwrap(), b.unwrap());
-        let old_month = partition("messages", old);
-        assert_eq!(
-            a.iter().chain(&b).filter(|p| **p == old_month).count(),
-            1,
-            "{a:?} {b:?}"
-        );
-        for table in ["messages", "user_activity_events", "error_logs"] {
-            assert_eq!(
-                count(&app, &format!("SELECT COUNT(*) FROM {table}_default")).await,
-                0,
-                "{table}: moved out of DEFAULT"
-            );
-            assert!(
                 count(
                     &app,
                     &format!("SELECT COUNT(*) FROM {}", partition(table, old))
                 )
                 .await
-                    >= 1
+                    >= 1,
+                "{table}: the old row is in its month's partition"
+            );
+            assert_eq!(
+                count(&app, &format!("SELECT COUNT(*) FROM {table}_default")).await,
+                0,
+                "{table}: nothing waits in DEFAULT"
             );
         }
+        // A row left in DEFAULT (written before this version, or by hand)
+        // moves to its month when the partitions are kept; two instances
+        // doing so at once make the month once.
+        let older = now - Duration::days(800);
+        let placed = count(
+            &app,
+            &format!(
+                "WITH x AS (INSERT INTO error_logs (id, created_at, user_id, service, error_type, \
+                 error_message, metadata) VALUES ('{}', '{}', '{user}', 'openai', 'Timeout', 'slow', '{{}}') \
+                 RETURNING 1) SELECT COUNT(*) FROM x",
+                Uuid::now_v7(),
+                older.format(&Rfc3339).unwrap()
+            ),
+        )
+        .await;
+        assert_eq!(placed, 1);
+        assert_eq!(
+            count(&app, "SELECT COUNT(*) FROM error_logs_default").await,
+            1
+        );
+        let other = Store::connect(app._db.url()).await.unwrap();
+        let (a, b) = tokio::join!(app.store.keep_partitions(now), other.keep_partitions(now));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let older_month = partition("error_logs", older);
+        assert_eq!(
+            a.iter().chain(&b).filter(|p| **p == older_month).count(),
+            1,
+            "{a:?} {b:?}"
+        );
+        assert_eq!(
+            count(&app, "SELECT COUNT(*) FROM error_logs_default").await,
+            0
+        );
+        assert_eq!(
+            count(&app, &format!("SELECT COUNT(*) FROM {older_month}")).await,
+            1
+        );
         let names: Vec<String> = app
             .store
             .partitions()
@@ -144,6 +166,91 @@ async fn a_back_dated_item_lands_and_the_upkeep_moves_it_to_its_own_month() {
         }
     }
     assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 2);
+    crate::helpers::assert_rollups_clean(&app).await;
+}
+
+/// Batches of many past months sent at once, to two servers' stores, while
+/// the partitions are kept: every month's partition is made once, every
+/// item lands and is counted once, and nothing is left in DEFAULT.
+#[tokio::test]
+async fn back_dated_months_made_under_concurrent_ingestion_lose_nothing() {
+    let app = spawn_app().await;
+    let key = app.api_key().await;
+    let now = OffsetDateTime::now_utc();
+    let (user, conv) = (Uuid::now_v7(), Uuid::now_v7());
+    let setup = post(
+        &app,
+        &key,
+        &[
+            item(
+                user,
+                "user.upsert",
+                now - Duration::days(2000),
+                json!({"external_id": "many", "email": "many@example.com"}),
+            ),
+            item(
+                conv,
+                "conversation.upsert",
+                now - Duration::days(2000),
+                json!({"user_id": user}),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(outcomes(&setup), vec!["created"; 2]);
+    // 8 batches; batch b holds months 3..=14 back, shifted by b, so
+    // batches share months and race to make them.
+    let batches: Vec<Vec<Value>> = (0..8)
+        .map(|b| {
+            (0..12)
+                .flat_map(|k| {
+                    let at = now - Duration::days(31 * (3 + k + b) + 1);
+                    [
+                        message(Uuid::now_v7(), conv, at, 10),
+                        event(user, at),
+                        error(user, at),
+                    ]
+                })
+                .collect()
+        })
+        .collect();
+    let keeper = async {
+        for _ in 0..5 {
+            app.store.keep_partitions(now).await.unwrap();
+        }
+    };
+    let posts = futures_util::future::join_all(batches.iter().map(|b| post(&app, &key, b)));
+    let (results, ()) = tokio::join!(posts, keeper);
+    for r in &results {
+        assert_eq!(outcomes(r), vec!["created"; 36]);
+    }
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 96);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM error_logs").await, 96);
+    if app.store.engine() == Engine::Postgres {
+        for table in ["messages", "user_activity_events", "error_logs"] {
+            assert_eq!(
+                count(&app, &format!("SELECT COUNT(*) FROM {table}_default")).await,
+                0,
+                "{table}"
+            );
+        }
+        // Months 3..=21 back, each in its own partition (a day's margin:
+        // stored times have whole microseconds).
+        let first = now - Duration::days(31 * 3);
+        let last = now - Duration::days(31 * 21 + 2);
+        assert_eq!(
+            count(
+                &app,
+                &format!(
+                    "SELECT COUNT(*) FROM messages WHERE created_at <= '{}' AND created_at >= '{}'",
+                    first.format(&Rfc3339).unwrap(),
+                    last.format(&Rfc3339).unwrap()
+                )
+            )
+            .await,
+            96
+        );
+    }
     crate::helpers::assert_rollups_clean(&app).await;
 }
 

@@ -56,6 +56,10 @@ impl Store {
     /// is stored (an id reused for other content, a component of another
     /// user) are reported per item.
     pub async fn ingest(&self, items: &[Item], now: OffsetDateTime) -> StoreResult<Vec<Applied>> {
+        // Every row lands in its month's partition, made here if missing,
+        // never in a DEFAULT partition (see `retention.rs`).
+        self.ensure_partitions(items.iter().map(|i| i.at).chain([now]))
+            .await?;
         let mut attempt = 0;
         loop {
             attempt += 1;
