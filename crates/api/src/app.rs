@@ -127,8 +127,9 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Connects to the database, applies migrations and binds the listener.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
-        let store = Store::connect_with(
+        let store = Store::connect_with_replica(
             settings.database_url.expose(),
+            settings.database_read_url.as_ref().map(|u| u.expose()),
             settings.analytics_statement_timeout,
         )
         .await

@@ -74,9 +74,65 @@ pub struct Store {
     pub(crate) folder: Arc<crate::ingest::fold::Folder>,
     /// How long a request waits for its batch to be folded (PostgreSQL).
     pub(crate) fold_wait: Duration,
+    /// With a read replica (`with_read_replica`): `reads` and `dashboard`
+    /// are on the replica, and these are the primary's, used while the
+    /// replica does not answer.
+    fallback: Option<Arc<Fallback>>,
     /// The UTC months whose partitions this process has seen exist
     /// (`retention.rs`, PostgreSQL).
     pub(crate) partition_months: Arc<std::sync::Mutex<std::collections::HashSet<time::Date>>>,
+}
+
+/// The primary's read pools and whether the replica answers.
+#[derive(Debug)]
+struct Fallback {
+    reads: DatabaseConnection,
+    dashboard: DatabaseConnection,
+    replica_up: std::sync::atomic::AtomicBool,
+}
+
+/// The `application_name` of the analytics read connections (visible in
+/// `pg_stat_activity` of whichever server they read from).
+pub const READS_APPLICATION_NAME: &str = "charlie-stats-reads";
+
+/// How often the replica's health is checked, and how long a check may take.
+const REPLICA_CHECK: Duration = Duration::from_secs(1);
+
+/// The analytics and dashboard read pools on PostgreSQL at `url`, with
+/// `read_timeout` per statement. `lazy`: connect on first use (a replica
+/// may be down when the service starts).
+async fn read_pools(
+    url: &str,
+    read_timeout: Duration,
+    lazy: bool,
+) -> StoreResult<(DatabaseConnection, DatabaseConnection)> {
+    let timeout_ms = read_timeout.as_millis().max(1).to_string();
+    let read_pool = |extra: &'static [(&'static str, &'static str)]| {
+        let timeout_ms = timeout_ms.clone();
+        let mut o = ConnectOptions::new(url.to_owned());
+        o.sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(8)
+            .min_connections(0)
+            .connect_lazy(lazy)
+            // A liveness ping only for a connection idle 30 s or
+            // more: not one extra round trip per read.
+            .test_before_acquire_if_idle_for(Duration::from_secs(30))
+            .map_sqlx_postgres_opts(move |o| {
+                let mut settings = vec![("jit", "off"), ("statement_timeout", timeout_ms.as_str())];
+                settings.extend_from_slice(extra);
+                o.options(settings).application_name(READS_APPLICATION_NAME)
+            });
+        o
+    };
+    let reads = Database::connect(read_pool(&[])).await?;
+    let dashboard = Database::connect(read_pool(&[
+        ("plan_cache_mode", "force_generic_plan"),
+        ("max_parallel_workers_per_gather", "0"),
+    ]))
+    .await?;
+    Ok((reads, dashboard))
 }
 
 /// One migration and whether it is applied.
@@ -98,7 +154,29 @@ impl Store {
     /// On PostgreSQL, analytics reads run on a pool of their own whose
     /// statements are cancelled after `read_timeout`.
     pub async fn connect_with(url: &str, read_timeout: Duration) -> StoreResult<Store> {
+        Self::connect_with_replica(url, None, read_timeout).await
+    }
+
+    /// [`Store::connect_with`], sending analytics and dashboard reads to a
+    /// PostgreSQL read replica at `read_url` (`DATABASE_READ_URL`) when
+    /// given. Writes, and every read that must see its own writes
+    /// (ingestion, budgets, keys, sign-in, maintenance), stay on the
+    /// primary. The replica is checked every second: while it does not
+    /// answer, reads go to the primary, and back once it does. A replica
+    /// down at start is not an error.
+    pub async fn connect_with_replica(
+        url: &str,
+        read_url: Option<&str>,
+        read_timeout: Duration,
+    ) -> StoreResult<Store> {
         let engine = Engine::from_url(url)?;
+        if read_url.is_some_and(|r| {
+            engine != Engine::Postgres || !matches!(Engine::from_url(r), Ok(Engine::Postgres))
+        }) {
+            return Err(StoreError::Invalid(
+                "a read replica needs PostgreSQL for both the primary and the replica".into(),
+            ));
+        }
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.sqlx_logging(false)
             .connect_timeout(Duration::from_secs(5))
@@ -134,38 +212,12 @@ impl Store {
         }
         let db = Database::connect(opts).await?;
         let (reads, dashboard) = match engine {
-            Engine::Postgres => {
-                let timeout_ms = read_timeout.as_millis().max(1).to_string();
-                let read_pool = |extra: &'static [(&'static str, &'static str)]| {
-                    let timeout_ms = timeout_ms.clone();
-                    let mut o = ConnectOptions::new(url.to_owned());
-                    o.sqlx_logging(false)
-                        .connect_timeout(Duration::from_secs(5))
-                        .acquire_timeout(Duration::from_secs(10))
-                        .max_connections(8)
-                        .min_connections(0)
-                        // A liveness ping only for a connection idle 30 s or
-                        // more: not one extra round trip per read.
-                        .test_before_acquire_if_idle_for(Duration::from_secs(30))
-                        .map_sqlx_postgres_opts(move |o| {
-                            let mut settings =
-                                vec![("jit", "off"), ("statement_timeout", timeout_ms.as_str())];
-                            settings.extend_from_slice(extra);
-                            o.options(settings)
-                        });
-                    o
-                };
-                let reads = Database::connect(read_pool(&[])).await?;
-                let dashboard = Database::connect(read_pool(&[
-                    ("plan_cache_mode", "force_generic_plan"),
-                    ("max_parallel_workers_per_gather", "0"),
-                ]))
-                .await?;
-                (reads, dashboard)
-            }
+            // With a replica, the primary's read pools are only the
+            // fallback: they connect when first used.
+            Engine::Postgres => read_pools(url, read_timeout, read_url.is_some()).await?,
             Engine::Sqlite => (db.clone(), db.clone()),
         };
-        Ok(Store {
+        let store = Store {
             db,
             reads,
             dashboard,
@@ -175,8 +227,66 @@ impl Store {
             posthog_outbox: false,
             folder: Arc::default(),
             fold_wait: crate::ingest::fold::DEFAULT_FOLD_WAIT,
+            fallback: None,
             partition_months: Arc::default(),
-        })
+        };
+        match read_url {
+            Some(replica) => store.with_read_replica(replica, read_timeout).await,
+            None => Ok(store),
+        }
+    }
+
+    /// Moves the analytics and dashboard reads to the replica at `url`
+    /// (see [`Store::connect_with_replica`]).
+    async fn with_read_replica(mut self, url: &str, read_timeout: Duration) -> StoreResult<Store> {
+        let (reads, dashboard) = read_pools(url, read_timeout, true).await?;
+        let fallback = Arc::new(Fallback {
+            reads: std::mem::replace(&mut self.reads, reads),
+            dashboard: std::mem::replace(&mut self.dashboard, dashboard),
+            replica_up: std::sync::atomic::AtomicBool::new(false),
+        });
+        let up = replica_answers(&self.reads).await;
+        fallback
+            .replica_up
+            .store(up, std::sync::atomic::Ordering::Relaxed);
+        if !up {
+            tracing::warn!(
+                "the read replica does not answer; analytics reads go to the primary until it does"
+            );
+        }
+        let watch = Arc::downgrade(&fallback);
+        let replica = self.reads.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REPLICA_CHECK).await;
+                let Some(fallback) = watch.upgrade() else {
+                    return;
+                };
+                let up = replica_answers(&replica).await;
+                let was = fallback
+                    .replica_up
+                    .swap(up, std::sync::atomic::Ordering::Relaxed);
+                if was != up {
+                    if up {
+                        tracing::info!("the read replica answers again; analytics reads go to it");
+                    } else {
+                        tracing::warn!(
+                            "the read replica does not answer; analytics reads go to the primary"
+                        );
+                    }
+                }
+            }
+        });
+        self.fallback = Some(fallback);
+        Ok(self)
+    }
+
+    /// Whether analytics reads go to a read replica now (`None`: none is
+    /// configured).
+    pub fn reading_from_replica(&self) -> Option<bool> {
+        self.fallback
+            .as_ref()
+            .map(|f| f.replica_up.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     pub fn engine(&self) -> Engine {
@@ -185,12 +295,18 @@ impl Store {
 
     /// The analytics reads' connection (see [`Store::connect_with`]).
     pub(crate) fn reads(&self) -> &DatabaseConnection {
-        &self.reads
+        match &self.fallback {
+            Some(f) if !f.replica_up.load(std::sync::atomic::Ordering::Relaxed) => &f.reads,
+            _ => &self.reads,
+        }
     }
 
     /// The dashboard reads' connection (see the `dashboard` field).
     pub(crate) fn dashboard(&self) -> &DatabaseConnection {
-        &self.dashboard
+        match &self.fallback {
+            Some(f) if !f.replica_up.load(std::sync::atomic::Ordering::Relaxed) => &f.dashboard,
+            _ => &self.dashboard,
+        }
     }
 
     /// The underlying connection, for repositories in this crate.
@@ -255,6 +371,10 @@ impl Store {
             self.reads.close().await?;
             self.dashboard.close().await?;
         }
+        if let Some(f) = self.fallback.as_ref() {
+            f.reads.clone().close().await?;
+            f.dashboard.clone().close().await?;
+        }
         self.db.close().await?;
         Ok(())
     }
@@ -267,6 +387,12 @@ fn sqlite_file_path(url: &str) -> Option<String> {
         .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();
     (!path.is_empty() && path != ":memory:").then(|| path.to_owned())
+}
+
+/// Whether a replica answers a trivial query within [`REPLICA_CHECK`].
+async fn replica_answers(replica: &DatabaseConnection) -> bool {
+    let ping = replica.execute_raw(Statement::from_string(DbBackend::Postgres, "SELECT 1"));
+    matches!(tokio::time::timeout(REPLICA_CHECK, ping).await, Ok(Ok(_)))
 }
 
 #[cfg(test)]

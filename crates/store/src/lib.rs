@@ -35,7 +35,7 @@ mod users;
 #[cfg(test)]
 mod schema_tests;
 
-pub use db::{DEFAULT_READ_TIMEOUT, Engine, MigrationState, Store};
+pub use db::{DEFAULT_READ_TIMEOUT, Engine, MigrationState, READS_APPLICATION_NAME, Store};
 pub use error::{StoreError, StoreResult};
 pub use keys::{ApiKeyInfo, NewApiKey};
 pub use users::{AuthUser, MAX_EXTERNAL_ID_CHARS};

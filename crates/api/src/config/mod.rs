@@ -81,6 +81,10 @@ pub struct Settings {
     pub bind_addr: SocketAddr,
     pub database_url: Secret,
     pub database_url_is_default: bool,
+    /// `DATABASE_READ_URL`: a PostgreSQL read replica for analytics reads
+    /// (unset: they go to `DATABASE_URL`). See the store's
+    /// `Store::with_read_replica` for what goes where and the fallback.
+    pub database_read_url: Option<Secret>,
     pub admin_emails: Vec<String>,
     pub sentry: SentrySettings,
     pub langsmith: LangsmithSettings,
@@ -305,6 +309,11 @@ impl Settings {
             bind_addr,
             database_url: Secret::new(database_url),
             database_url_is_default,
+            database_read_url: env
+                .get("DATABASE_READ_URL")
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .map(Secret::new),
             admin_emails,
             sentry,
             langsmith,
@@ -343,6 +352,24 @@ impl Settings {
     fn check(&self) -> Result<(), ConfigError> {
         charlie_store::Engine::from_url(self.database_url.expose())
             .map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?;
+        if let Some(read) = &self.database_read_url {
+            let engines = (
+                charlie_store::Engine::from_url(self.database_url.expose()),
+                charlie_store::Engine::from_url(read.expose()),
+            );
+            if !matches!(
+                engines,
+                (
+                    Ok(charlie_store::Engine::Postgres),
+                    Ok(charlie_store::Engine::Postgres)
+                )
+            ) {
+                return Err(ConfigError::new(
+                    "DATABASE_READ_URL",
+                    "must be a postgres:// URL, and DATABASE_URL too (a read replica is a PostgreSQL feature)",
+                ));
+            }
+        }
         if self.app_env == AppEnv::Production && self.database_url_is_default {
             return Err(ConfigError::new(
                 "DATABASE_URL",
@@ -415,6 +442,7 @@ mod tests {
             ("BIND_ADDR", "nowhere"),
             ("APP_ENV", "staging"),
             ("RAW_RETENTION_MONTHS", "0"),
+            ("DATABASE_READ_URL", "sqlite://replica.db"),
             ("RAW_RETENTION_MONTHS", "a year"),
             ("SENTRY_TRACES_SAMPLE_RATE", "2"),
             ("LANGSMITH_TRACING", "maybe"),

@@ -357,6 +357,17 @@ pub fn render_rollup_lag(out: &mut String, lag: &charlie_store::ingest::fold::Ro
     let _ = writeln!(out, "charlie_rollup_queue_batches {}", lag.batches);
 }
 
+/// Appends whether analytics reads go to the read replica now (only when
+/// `DATABASE_READ_URL` is set).
+pub fn render_replica(out: &mut String, up: bool) {
+    let _ = writeln!(
+        out,
+        "# HELP charlie_read_replica_up 1 while analytics reads go to the read replica (DATABASE_READ_URL), 0 while it does not answer and they go to the primary."
+    );
+    let _ = writeln!(out, "# TYPE charlie_read_replica_up gauge");
+    let _ = writeln!(out, "charlie_read_replica_up {}", u8::from(up));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

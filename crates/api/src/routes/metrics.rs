@@ -56,6 +56,9 @@ pub async fn metrics(
         Ok(lag) => crate::observability::metrics::render_rollup_lag(&mut body, &lag),
         Err(e) => tracing::warn!(error = %e, "cannot read the rollup lag for /metrics"),
     }
+    if let Some(up) = state.store.reading_from_replica() {
+        crate::observability::metrics::render_replica(&mut body, up);
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(body))

@@ -23,5 +23,6 @@ mod openapi;
 mod otel;
 mod posthog;
 mod ratelimit;
+mod replica;
 mod reports;
 mod retention;
