@@ -18,6 +18,7 @@ mod faults;
 mod fold;
 mod health;
 mod ingest;
+mod instances;
 mod observability;
 mod openapi;
 mod otel;

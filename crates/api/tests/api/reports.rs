@@ -163,7 +163,7 @@ fn at(day: Date, hour: u8) -> OffsetDateTime {
     day.with_hms(hour, 0, 0).unwrap().assume_utc()
 }
 
-fn monday_of(d: Date) -> Date {
+pub fn monday_of(d: Date) -> Date {
     d - time::Duration::days(i64::from(d.weekday().number_days_from_monday()))
 }
 
