@@ -106,6 +106,28 @@ impl TestApp {
     }
 }
 
+/// Posts `{"batch": items}` to the ingest route of the server at `address`
+/// (a [`ServerProcess`], say) with `key`; the test fails unless the answer is
+/// a 207 with no item refused. Returns the answer.
+pub async fn post_batch(
+    client: &reqwest::Client,
+    address: &str,
+    key: &str,
+    items: &[serde_json::Value],
+) -> serde_json::Value {
+    let resp = client
+        .post(format!("{address}/api/v1/ingest"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({ "batch": items }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 207);
+    let body = json(resp).await;
+    assert_eq!(body["errors"], 0, "{body:#}");
+    body
+}
+
 /// Reads a response as JSON, failing the test with the body when it is not.
 pub async fn json(resp: reqwest::Response) -> serde_json::Value {
     let text = resp.text().await.expect("body");

@@ -5,10 +5,10 @@
 //! clean, and every alert and every report must go out exactly once.
 
 use crate::alerts::{Receiver, SECRET, dime_messages, user_items};
-use crate::helpers::{ServerProcess, token};
+use crate::helpers::{ServerProcess, post_batch as post, token};
 use crate::reports::{SmtpSink, monday_of};
 use charlie_store::{Store, maintenance::RollupRange, testing::TestDatabase};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 use time::{Date, OffsetDateTime, format_description::well_known::Rfc3339};
 use uuid::Uuid;
@@ -16,20 +16,6 @@ use uuid::Uuid;
 const USERS: usize = 6;
 /// $0.10 messages per user: $1.20 against a $1 budget crosses 80% and 100%.
 const MESSAGES_PER_USER: usize = 12;
-
-async fn post(client: &reqwest::Client, address: &str, key: &str, items: &[Value]) -> Value {
-    let resp = client
-        .post(format!("{address}/api/v1/ingest"))
-        .bearer_auth(key)
-        .json(&json!({ "batch": items }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 207);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["errors"], 0, "{body:#}");
-    body
-}
 
 #[tokio::test]
 async fn two_instances_count_once_and_send_each_alert_and_report_once() {

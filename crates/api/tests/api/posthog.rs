@@ -190,14 +190,7 @@ fn items(user: Uuid, external: &str, n: usize, poison: Option<usize>) -> Vec<Val
 }
 
 async fn ingest(address: &str, key: &str, items: &[Value]) {
-    let resp = reqwest::Client::new()
-        .post(format!("{address}/api/v1/ingest"))
-        .bearer_auth(key)
-        .json(&json!({ "batch": items }))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    crate::helpers::post_batch(&reqwest::Client::new(), address, key, items).await;
 }
 
 /// Every stored activity event id of the test day.

@@ -267,16 +267,9 @@ async fn analytics_reads_go_to_the_replica_and_to_the_primary_while_it_is_down()
         "{on_replica:?} read connections on the replica"
     );
     assert_eq!(on_primary, Some(0), "no analytics read on the primary");
-    let metrics = client
-        .get(format!("{address}/metrics"))
-        .send()
-        .await
-        .unwrap();
     assert!(
-        metrics
-            .text()
+        metrics(&client, &address)
             .await
-            .unwrap()
             .contains("charlie_read_replica_up 1")
     );
 
@@ -301,16 +294,9 @@ async fn analytics_reads_go_to_the_replica_and_to_the_primary_while_it_is_down()
     }
     assert_eq!(served, 3, "reads never fell back to the primary");
     assert!(read_connections(&admin_url, &database).await >= Some(1));
-    let metrics = client
-        .get(format!("{address}/metrics"))
-        .send()
-        .await
-        .unwrap();
     assert!(
-        metrics
-            .text()
+        metrics(&client, &address)
             .await
-            .unwrap()
             .contains("charlie_read_replica_up 0")
     );
     let health = client.get(format!("{address}/ready")).send().await.unwrap();
@@ -329,4 +315,14 @@ async fn analytics_reads_go_to_the_replica_and_to_the_primary_while_it_is_down()
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(back, "reads did not return to the replica");
+}
+
+/// The server's `/metrics` text.
+async fn metrics(client: &reqwest::Client, address: &str) -> String {
+    let resp = client
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    resp.text().await.unwrap()
 }
