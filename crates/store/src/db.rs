@@ -91,6 +91,13 @@ struct Fallback {
     replica_up: std::sync::atomic::AtomicBool,
 }
 
+impl Fallback {
+    /// Whether the replica answered its last health check.
+    fn replica_up(&self) -> bool {
+        self.replica_up.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// The `application_name` of the analytics read connections (visible in
 /// `pg_stat_activity` of whichever server they read from).
 pub const READS_APPLICATION_NAME: &str = "charlie-stats-reads";
@@ -284,9 +291,7 @@ impl Store {
     /// Whether analytics reads go to a read replica now (`None`: none is
     /// configured).
     pub fn reading_from_replica(&self) -> Option<bool> {
-        self.fallback
-            .as_ref()
-            .map(|f| f.replica_up.load(std::sync::atomic::Ordering::Relaxed))
+        self.fallback.as_ref().map(|f| f.replica_up())
     }
 
     pub fn engine(&self) -> Engine {
@@ -296,7 +301,7 @@ impl Store {
     /// The analytics reads' connection (see [`Store::connect_with`]).
     pub(crate) fn reads(&self) -> &DatabaseConnection {
         match &self.fallback {
-            Some(f) if !f.replica_up.load(std::sync::atomic::Ordering::Relaxed) => &f.reads,
+            Some(f) if !f.replica_up() => &f.reads,
             _ => &self.reads,
         }
     }
@@ -304,7 +309,7 @@ impl Store {
     /// The dashboard reads' connection (see the `dashboard` field).
     pub(crate) fn dashboard(&self) -> &DatabaseConnection {
         match &self.fallback {
-            Some(f) if !f.replica_up.load(std::sync::atomic::Ordering::Relaxed) => &f.dashboard,
+            Some(f) if !f.replica_up() => &f.dashboard,
             _ => &self.dashboard,
         }
     }
