@@ -20,6 +20,9 @@ mod m20261203_000013_posthog_outbox;
 mod m20261203_000014_budget_reservations;
 mod m20261203_000015_rollup_queue;
 mod m20261204_000016_partitions;
+mod m20261207_000017_citus_keys;
+
+pub mod citus;
 
 pub use m20261204_000016_partitions::PARTITIONED;
 
@@ -45,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000014_budget_reservations::Migration),
             Box::new(m20261203_000015_rollup_queue::Migration),
             Box::new(m20261204_000016_partitions::Migration),
+            Box::new(m20261207_000017_citus_keys::Migration),
         ]
     }
 }

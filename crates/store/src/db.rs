@@ -344,6 +344,9 @@ impl Store {
     pub async fn migrate_up(&self) -> StoreResult<()> {
         let _guard = self.write_guard().await;
         Migrator::up(&self.db, None).await?;
+        // On a Citus cluster: distribute the tables (a no-op elsewhere, and
+        // for tables already placed).
+        migration::citus::distribute(&self.db).await?;
         Ok(())
     }
 

@@ -157,7 +157,11 @@ async fn the_partition_migration_converts_a_filled_database_in_place() -> Result
     use sea_orm::TransactionTrait;
     let db = TestDatabase::create().await?;
     let store = crate::Store::connect(db.url()).await?;
-    let before_16 = u32::try_from(migration::Migrator::migrations().len() - 1).unwrap_or(0);
+    let before_16 = migration::Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == "m20261204_000016_partitions")
+        .and_then(|i| u32::try_from(i).ok())
+        .ok_or_else(|| StoreError::Invalid("no migration 16".into()))?;
     migration::Migrator::up(store.conn(), Some(before_16)).await?;
 
     let user = Uuid::now_v7();
@@ -281,5 +285,177 @@ async fn the_partition_migration_converts_a_filled_database_in_place() -> Result
             .await?,
         0
     );
+    store.close().await
+}
+
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct UniqueKey {
+    table_name: String,
+    index_name: String,
+    columns: Vec<String>,
+}
+
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct ForeignKey {
+    table_name: String,
+    name: String,
+    referenced: String,
+    columns: Vec<String>,
+    referenced_columns: Vec<String>,
+}
+
+/// Citus-readiness, checked on plain PostgreSQL (and on Citus): every table
+/// has a place in `migration::citus::TABLES`; every primary key and unique
+/// index of a distributed table holds its distribution column, which is NOT
+/// NULL; and every foreign key is one Citus keeps (see `migration::citus`).
+/// On a Citus database it also checks that the catalog matches the list and
+/// that each distributed table's shards are spread over every worker.
+#[tokio::test]
+async fn the_schema_keeps_citus_rules() -> Result<(), StoreError> {
+    use migration::citus::{Placement, TABLES, distribution_column, placement};
+    let db = TestDatabase::create().await?;
+    let store = db.migrated_store().await?;
+    if store.backend() != DbBackend::Postgres {
+        eprintln!(
+            "skipped: the Citus rules are checked on PostgreSQL's catalog (TEST_DATABASE_URL is not PostgreSQL)"
+        );
+        return store.close().await;
+    }
+    let tables: BTreeSet<String> = crate::sql::query_all(
+        store.conn(),
+        "SELECT CAST(c.relname AS TEXT) AS name FROM pg_class c \
+         WHERE c.relnamespace = CAST(current_schema() AS regnamespace) AND c.relkind IN ('r', 'p') \
+           AND NOT c.relispartition",
+        vec![],
+    )
+    .await?
+    .iter()
+    .map(|r| r.try_get::<String>("", "name"))
+    .collect::<Result<_, _>>()?;
+    let listed: BTreeSet<String> = TABLES.iter().map(|(t, _)| (*t).to_owned()).collect();
+    assert_eq!(
+        tables, listed,
+        "every table, and only those, has a place in migration::citus::TABLES"
+    );
+
+    let keys: Vec<UniqueKey> = crate::sql::fetch_all(
+        store.conn(),
+        "SELECT CAST(c.relname AS TEXT) AS table_name, CAST(i.relname AS TEXT) AS index_name, \
+           ARRAY(SELECT CAST(a.attname AS TEXT) FROM unnest(x.indkey) k \
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k) AS columns \
+         FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid \
+         WHERE x.indisunique AND c.relnamespace = CAST(current_schema() AS regnamespace) \
+           AND NOT c.relispartition",
+        vec![],
+    )
+    .await?;
+    let mut checked = 0;
+    for k in &keys {
+        let Some(column) = placement(&k.table_name).and_then(distribution_column) else {
+            continue;
+        };
+        assert!(
+            k.columns.iter().any(|c| c == column),
+            "unique index {} of distributed table {} must hold its distribution column {column} (has {:?})",
+            k.index_name,
+            k.table_name,
+            k.columns
+        );
+        checked += 1;
+    }
+    let distributed = TABLES
+        .iter()
+        .filter(|(_, p)| distribution_column(*p).is_some())
+        .count();
+    assert!(
+        checked > distributed,
+        "only {checked} unique keys of {distributed} distributed tables were found"
+    );
+    for (table, p) in TABLES {
+        if p == Placement::ByUser {
+            let not_null = store
+                .scalar_for_tests(&format!(
+                    "SELECT COUNT(*) FROM pg_attribute WHERE attrelid = CAST('{table}' AS regclass) \
+                     AND attname = 'user_id' AND attnotnull"
+                ))
+                .await?;
+            assert_eq!(
+                not_null, 1,
+                "{table}.user_id must be NOT NULL to distribute by it"
+            );
+        }
+    }
+
+    let fks: Vec<ForeignKey> = crate::sql::fetch_all(
+        store.conn(),
+        "SELECT CAST(c.relname AS TEXT) AS table_name, CAST(k.conname AS TEXT) AS name, \
+           CAST(r.relname AS TEXT) AS referenced, \
+           ARRAY(SELECT CAST(a.attname AS TEXT) FROM unnest(k.conkey) n \
+                 JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = n) AS columns, \
+           ARRAY(SELECT CAST(a.attname AS TEXT) FROM unnest(k.confkey) n \
+                 JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = n) AS referenced_columns \
+         FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid \
+         WHERE k.contype = 'f' AND c.relnamespace = CAST(current_schema() AS regnamespace) \
+           AND NOT c.relispartition",
+        vec![],
+    )
+    .await?;
+    assert!(!fks.is_empty(), "the schema has foreign keys to check");
+    for fk in &fks {
+        let from = placement(&fk.table_name);
+        let to = placement(&fk.referenced);
+        let allowed = match (from, to) {
+            // A copy on every node can be referenced from anywhere that is
+            // on every node too, or distributed.
+            (
+                Some(Placement::ByUser | Placement::ByOwnKey(_) | Placement::Reference),
+                Some(Placement::Reference),
+            ) => true,
+            // Between co-located tables only on the distribution column.
+            (Some(Placement::ByUser), Some(Placement::ByUser)) => {
+                fk.columns.first().map(String::as_str) == Some("user_id")
+                    && fk.referenced_columns.first().map(String::as_str) == Some("user_id")
+            }
+            (Some(Placement::Coordinator), Some(Placement::Coordinator)) => true,
+            _ => false,
+        };
+        assert!(
+            allowed,
+            "foreign key {} from {} ({from:?}) to {} ({to:?}) is not one Citus keeps",
+            fk.name, fk.table_name, fk.referenced
+        );
+    }
+
+    if migration::citus::is_citus(store.conn()).await? {
+        for (table, p) in TABLES {
+            let kind = crate::sql::query_one(
+                store.conn(),
+                "SELECT CAST(citus_table_type AS TEXT) AS kind FROM citus_tables WHERE table_name = to_regclass($1)",
+                vec![table.into()],
+            )
+            .await?
+            .map(|r| r.try_get::<String>("", "kind"))
+            .transpose()?;
+            let expected = match p {
+                Placement::ByUser | Placement::ByOwnKey(_) => Some("distributed"),
+                Placement::Reference => Some("reference"),
+                Placement::Coordinator => None,
+            };
+            assert_eq!(kind.as_deref(), expected, "the Citus placement of {table}");
+            if expected == Some("distributed") {
+                let nodes = store
+                    .scalar_for_tests(&format!(
+                        "SELECT COUNT(DISTINCT nodeport) FROM citus_shards WHERE table_name = CAST('{table}' AS regclass)"
+                    ))
+                    .await?;
+                let workers = store
+                    .scalar_for_tests(
+                        "SELECT COUNT(*) FROM pg_dist_node WHERE groupid <> 0 AND isactive",
+                    )
+                    .await?;
+                assert_eq!(nodes, workers, "the shards of {table} are on every worker");
+            }
+        }
+    }
     store.close().await
 }

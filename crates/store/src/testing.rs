@@ -4,6 +4,15 @@
 //! file in the temporary folder. With `TEST_DATABASE_URL=postgres://…/db`, a
 //! new database with a unique name is created on that server and dropped when
 //! the value is dropped. An unreachable server is an error, never a skip.
+//!
+//! When that server is a Citus coordinator (its admin database has the
+//! `citus` extension and worker nodes), each test database becomes a Citus
+//! database on the same cluster: the database and the extension are made on
+//! every worker too, the workers are added to it, and `migrate up` then
+//! distributes the tables. So `TEST_DATABASE_URL=postgres://…@coordinator/postgres`
+//! runs any test, and the whole suite, against the cluster. Test databases
+//! get 4 shards per distributed table (Citus' default is 32), which keeps the
+//! many small databases of a suite run quick to make.
 
 use crate::{Store, StoreError, StoreResult};
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
@@ -18,7 +27,127 @@ pub struct TestDatabase {
 #[derive(Debug)]
 enum Cleanup {
     SqliteFile(std::path::PathBuf),
-    PostgresDatabase { admin_url: String, name: String },
+    PostgresDatabase {
+        admin_url: String,
+        name: String,
+        /// The worker nodes' admin URLs, when the server is a Citus coordinator.
+        workers: Vec<String>,
+    },
+}
+
+/// Replaces the host and port of a PostgreSQL URL, keeping user and path.
+fn with_host(url: &str, host: &str, port: i32) -> StoreResult<String> {
+    let scheme_end = url
+        .find("://")
+        .ok_or_else(|| StoreError::UnsupportedUrl(url.into()))?
+        + 3;
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@"));
+    Ok(format!(
+        "{}{}{host}:{port}{}",
+        &url[..scheme_end],
+        user.unwrap_or_default(),
+        &rest[authority_end..]
+    ))
+}
+
+#[derive(sea_orm::FromQueryResult)]
+struct Node {
+    nodename: String,
+    nodeport: i32,
+    groupid: i32,
+}
+
+async fn run(url: &str, sql: &str) -> StoreResult<()> {
+    let db = Database::connect(url).await?;
+    db.execute_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned()))
+        .await?;
+    db.close().await?;
+    Ok(())
+}
+
+/// The coordinator and workers of the Citus cluster `admin` belongs to, or
+/// `None` when it is not a Citus coordinator with workers.
+async fn citus_nodes(
+    admin: &sea_orm::DatabaseConnection,
+) -> StoreResult<Option<(Node, Vec<Node>)>> {
+    if !migration::citus::is_citus(admin).await? {
+        return Ok(None);
+    }
+    use sea_orm::FromQueryResult;
+    let nodes = Node::find_by_statement(Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT CAST(nodename AS TEXT) AS nodename, nodeport, groupid FROM pg_dist_node \
+         WHERE noderole = 'primary' AND isactive ORDER BY groupid",
+    ))
+    .all(admin)
+    .await?;
+    let (coordinator, workers): (Vec<Node>, Vec<Node>) =
+        nodes.into_iter().partition(|n| n.groupid == 0);
+    Ok(match coordinator.into_iter().next() {
+        Some(c) if !workers.is_empty() => Some((c, workers)),
+        _ => None,
+    })
+}
+
+/// Makes the new database `name` a Citus database of the cluster.
+async fn make_citus_database(
+    admin_url: &str,
+    name: &str,
+    coordinator: &Node,
+    workers: &[Node],
+) -> StoreResult<Vec<String>> {
+    let mut worker_urls = Vec::new();
+    for w in workers {
+        let worker_admin = with_host(admin_url, &w.nodename, w.nodeport)?;
+        // Citus may have made it already (`citus.enable_create_database_propagation`).
+        let exists = {
+            let db = Database::connect(worker_admin.as_str()).await?;
+            let row = crate::sql::query_one(
+                &db,
+                "SELECT 1 AS one FROM pg_database WHERE datname = $1",
+                vec![name.into()],
+            )
+            .await?;
+            db.close().await?;
+            row.is_some()
+        };
+        if !exists {
+            run(&worker_admin, &format!("CREATE DATABASE \"{name}\"")).await?;
+        }
+        run(
+            &with_database(&worker_admin, name)?,
+            "CREATE EXTENSION IF NOT EXISTS citus",
+        )
+        .await?;
+        worker_urls.push(worker_admin);
+    }
+    let url = with_database(admin_url, name)?;
+    let mut setup = vec![
+        "CREATE EXTENSION IF NOT EXISTS citus".to_owned(),
+        format!(
+            "SELECT citus_set_coordinator_host('{}', {})",
+            coordinator.nodename, coordinator.nodeport
+        ),
+    ];
+    for w in workers {
+        setup.push(format!(
+            "SELECT citus_add_node('{}', {})",
+            w.nodename, w.nodeport
+        ));
+    }
+    setup.push(format!(
+        "ALTER DATABASE \"{name}\" SET citus.shard_count = 4"
+    ));
+    let db = Database::connect(url.as_str()).await?;
+    for sql in setup {
+        db.execute_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .await?;
+    }
+    db.close().await?;
+    Ok(worker_urls)
 }
 
 /// Replaces the database name (the last path segment) of a PostgreSQL URL.
@@ -62,10 +191,21 @@ impl TestDatabase {
                         format!("CREATE DATABASE \"{name}\""),
                     ))
                     .await?;
+                let cluster = citus_nodes(&admin).await?;
                 admin.close().await?;
+                let workers = match cluster {
+                    Some((coordinator, workers)) => {
+                        make_citus_database(&admin_url, &name, &coordinator, &workers).await?
+                    }
+                    None => Vec::new(),
+                };
                 Ok(TestDatabase {
                     url: with_database(&admin_url, &name)?,
-                    cleanup: Cleanup::PostgresDatabase { admin_url, name },
+                    cleanup: Cleanup::PostgresDatabase {
+                        admin_url,
+                        name,
+                        workers,
+                    },
                 })
             }
             None => {
@@ -102,8 +242,14 @@ impl Drop for TestDatabase {
                     let _ = std::fs::remove_file(p);
                 }
             }
-            Cleanup::PostgresDatabase { admin_url, name } => {
-                let admin_url = admin_url.clone();
+            Cleanup::PostgresDatabase {
+                admin_url,
+                name,
+                workers,
+            } => {
+                let admin_urls: Vec<String> = std::iter::once(admin_url.clone())
+                    .chain(workers.iter().cloned())
+                    .collect();
                 let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
                 // Drop runs outside any async context we could borrow, so the
                 // cleanup gets a small runtime of its own on its own thread.
@@ -113,11 +259,18 @@ impl Drop for TestDatabase {
                         .build();
                     if let Ok(rt) = rt {
                         rt.block_on(async move {
-                            if let Ok(admin) = Database::connect(admin_url.as_str()).await {
-                                let _ = admin
-                                    .execute_raw(Statement::from_string(DbBackend::Postgres, sql))
-                                    .await;
-                                let _ = admin.close().await;
+                            // The coordinator first: on Citus it may drop the
+                            // workers' copies itself; the rest is IF EXISTS.
+                            for url in admin_urls {
+                                if let Ok(admin) = Database::connect(url.as_str()).await {
+                                    let _ = admin
+                                        .execute_raw(Statement::from_string(
+                                            DbBackend::Postgres,
+                                            sql.clone(),
+                                        ))
+                                        .await;
+                                    let _ = admin.close().await;
+                                }
                             }
                         });
                     }
@@ -150,6 +303,24 @@ mod tests {
         assert_eq!(
             with_database("postgres://h", "t3").ok().as_deref(),
             Some("postgres://h/t3")
+        );
+    }
+
+    #[test]
+    fn hosts_are_swapped_keeping_user_database_and_query() {
+        assert_eq!(
+            with_host(
+                "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable",
+                "10.0.0.2",
+                5434
+            )
+            .ok()
+            .as_deref(),
+            Some("postgres://postgres@10.0.0.2:5434/postgres?sslmode=disable")
+        );
+        assert_eq!(
+            with_host("postgres://h/db", "w1", 5432).ok().as_deref(),
+            Some("postgres://w1:5432/db")
         );
     }
 }

@@ -209,7 +209,11 @@ async fn write_sessions(txn: &DatabaseTransaction, delta: &mut Delta) -> StoreRe
         "conversation_days",
         &["conversation_id", "date", "user_id"],
         rows,
-        Some(sql::ignore_conflicts(&["conversation_id", "date"])),
+        Some(sql::ignore_conflicts(&[
+            "user_id",
+            "conversation_id",
+            "date",
+        ])),
         &["conversation_id", "date"],
     )
     .await?;

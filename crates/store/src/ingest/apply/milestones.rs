@@ -206,7 +206,7 @@ pub(super) async fn record_milestones(
         "funnel_milestones",
         &["event_type", "entity_id", "user_id", "event_id"],
         rows,
-        Some(ignore_conflicts(&["event_type", "entity_id"])),
+        Some(ignore_conflicts(&["user_id", "event_type", "entity_id"])),
         &["event_type", "entity_id"],
     )
     .await?
