@@ -13,7 +13,7 @@
 //! The choices:
 //! - **By `user_id`, co-located**: every table that grows with usage and
 //!   belongs to one user (messages, events, conversations, the per-user
-//!   rollups, alerts, budgets, report deliveries, funnel milestones). A
+//!   rollups, alerts, budgets, funnel milestones). A
 //!   user's rows of all of them live in one shard group, so ingestion of a
 //!   user's items and a user's stats touch one node, and joins between them
 //!   on `user_id` run on the workers.
@@ -21,15 +21,22 @@
 //!   is NULL for platform errors), and Citus refuses NULL in a distribution
 //!   column. Errors are read platform-wide (the admin errors page), never
 //!   joined row by row with a user's tables.
-//! - **Reference**: `users`, `workflows`, `agent_components`, `api_keys`.
+//! - **Reference**: `users`, `workflows`, `agent_components`, `api_keys`,
+//!   and the fold queue `rollup_queue` (below).
 //!   Few rows per user, read by nearly every query (names, owners, time
 //!   zones, budgets), written rarely, and with keys that must be unique
 //!   platform-wide (`users.external_id`, a workflow or component id whose
 //!   owner can change). A copy on each node lets every shard join them
 //!   locally. Citus serializes writes to a reference table, so the hot path
 //!   of ingestion reads them first and writes only what is missing.
+//!   `rollup_queue` is a reference table because a budget check asks, in
+//!   one statement on the user's shard, whether a message's cost is still
+//!   waiting in it; ingestion only appends to it (inserts do not serialize),
+//!   and one fold at a time deletes from it.
 //! - **Coordinator**: queues and the service's own bookkeeping (the
-//!   idempotency ledger, the fold queue, outboxes, pending messages and
+//!   idempotency ledger, outboxes, weekly report deliveries (senders claim
+//!   them with `FOR UPDATE SKIP LOCKED` across users, which Citus runs only
+//!   on one shard), pending messages and
 //!   spans, report and reprice runs, retention state) and the platform-wide
 //!   counters (one row per hour or per bucket, rewritten by every fold).
 //!   They are read and written by one place, under one lock, and a copy per
@@ -72,11 +79,11 @@ pub const TABLES: [(&str, Placement); 35] = [
     ("alerts", Placement::ByUser),
     ("budget_accounts", Placement::ByUser),
     ("budget_reservations", Placement::ByUser),
-    ("report_deliveries", Placement::ByUser),
+    ("report_deliveries", Placement::Coordinator),
     ("funnel_milestones", Placement::ByUser),
     ("error_logs", Placement::ByOwnKey("id")),
     ("ingested_items", Placement::Coordinator),
-    ("rollup_queue", Placement::Coordinator),
+    ("rollup_queue", Placement::Reference),
     ("outbox", Placement::Coordinator),
     ("posthog_outbox", Placement::Coordinator),
     ("pending_messages", Placement::Coordinator),
@@ -161,6 +168,16 @@ pub async fn distribute<C: ConnectionTrait>(db: &C) -> Result<usize, DbErr> {
             placed += 1;
         }
     }
+    // Coordinator tables join distributed ones only as Citus local tables.
+    for (table, _) in TABLES.iter().filter(|(_, p)| *p == Placement::Coordinator) {
+        if current(db, table).await?.is_none() {
+            db.execute_unprepared(&format!(
+                "SELECT citus_add_local_table_to_metadata('{table}')"
+            ))
+            .await?;
+            placed += 1;
+        }
+    }
     let mut first_by_user: Option<&str> = None;
     for (table, p) in TABLES {
         let Some(column) = distribution_column(p) else {
@@ -184,20 +201,23 @@ pub async fn distribute<C: ConnectionTrait>(db: &C) -> Result<usize, DbErr> {
     Ok(placed)
 }
 
-/// On a Citus database, turns every distributed and reference table back
-/// into a plain PostgreSQL table on the coordinator (rows and all), so that
-/// migrations older than the keys Citus needs can be rolled back. Returns
-/// how many tables it turned back.
+/// On a Citus database, turns every distributed table back into a table
+/// on the coordinator (rows and all), and with them the reference tables
+/// their foreign keys point at, so that migrations older than the keys
+/// Citus needs can be rolled back. Other reference and coordinator tables
+/// stay as they are: older migrations only add columns to them or drop
+/// them, which Citus propagates. Returns how many tables it turned back.
 pub async fn undistribute<C: ConnectionTrait>(db: &C) -> Result<usize, DbErr> {
     if !is_citus(db).await? {
         return Ok(0);
     }
     let mut undone = 0;
-    // Distributed tables first: a reference table cannot go while a
-    // distributed table's foreign key still points at it.
-    for (table, p) in TABLES.iter().rev() {
-        let kind = current(db, table).await?;
-        if kind.is_some() && *p != Placement::Coordinator {
+    for (table, _) in TABLES
+        .iter()
+        .filter(|(_, p)| distribution_column(*p).is_some())
+    {
+        // A table already undone through another's foreign keys is skipped.
+        if current(db, table).await?.as_deref() == Some("distributed") {
             db.execute_unprepared(&format!(
                 "SELECT undistribute_table('{table}', cascade_via_foreign_keys => true)"
             ))
@@ -210,11 +230,12 @@ pub async fn undistribute<C: ConnectionTrait>(db: &C) -> Result<usize, DbErr> {
 
 /// `distributed`, `reference`, `local` (a Citus local table) or `None` (a
 /// plain PostgreSQL table, or none at all).
-async fn current<C: ConnectionTrait>(db: &C, table: &str) -> Result<Option<String>, DbErr> {
+pub async fn current<C: ConnectionTrait>(db: &C, table: &str) -> Result<Option<String>, DbErr> {
     Ok(Placed::find_by_statement(Statement::from_sql_and_values(
         DatabaseBackend::Postgres,
-        "SELECT CAST(citus_table_type AS TEXT) AS kind FROM citus_tables \
-         WHERE table_name = to_regclass($1)",
+        "SELECT CASE WHEN partmethod = 'h' THEN 'distributed' \
+           WHEN repmodel = 't' THEN 'reference' ELSE 'local' END AS kind \
+         FROM pg_dist_partition WHERE logicalrelid = to_regclass($1)",
         [table.into()],
     ))
     .one(db)

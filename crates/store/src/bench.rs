@@ -66,21 +66,19 @@ async fn admin_execute(admin_url: &str, statement: String) -> StoreResult<()> {
 }
 
 /// Creates an empty database `name` (lower-case letters, digits and `_`)
-/// on the server of `admin_url` and returns its URL.
+/// on the server of `admin_url` and returns its URL. On a Citus coordinator
+/// it becomes a Citus database of the cluster, with the cluster's shard
+/// count ([`crate::testing::create_postgres_database`]).
 pub async fn create_database(admin_url: &str, name: &str) -> StoreResult<String> {
     check_name(name)?;
-    admin_execute(admin_url, format!("CREATE DATABASE \"{name}\"")).await?;
-    database_url(admin_url, name)
+    crate::testing::create_postgres_database(admin_url, name, None).await
 }
 
-/// Drops database `name`, closing its connections.
+/// Drops database `name`, closing its connections (on every node of a
+/// Citus cluster).
 pub async fn drop_database(admin_url: &str, name: &str) -> StoreResult<()> {
     check_name(name)?;
-    admin_execute(
-        admin_url,
-        format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-    )
-    .await
+    crate::testing::drop_postgres_database(admin_url, name).await
 }
 
 pub use crate::ingest::row::MessageRow;

@@ -112,6 +112,7 @@ async fn read_pools(
     url: &str,
     read_timeout: Duration,
     lazy: bool,
+    citus: bool,
 ) -> StoreResult<(DatabaseConnection, DatabaseConnection)> {
     let timeout_ms = read_timeout.as_millis().max(1).to_string();
     let read_pool = |extra: &'static [(&'static str, &'static str)]| {
@@ -133,12 +134,27 @@ async fn read_pools(
             });
         o
     };
-    let reads = Database::connect(read_pool(&[])).await?;
-    let dashboard = Database::connect(read_pool(&[
-        ("plan_cache_mode", "force_generic_plan"),
-        ("max_parallel_workers_per_gather", "0"),
-    ]))
+    // Citus plans a distributed read from its parameters' values (which
+    // shards, which worker): it needs a custom plan each time; plain
+    // PostgreSQL keeps one generic plan for the dashboard's statements.
+    let reads = Database::connect(read_pool(if citus {
+        &[("plan_cache_mode", "force_custom_plan")]
+    } else {
+        &[]
+    }))
     .await?;
+    let plans: &'static [(&'static str, &'static str)] = if citus {
+        &[
+            ("plan_cache_mode", "force_custom_plan"),
+            ("max_parallel_workers_per_gather", "0"),
+        ]
+    } else {
+        &[
+            ("plan_cache_mode", "force_generic_plan"),
+            ("max_parallel_workers_per_gather", "0"),
+        ]
+    };
+    let dashboard = Database::connect(read_pool(plans)).await?;
     Ok((reads, dashboard))
 }
 
@@ -193,7 +209,17 @@ impl Store {
                 opts.max_connections(16).min_connections(1);
                 // The read queries are short index scans; JIT compilation
                 // would only add its start-up cost to them.
-                opts.map_sqlx_postgres_opts(|o| o.options([("jit", "off")]));
+                // On Citus, a write transaction that touched many shards
+                // could not then write a table with a foreign key to a
+                // reference table (users); one connection per worker per
+                // transaction keeps every write possible. On plain
+                // PostgreSQL the setting is an inert placeholder.
+                opts.map_sqlx_postgres_opts(|o| {
+                    o.options([
+                        ("jit", "off"),
+                        ("citus.multi_shard_modify_mode", "sequential"),
+                    ])
+                });
             }
             Engine::Sqlite => {
                 if let Some(path) = sqlite_file_path(url)
@@ -221,7 +247,10 @@ impl Store {
         let (reads, dashboard) = match engine {
             // With a replica, the primary's read pools are only the
             // fallback: they connect when first used.
-            Engine::Postgres => read_pools(url, read_timeout, read_url.is_some()).await?,
+            Engine::Postgres => {
+                let citus = migration::citus::is_citus(&db).await?;
+                read_pools(url, read_timeout, read_url.is_some(), citus).await?
+            }
             Engine::Sqlite => (db.clone(), db.clone()),
         };
         let store = Store {
@@ -246,7 +275,8 @@ impl Store {
     /// Moves the analytics and dashboard reads to the replica at `url`
     /// (see [`Store::connect_with_replica`]).
     async fn with_read_replica(mut self, url: &str, read_timeout: Duration) -> StoreResult<Store> {
-        let (reads, dashboard) = read_pools(url, read_timeout, true).await?;
+        let citus = migration::citus::is_citus(&self.db).await?;
+        let (reads, dashboard) = read_pools(url, read_timeout, true, citus).await?;
         let fallback = Arc::new(Fallback {
             reads: std::mem::replace(&mut self.reads, reads),
             dashboard: std::mem::replace(&mut self.dashboard, dashboard),

@@ -203,9 +203,12 @@ impl Store {
             };
             sql::execute(
                 &txn,
+                // First times computed once, then read per user (Citus
+                // updates a reference table only from such a result).
                 &format!(
-                    "UPDATE users SET {column} = (SELECT MIN(e.created_at) FROM user_activity_events e \
-                     WHERE e.user_id = users.id AND e.event_type = '{event}'){keep_older}"
+                    "WITH f AS MATERIALIZED (SELECT user_id, MIN(created_at) AS at \
+                     FROM user_activity_events WHERE event_type = '{event}' GROUP BY user_id) \
+                     UPDATE users SET {column} = (SELECT f.at FROM f WHERE f.user_id = users.id){keep_older}"
                 ),
                 values,
             )
@@ -324,12 +327,17 @@ impl Store {
     }
 }
 
-/// Recomputes the per-user counters of `users` from the rollups.
-const USER_TOTALS_FROM_ROLLUPS: &str = "UPDATE users SET \
-     total_messages = COALESCE((SELECT SUM(d.message_count) FROM daily_metrics d WHERE d.user_id = users.id), 0), \
-     total_conversations = COALESCE((SELECT SUM(d.conversation_count) FROM daily_metrics d WHERE d.user_id = users.id), 0), \
-     last_message_bucket = (SELECT MAX(b.bucket) FROM usage_buckets b \
-     WHERE b.user_id = users.id AND b.user_message_count > 0)";
+/// Recomputes the per-user counters of `users` from the rollups. (The sums
+/// are computed once, then read per user: Citus cannot update a reference
+/// table with subqueries correlated with distributed ones.)
+const USER_TOTALS_FROM_ROLLUPS: &str = "WITH d AS MATERIALIZED ( \
+     SELECT user_id, SUM(message_count) AS m, SUM(conversation_count) AS c FROM daily_metrics GROUP BY user_id \
+     ), b AS MATERIALIZED ( \
+     SELECT user_id, MAX(bucket) AS last FROM usage_buckets WHERE user_message_count > 0 GROUP BY user_id \
+     ) UPDATE users SET \
+     total_messages = COALESCE((SELECT d.m FROM d WHERE d.user_id = users.id), 0), \
+     total_conversations = COALESCE((SELECT d.c FROM d WHERE d.user_id = users.id), 0), \
+     last_message_bucket = (SELECT b.last FROM b WHERE b.user_id = users.id)";
 
 /// A row of [`USER_TOTALS_MISMATCHES`]: the stored counters and the recount
 /// (`m` messages, `c` conversations).
@@ -343,11 +351,14 @@ struct TotalsMismatch {
 }
 
 /// Users whose counters disagree with the rollups.
+/// (A join with one grouped pass, not a correlated subquery per user: Citus
+/// cannot run a subquery correlated with a reference table.)
 const USER_TOTALS_MISMATCHES: &str = "SELECT id, total_messages, total_conversations, m, c FROM ( \
      SELECT u.id, u.total_messages, u.total_conversations, \
-     CAST(COALESCE((SELECT SUM(d.message_count) FROM daily_metrics d WHERE d.user_id = u.id), 0) AS BIGINT) AS m, \
-     CAST(COALESCE((SELECT SUM(d.conversation_count) FROM daily_metrics d WHERE d.user_id = u.id), 0) AS BIGINT) AS c \
-     FROM users u) t WHERE total_messages <> m OR total_conversations <> c";
+     CAST(COALESCE(d.m, 0) AS BIGINT) AS m, CAST(COALESCE(d.c, 0) AS BIGINT) AS c \
+     FROM users u LEFT JOIN (SELECT user_id, SUM(message_count) AS m, SUM(conversation_count) AS c \
+       FROM daily_metrics GROUP BY user_id) d ON d.user_id = u.id) t \
+     WHERE total_messages <> m OR total_conversations <> c";
 
 /// The `users` columns holding when a user first reached each milestone.
 const MILESTONE_COLUMNS: [(&str, &str); 4] = [

@@ -52,9 +52,12 @@ impl Store {
     ) -> StoreResult<Vec<ReportRecipient>> {
         sql::fetch_all(
             self.conn(),
-            "SELECT u.id AS user_id, u.email, u.timezone FROM users u WHERE u.weekly_report_opt_out = $1 \
-             AND u.email IS NOT NULL AND u.email <> '' AND EXISTS (SELECT 1 FROM usage_buckets b \
-             WHERE b.user_id = u.id AND b.bucket >= $2 AND b.bucket < $3 AND b.message_count > 0) ORDER BY u.id",
+            // A join with the active users, not a subquery per user: Citus
+            // cannot correlate a distributed table with a reference one.
+            "SELECT u.id AS user_id, u.email, u.timezone FROM users u JOIN ( \
+             SELECT DISTINCT b.user_id FROM usage_buckets b \
+             WHERE b.bucket >= $2 AND b.bucket < $3 AND b.message_count > 0) a ON a.user_id = u.id \
+             WHERE u.weekly_report_opt_out = $1 AND u.email IS NOT NULL AND u.email <> '' ORDER BY u.id",
             vec![false.into(), first_bucket.into(), end_bucket.into()],
         )
         .await

@@ -186,7 +186,7 @@ fn held(now: &str, backend: DbBackend) -> String {
     format!(
         "r.state IN ('open', 'committed') AND r.expires_at_ms > {now} \
          AND (r.message_id IS NULL OR NOT ({}))",
-        counted("r.message_id", backend)
+        counted("r.message_id", "r.user_id", backend)
     )
 }
 
@@ -195,9 +195,11 @@ fn held(now: &str, backend: DbBackend) -> String {
 /// PostgreSQL, its batch is no longer waiting in `rollup_queue` (the fold
 /// deletes the queue row in the transaction that adds the cost, so one
 /// snapshot sees the cost either as held here or as spent there, never
-/// neither).
-fn counted(id: &str, backend: DbBackend) -> String {
-    let ingested = format!("EXISTS (SELECT 1 FROM messages m WHERE m.id = {id})");
+/// neither). `user` is the message's user: naming it keeps the check on
+/// that user's shard on Citus.
+fn counted(id: &str, user: &str, backend: DbBackend) -> String {
+    let ingested =
+        format!("EXISTS (SELECT 1 FROM messages m WHERE m.id = {id} AND m.user_id = {user})");
     match backend {
         DbBackend::Postgres => format!(
             "{ingested} AND NOT EXISTS (SELECT 1 FROM rollup_queue q WHERE {id} = ANY (q.message_ids))"
@@ -564,7 +566,7 @@ const PG_RESERVE: &str = "WITH snap AS MATERIALIZED ( \
    COALESCE((SELECT cost_nano_usd FROM user_month_usage WHERE user_id = $1 AND month = $7), 0) AS spent, \
    COALESCE((SELECT CAST(SUM(r.amount_nano_usd) AS BIGINT) FROM budget_reservations r \
      WHERE r.user_id = $1 AND r.state IN ('open', 'committed') AND r.expires_at_ms > $5 \
-     AND (r.message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id) \
+     AND (r.message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id AND m.user_id = r.user_id) \
      OR EXISTS (SELECT 1 FROM rollup_queue q WHERE r.message_id = ANY (q.message_ids)))), 0) AS held, \
    CASE WHEN lim.workflow_soft IS NULL AND lim.workflow_hard IS NULL THEN 0 ELSE \
      COALESCE((SELECT CAST(SUM(cost_nano_usd) AS BIGINT) FROM usage_buckets \
@@ -572,7 +574,7 @@ const PG_RESERVE: &str = "WITH snap AS MATERIALIZED ( \
    CASE WHEN lim.workflow_soft IS NULL AND lim.workflow_hard IS NULL THEN 0 ELSE \
      COALESCE((SELECT CAST(SUM(r.amount_nano_usd) AS BIGINT) FROM budget_reservations r \
      WHERE r.user_id = $1 AND r.workflow_id = $2 AND r.state IN ('open', 'committed') AND r.expires_at_ms > $5 \
-     AND (r.message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id) \
+     AND (r.message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id AND m.user_id = r.user_id) \
      OR EXISTS (SELECT 1 FROM rollup_queue q WHERE r.message_id = ANY (q.message_ids)))), 0) END AS workflow_held \
    FROM lim \
  ), ex AS MATERIALIZED ( \
@@ -845,7 +847,7 @@ impl Store {
                 &txn,
                 &format!(
                     "SELECT cost_nano_usd FROM messages WHERE id = $1 AND user_id = $2 AND {}",
-                    counted("$1", txn.get_database_backend())
+                    counted("$1", "$2", txn.get_database_backend())
                 ),
                 vec![m.into(), current.user_id.into()],
             )

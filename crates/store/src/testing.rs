@@ -27,12 +27,7 @@ pub struct TestDatabase {
 #[derive(Debug)]
 enum Cleanup {
     SqliteFile(std::path::PathBuf),
-    PostgresDatabase {
-        admin_url: String,
-        name: String,
-        /// The worker nodes' admin URLs, when the server is a Citus coordinator.
-        workers: Vec<String>,
-    },
+    PostgresDatabase { admin_url: String, name: String },
 }
 
 /// Replaces the host and port of a PostgreSQL URL, keeping user and path.
@@ -92,14 +87,17 @@ async fn citus_nodes(
     })
 }
 
-/// Makes the new database `name` a Citus database of the cluster.
+/// Makes the new database `name` a Citus database of the cluster:
+/// the database and the extension on every worker, the extension and the
+/// nodes on the coordinator, and `shard_count` shards per distributed table
+/// when given (the cluster's `citus.shard_count` otherwise).
 async fn make_citus_database(
     admin_url: &str,
     name: &str,
     coordinator: &Node,
     workers: &[Node],
-) -> StoreResult<Vec<String>> {
-    let mut worker_urls = Vec::new();
+    shard_count: Option<u32>,
+) -> StoreResult<()> {
     for w in workers {
         let worker_admin = with_host(admin_url, &w.nodename, w.nodeport)?;
         // Citus may have made it already (`citus.enable_create_database_propagation`).
@@ -122,9 +120,7 @@ async fn make_citus_database(
             "CREATE EXTENSION IF NOT EXISTS citus",
         )
         .await?;
-        worker_urls.push(worker_admin);
     }
-    let url = with_database(admin_url, name)?;
     let mut setup = vec![
         "CREATE EXTENSION IF NOT EXISTS citus".to_owned(),
         format!(
@@ -138,16 +134,69 @@ async fn make_citus_database(
             w.nodename, w.nodeport
         ));
     }
-    setup.push(format!(
-        "ALTER DATABASE \"{name}\" SET citus.shard_count = 4"
-    ));
-    let db = Database::connect(url.as_str()).await?;
+    if let Some(n) = shard_count {
+        setup.push(format!(
+            "ALTER DATABASE \"{name}\" SET citus.shard_count = {n}"
+        ));
+    }
+    let db = Database::connect(with_database(admin_url, name)?.as_str()).await?;
     for sql in setup {
         db.execute_raw(Statement::from_string(DbBackend::Postgres, sql))
             .await?;
     }
     db.close().await?;
-    Ok(worker_urls)
+    Ok(())
+}
+
+/// Creates the empty database `name` on the PostgreSQL server of
+/// `admin_url` and returns its URL. When that server is a Citus coordinator
+/// with workers, the database is made a Citus database of the cluster
+/// (`shard_count` as in `make_citus_database`).
+pub async fn create_postgres_database(
+    admin_url: &str,
+    name: &str,
+    shard_count: Option<u32>,
+) -> StoreResult<String> {
+    let admin = Database::connect(admin_url).await.map_err(|e| {
+        StoreError::Invalid(format!(
+            "the server at the admin URL cannot be reached: {e}"
+        ))
+    })?;
+    admin
+        .execute_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("CREATE DATABASE \"{name}\""),
+        ))
+        .await?;
+    let cluster = citus_nodes(&admin).await?;
+    admin.close().await?;
+    if let Some((coordinator, workers)) = cluster {
+        // Adding nodes syncs roles on the workers (a shared catalog): two
+        // databases set up at once fail with "tuple concurrently updated".
+        static SETUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one_at_a_time = SETUP.lock().await;
+        make_citus_database(admin_url, name, &coordinator, &workers, shard_count).await?;
+    }
+    with_database(admin_url, name)
+}
+
+/// Drops the database `name` (closing its connections) on the server of
+/// `admin_url` and, on a Citus coordinator, on its workers.
+pub async fn drop_postgres_database(admin_url: &str, name: &str) -> StoreResult<()> {
+    let admin = Database::connect(admin_url).await?;
+    let workers = citus_nodes(&admin)
+        .await?
+        .map(|(_, w)| w)
+        .unwrap_or_default();
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    admin
+        .execute_raw(Statement::from_string(DbBackend::Postgres, sql.clone()))
+        .await?;
+    admin.close().await?;
+    for w in workers {
+        run(&with_host(admin_url, &w.nodename, w.nodeport)?, &sql).await?;
+    }
+    Ok(())
 }
 
 /// Replaces the database name (the last path segment) of a PostgreSQL URL.
@@ -180,32 +229,17 @@ impl TestDatabase {
         {
             Some(admin_url) => {
                 let name = format!("charlie_test_{unique}");
-                let admin = Database::connect(admin_url.as_str()).await.map_err(|e| {
-                    StoreError::Invalid(format!(
-                        "TEST_DATABASE_URL is set but the server cannot be reached: {e}"
-                    ))
-                })?;
-                admin
-                    .execute_raw(Statement::from_string(
-                        DbBackend::Postgres,
-                        format!("CREATE DATABASE \"{name}\""),
-                    ))
-                    .await?;
-                let cluster = citus_nodes(&admin).await?;
-                admin.close().await?;
-                let workers = match cluster {
-                    Some((coordinator, workers)) => {
-                        make_citus_database(&admin_url, &name, &coordinator, &workers).await?
-                    }
-                    None => Vec::new(),
-                };
+                let url = create_postgres_database(&admin_url, &name, Some(4))
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::Invalid(m) => StoreError::Invalid(format!(
+                            "TEST_DATABASE_URL is set but the database cannot be made: {m}"
+                        )),
+                        other => other,
+                    })?;
                 Ok(TestDatabase {
-                    url: with_database(&admin_url, &name)?,
-                    cleanup: Cleanup::PostgresDatabase {
-                        admin_url,
-                        name,
-                        workers,
-                    },
+                    url,
+                    cleanup: Cleanup::PostgresDatabase { admin_url, name },
                 })
             }
             None => {
@@ -242,15 +276,8 @@ impl Drop for TestDatabase {
                     let _ = std::fs::remove_file(p);
                 }
             }
-            Cleanup::PostgresDatabase {
-                admin_url,
-                name,
-                workers,
-            } => {
-                let admin_urls: Vec<String> = std::iter::once(admin_url.clone())
-                    .chain(workers.iter().cloned())
-                    .collect();
-                let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            Cleanup::PostgresDatabase { admin_url, name } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
                 // Drop runs outside any async context we could borrow, so the
                 // cleanup gets a small runtime of its own on its own thread.
                 let joined = std::thread::spawn(move || {
@@ -258,21 +285,9 @@ impl Drop for TestDatabase {
                         .enable_all()
                         .build();
                     if let Ok(rt) = rt {
-                        rt.block_on(async move {
-                            // The coordinator first: on Citus it may drop the
-                            // workers' copies itself; the rest is IF EXISTS.
-                            for url in admin_urls {
-                                if let Ok(admin) = Database::connect(url.as_str()).await {
-                                    let _ = admin
-                                        .execute_raw(Statement::from_string(
-                                            DbBackend::Postgres,
-                                            sql.clone(),
-                                        ))
-                                        .await;
-                                    let _ = admin.close().await;
-                                }
-                            }
-                        });
+                        // Nothing to report to: a leftover test database is
+                        // harmless and named as one.
+                        let _ = rt.block_on(drop_postgres_database(&admin_url, &name));
                     }
                 })
                 .join();

@@ -38,6 +38,11 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app with extra configuration.
 pub async fn spawn_app_with(vars: Vars) -> TestApp {
+    // `TEST_LOG=1` shows the server's logs (level from `RUST_LOG`), e.g. the
+    // cause behind a 500; without it tests stay quiet.
+    if std::env::var("TEST_LOG").is_ok_and(|v| !v.is_empty()) {
+        charlie_api::telemetry::init(charlie_api::config::AppEnv::Development);
+    }
     let db = TestDatabase::create().await.expect("test database");
     let mut env = vars;
     env.insert("DATABASE_URL", db.url().to_owned());
