@@ -106,6 +106,9 @@ pub fn is_retriable(e: &crate::StoreError) -> bool {
         "40P01",
         "40001",
         "deadlock detected",
+        // Citus' detector, across nodes (a partition attached while
+        // ingestion writes the table, say).
+        "distributed deadlock",
         "could not serialize",
         "database is locked",
         "SQLITE_BUSY",
