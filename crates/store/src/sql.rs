@@ -139,6 +139,20 @@ pub async fn advisory_locks<C: ConnectionTrait>(conn: &C, mut keys: Vec<i64>) ->
     Ok(())
 }
 
+/// Every write to a table Citus keeps as a reference table (`users`,
+/// `workflows`, `agent_components`) comes after this transaction-level
+/// advisory lock. Citus serializes such writes with a lock per table that a
+/// plain insert takes shared and an update exclusive; two transactions that
+/// both inserted and then update would wait for each other. Taking turns
+/// here first rules that out. Writers of these tables are rare once users
+/// and workflows exist (ingestion reads before it writes).
+/// Cheap and harmless on plain PostgreSQL; a no-op on SQLite.
+pub async fn reference_write_lock<C: ConnectionTrait>(txn: &C) -> StoreResult<()> {
+    /// An arbitrary fixed key ("reference writes").
+    const KEY: i64 = 0x6368_6172_7265_6601;
+    advisory_locks(txn, vec![KEY]).await
+}
+
 /// A stable 64-bit lock key for a UUID.
 pub fn lock_key(id: uuid::Uuid) -> i64 {
     let (hi, lo) = id.as_u64_pair();

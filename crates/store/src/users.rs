@@ -63,6 +63,7 @@ impl Store {
         {
             let _guard = self.write_guard().await;
             let txn = self.conn().begin().await?;
+            crate::sql::reference_write_lock(&txn).await?;
             let created = Entity::insert(ActiveModel {
                 id: Set(Uuid::now_v7()),
                 external_id: Set(Some(subject.to_owned())),

@@ -276,6 +276,7 @@ async fn update_users(txn: &DatabaseTransaction, delta: &mut Delta) -> StoreResu
         .into_iter()
         .map(|(u, (m, c, b))| vec![DbValue::from(u), m.into(), c.into(), b.into()])
         .collect();
+    sql::reference_write_lock(txn).await?;
     let updated = update_from_values_returning(
         txn,
         "users",

@@ -3,6 +3,24 @@
 
 use super::*;
 
+/// Those of `ids` that `table` (keyed on `id`) does not hold.
+pub(super) async fn missing(
+    txn: &DatabaseTransaction,
+    table: &str,
+    ids: &BTreeSet<Uuid>,
+) -> StoreResult<BTreeSet<Uuid>> {
+    if ids.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let list: Vec<Uuid> = ids.iter().copied().collect();
+    let (cond, values) = uuid_in("id", &list, 1, txn.get_database_backend());
+    let mut out = ids.clone();
+    for row in query_all(txn, &format!("SELECT id FROM {table} WHERE {cond}"), values).await? {
+        out.remove(&row.try_get::<Uuid>("", "id")?);
+    }
+    Ok(out)
+}
+
 /// Makes sure these users exist, creating placeholders for unknown ids.
 pub(super) async fn ensure_users(
     txn: &DatabaseTransaction,
@@ -16,8 +34,14 @@ pub(super) async fn ensure_users(
             .and_modify(|t| *t = (*t).min(at))
             .or_insert(at);
     }
+    let unknown = missing(txn, "users", &earliest.keys().copied().collect()).await?;
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    reference_write_lock(txn).await?;
     let rows = earliest
         .into_iter()
+        .filter(|(id, _)| unknown.contains(id))
         .map(|(id, at)| vec![id.into(), true.into(), false.into(), at.into(), at.into()])
         .collect();
     let created = insert_many(
@@ -65,6 +89,7 @@ pub(super) async fn upsert_user(
     u: &UserUpsert,
     batch: &mut Batch,
 ) -> StoreResult<Applied> {
+    reference_write_lock(txn).await?;
     if let Some(other) = fetch_one::<OtherUser, _>(
         txn,
         "SELECT id, is_placeholder FROM users WHERE external_id = $1 AND id <> $2",
@@ -215,6 +240,13 @@ pub(super) async fn ensure_workflow(
     user_id: Uuid,
     at: OffsetDateTime,
 ) -> StoreResult<()> {
+    if missing(txn, "workflows", &BTreeSet::from([id]))
+        .await?
+        .is_empty()
+    {
+        return Ok(());
+    }
+    reference_write_lock(txn).await?;
     let created = insert_many(
         txn,
         "workflows",
@@ -260,6 +292,7 @@ pub(super) async fn upsert_named(
     batch: &mut Batch,
 ) -> StoreResult<Applied> {
     ensure_users(txn, &mut batch.rollups, [(n.user_id, item.at)]).await?;
+    reference_write_lock(txn).await?;
     let existing = fetch_one::<StoredNamed, _>(
         txn,
         &format!("SELECT user_id, name, is_placeholder, updated_at FROM {table} WHERE id = $1"),

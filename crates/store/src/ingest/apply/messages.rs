@@ -171,8 +171,48 @@ pub(super) async fn check_components(
     if wanted.is_empty() {
         return Ok(());
     }
-    let rows = wanted
+    // Read first: once components exist, a batch writes none of them.
+    let ids: Vec<Uuid> = wanted.keys().copied().collect();
+    let mut owners = component_owners(txn, &ids).await?;
+    let unknown: Vec<Uuid> = ids
         .iter()
+        .copied()
+        .filter(|id| !owners.contains_key(id))
+        .collect();
+    if !unknown.is_empty() {
+        insert_component_placeholders(txn, &wanted, &unknown).await?;
+        // A concurrent batch may have made some of them first: read back.
+        owners.extend(component_owners(txn, &unknown).await?);
+    }
+    refuse_foreign_components(txn, batch, out, &owners).await
+}
+
+/// The owners of the components `ids` that exist.
+async fn component_owners(
+    txn: &DatabaseTransaction,
+    ids: &[Uuid],
+) -> StoreResult<HashMap<Uuid, Uuid>> {
+    let mut owners: HashMap<Uuid, Uuid> = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let (filter, values) = uuid_in("id", chunk, 1, txn.get_database_backend());
+        let sql = format!("SELECT id, user_id FROM agent_components WHERE {filter}");
+        for c in fetch_all::<ComponentOwner, _>(txn, &sql, values).await? {
+            owners.insert(c.id, c.user_id);
+        }
+    }
+    Ok(owners)
+}
+
+/// Placeholders for the components `unknown`, owned as `wanted` says.
+async fn insert_component_placeholders(
+    txn: &DatabaseTransaction,
+    wanted: &BTreeMap<Uuid, (OffsetDateTime, Uuid)>,
+    unknown: &[Uuid],
+) -> StoreResult<()> {
+    reference_write_lock(txn).await?;
+    let rows = unknown
+        .iter()
+        .filter_map(|id| wanted.get(id).map(|w| (id, w)))
         .map(|(id, (at, user))| {
             vec![
                 (*id).into(),
@@ -200,15 +240,17 @@ pub(super) async fn check_components(
         &[],
     )
     .await?;
-    let ids: Vec<Uuid> = wanted.keys().copied().collect();
-    let mut owners: HashMap<Uuid, Uuid> = HashMap::new();
-    for chunk in ids.chunks(500) {
-        let (filter, values) = uuid_in("id", chunk, 1, txn.get_database_backend());
-        let sql = format!("SELECT id, user_id FROM agent_components WHERE {filter}");
-        for c in fetch_all::<ComponentOwner, _>(txn, &sql, values).await? {
-            owners.insert(c.id, c.user_id);
-        }
-    }
+    Ok(())
+}
+
+/// Refuses (or, for a message already answered, counts without its
+/// component) every message naming another user's component.
+async fn refuse_foreign_components(
+    txn: &DatabaseTransaction,
+    batch: &mut Batch,
+    out: &mut [Applied],
+    owners: &HashMap<Uuid, Uuid>,
+) -> StoreResult<()> {
     let mut refused: Vec<Uuid> = Vec::new();
     batch.messages.retain_mut(|r| {
         let Some(component) = r.m.component_id else {

@@ -44,6 +44,7 @@ pub(super) async fn stamp_milestones(
         } else {
             format!("users.{column} > v.t")
         };
+        reference_write_lock(txn).await?;
         update_from_values(
             txn,
             "users",

@@ -9,7 +9,7 @@ use crate::{
     rollup::{Counters, MessageFacts, Rollups, bucket_of},
     sql::{
         advisory_locks, execute, fetch_all, fetch_one, ignore_conflicts, insert_many, lock_key,
-        query_all, read, update_from_values, uuid_in,
+        query_all, read, reference_write_lock, update_from_values, uuid_in,
     },
 };
 use charlie_domain::ErrorCode;
