@@ -118,6 +118,43 @@ pub(crate) struct Batch {
     events_written: Vec<(Uuid, OffsetDateTime)>,
 }
 
+/// Whether applying `items` may write `users`, `workflows` or
+/// `agent_components`: an upsert of one, or a reference to one that does not
+/// exist yet (it gets a placeholder). Reads only.
+async fn writes_reference_tables(txn: &DatabaseTransaction, items: &[Item]) -> StoreResult<bool> {
+    let mut users = BTreeSet::new();
+    let mut workflows = BTreeSet::new();
+    let mut components = BTreeSet::new();
+    for item in items {
+        match &item.body {
+            Body::User(_) | Body::Workflow(_) | Body::Component(_) => return Ok(true),
+            Body::Conversation(c) => {
+                users.insert(c.user_id);
+                workflows.extend(c.workflow_id);
+            }
+            Body::Event(e) => {
+                users.insert(e.user_id);
+            }
+            Body::Error(e) => {
+                users.extend(e.user_id);
+            }
+            Body::Message(m) => {
+                components.extend(m.component_id);
+            }
+        }
+    }
+    for (table, ids) in [
+        ("users", &users),
+        ("workflows", &workflows),
+        ("agent_components", &components),
+    ] {
+        if !missing(txn, table, ids).await?.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Applies a batch's items in `txn`: raw rows, ledger, entities,
 /// placeholders and milestones. The rows every batch shares are left to the
 /// caller, in the returned [`Batch`] (see `fold.rs`).
@@ -129,6 +166,14 @@ pub(super) async fn apply(
 ) -> StoreResult<(Vec<Applied>, Batch)> {
     let mut out: Vec<Applied> = items.iter().map(|_| Applied::new(Outcome::Error)).collect();
     let mut batch = Batch::default();
+
+    // 0. A batch that will write users, workflows or components takes its
+    // turn for that before it writes anything else (see
+    // `sql::reference_write_lock`): a turn taken halfway, after rows of
+    // other tables, can close a cycle with a batch waiting for those rows.
+    if writes_reference_tables(txn, items).await? {
+        reference_write_lock(txn).await?;
+    }
 
     // 1. The ledger decides which append-only items are new (and refuses
     // those older than raw rows are kept).
