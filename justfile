@@ -30,6 +30,11 @@ test:
 test-pg:
     TEST_DATABASE_URL={{pg_url}} cargo test --workspace
 
+# Tests on a Citus cluster: pass the coordinator's admin database (README,
+# "Moving from one PostgreSQL to Citus"). Not part of CI.
+test-citus coordinator="postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable":
+    TEST_DATABASE_URL='{{coordinator}}' cargo test --workspace
+
 # Regenerate the committed OpenAPI document.
 openapi:
     cargo run -q -p charlie-api -- openapi > openapi/openapi.json
