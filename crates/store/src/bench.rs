@@ -7,10 +7,7 @@
 //! Nothing here is used by the service itself.
 
 use crate::{Store, StoreError, StoreResult, rollup::BUCKET_SECONDS, sql};
-use sea_orm::{
-    ConnectionTrait, Database, DbBackend, DbErr, Statement, TransactionTrait, Value,
-    sqlx::postgres::PgPoolCopyExt,
-};
+use sea_orm::{DbErr, TransactionTrait, Value, sqlx::postgres::PgPoolCopyExt};
 use std::{
     collections::HashMap,
     fmt::Write as _,
@@ -53,15 +50,6 @@ fn check_name(name: &str) -> StoreResult<()> {
             "`{name}` is not a benchmark database name"
         )));
     }
-    Ok(())
-}
-
-async fn admin_execute(admin_url: &str, statement: String) -> StoreResult<()> {
-    let admin = Database::connect(admin_url).await?;
-    admin
-        .execute_raw(Statement::from_string(DbBackend::Postgres, statement))
-        .await?;
-    admin.close().await?;
     Ok(())
 }
 
