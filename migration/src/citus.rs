@@ -123,32 +123,18 @@ struct Placed {
     kind: String,
 }
 
-async fn flag<C: ConnectionTrait>(
-    db: &C,
-    sql: &str,
-    values: Vec<sea_orm::Value>,
-) -> Result<bool, DbErr> {
-    Ok(Flag::find_by_statement(Statement::from_sql_and_values(
-        DatabaseBackend::Postgres,
-        sql,
-        values,
-    ))
-    .one(db)
-    .await?
-    .is_some_and(|f| f.yes))
-}
-
 /// Whether the database has the `citus` extension.
 pub async fn is_citus<C: ConnectionTrait>(db: &C) -> Result<bool, DbErr> {
     if db.get_database_backend() != DatabaseBackend::Postgres {
         return Ok(false);
     }
-    flag(
-        db,
+    Ok(Flag::find_by_statement(Statement::from_string(
+        DatabaseBackend::Postgres,
         "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS yes",
-        vec![],
-    )
-    .await
+    ))
+    .one(db)
+    .await?
+    .is_some_and(|f| f.yes))
 }
 
 /// On a Citus database, distributes the tables [`TABLES`] names and makes

@@ -115,8 +115,9 @@ async fn read_pools(
     citus: bool,
 ) -> StoreResult<(DatabaseConnection, DatabaseConnection)> {
     let timeout_ms = read_timeout.as_millis().max(1).to_string();
-    let read_pool = |extra: &'static [(&'static str, &'static str)]| {
+    let read_pool = |extra: &[(&'static str, &'static str)]| {
         let timeout_ms = timeout_ms.clone();
+        let extra = extra.to_vec();
         let mut o = ConnectOptions::new(url.to_owned());
         o.sqlx_logging(false)
             .connect_timeout(Duration::from_secs(5))
@@ -129,7 +130,7 @@ async fn read_pools(
             .test_before_acquire_if_idle_for(Duration::from_secs(30))
             .map_sqlx_postgres_opts(move |o| {
                 let mut settings = vec![("jit", "off"), ("statement_timeout", timeout_ms.as_str())];
-                settings.extend_from_slice(extra);
+                settings.extend_from_slice(&extra);
                 o.options(settings).application_name(READS_APPLICATION_NAME)
             });
         o
@@ -137,24 +138,21 @@ async fn read_pools(
     // Citus plans a distributed read from its parameters' values (which
     // shards, which worker): it needs a custom plan each time; plain
     // PostgreSQL keeps one generic plan for the dashboard's statements.
-    let reads = Database::connect(read_pool(if citus {
-        &[("plan_cache_mode", "force_custom_plan")]
+    let (reads_plans, dashboard_plans) = if citus {
+        (Some("force_custom_plan"), "force_custom_plan")
     } else {
-        &[]
-    }))
-    .await?;
-    let plans: &'static [(&'static str, &'static str)] = if citus {
-        &[
-            ("plan_cache_mode", "force_custom_plan"),
-            ("max_parallel_workers_per_gather", "0"),
-        ]
-    } else {
-        &[
-            ("plan_cache_mode", "force_generic_plan"),
-            ("max_parallel_workers_per_gather", "0"),
-        ]
+        (None, "force_generic_plan")
     };
-    let dashboard = Database::connect(read_pool(plans)).await?;
+    let reads_extra: Vec<_> = reads_plans
+        .map(|p| ("plan_cache_mode", p))
+        .into_iter()
+        .collect();
+    let reads = Database::connect(read_pool(&reads_extra)).await?;
+    let dashboard = Database::connect(read_pool(&[
+        ("plan_cache_mode", dashboard_plans),
+        ("max_parallel_workers_per_gather", "0"),
+    ]))
+    .await?;
     Ok((reads, dashboard))
 }
 
@@ -275,7 +273,7 @@ impl Store {
     /// Moves the analytics and dashboard reads to the replica at `url`
     /// (see [`Store::connect_with_replica`]).
     async fn with_read_replica(mut self, url: &str, read_timeout: Duration) -> StoreResult<Store> {
-        let citus = migration::citus::is_citus(&self.db).await?;
+        let citus = self.is_citus().await?;
         let (reads, dashboard) = read_pools(url, read_timeout, true, citus).await?;
         let fallback = Arc::new(Fallback {
             reads: std::mem::replace(&mut self.reads, reads),
@@ -322,6 +320,12 @@ impl Store {
     /// configured).
     pub fn reading_from_replica(&self) -> Option<bool> {
         self.fallback.as_ref().map(|f| f.replica_up())
+    }
+
+    /// Whether the database is a Citus coordinator (has the `citus`
+    /// extension); always false on SQLite.
+    pub async fn is_citus(&self) -> StoreResult<bool> {
+        Ok(migration::citus::is_citus(&self.db).await?)
     }
 
     pub fn engine(&self) -> Engine {
