@@ -11,28 +11,36 @@
 //! fail when a table is missing from it or breaks a Citus rule.
 //!
 //! The choices:
-//! - **By `user_id`, co-located**: every table that grows with usage and
-//!   belongs to one user (messages, events, conversations, the per-user
-//!   rollups, alerts, budgets, funnel milestones). A
-//!   user's rows of all of them live in one shard group, so ingestion of a
-//!   user's items and a user's stats touch one node, and joins between them
-//!   on `user_id` run on the workers.
+//! - **By user, co-located**: `users` (by its `id`) and every table that
+//!   grows with usage and belongs to one user (messages, events,
+//!   conversations, the per-user rollups, alerts, budgets, funnel
+//!   milestones), by `user_id`. A user's row and their rows of all of these
+//!   live in one shard group, so ingestion of a user's items, the fold's
+//!   writes of a user's counters and a user's stats touch one node, and
+//!   joins between them on the user's id run on the workers. (Until
+//!   migration 18, `users` was a reference table; every write of a counter
+//!   or funnel stamp was then a cluster-wide write Citus serializes.)
 //! - **`error_logs` by its own `id`**: an error may have no user (`user_id`
 //!   is NULL for platform errors), and Citus refuses NULL in a distribution
 //!   column. Errors are read platform-wide (the admin errors page), never
 //!   joined row by row with a user's tables.
-//! - **Reference**: `users`, `workflows`, `agent_components`, `api_keys`,
-//!   and the fold queue `rollup_queue` (below).
-//!   Few rows per user, read by nearly every query (names, owners, time
-//!   zones, budgets), written rarely, and with keys that must be unique
-//!   platform-wide (`users.external_id`, a workflow or component id whose
-//!   owner can change). A copy on each node lets every shard join them
-//!   locally. Citus serializes writes to a reference table, so the hot path
-//!   of ingestion reads them first and writes only what is missing.
+//! - **`user_subjects` by `external_id`**: the guard that keeps a session
+//!   subject (`users.external_id`) unique platform-wide, which a distributed
+//!   `users` cannot do itself. Written when a user is created or renamed.
+//! - **Reference**: `workflows`, `agent_components`, `api_keys`, and the
+//!   fold queue `rollup_queue` (below). Few rows, read by nearly every query
+//!   (names, owners, budgets), written rarely, and with keys that must be
+//!   unique platform-wide (a workflow or component id whose owner can
+//!   change). A copy on each node lets every shard join them locally. Citus
+//!   serializes writes to a reference table, so the hot path of ingestion
+//!   reads them first and writes only what is missing.
 //!   `rollup_queue` is a reference table because a budget check asks, in
 //!   one statement on the user's shard, whether a message's cost is still
-//!   waiting in it; ingestion only appends to it (inserts do not serialize),
-//!   and one fold at a time deletes from it.
+//!   waiting in it. Batches only append to it, as their last write (inserts
+//!   do not serialize); the one fold at a time reads it, and deletes what it
+//!   folded as its last write, so the exclusive lock Citus takes for that
+//!   delete is held only for the commit and never waited for by a batch
+//!   that holds something the fold needs.
 //! - **Coordinator**: queues and the service's own bookkeeping (the
 //!   idempotency ledger, outboxes, weekly report deliveries (senders claim
 //!   them with `FOR UPDATE SKIP LOCKED` across users, which Citus runs only
@@ -41,6 +49,10 @@
 //!   counters (one row per hour or per bucket, rewritten by every fold).
 //!   They are read and written by one place, under one lock, and a copy per
 //!   node would only multiply their writes.
+//!
+//! A database placed by an older list is placed again: [`distribute`] turns
+//! a table whose placement changed back into a plain table (with the tables
+//! its foreign keys reach) and places them all as the list says.
 
 use sea_orm_migration::prelude::DbErr;
 use sea_orm_migration::sea_orm::{
@@ -50,7 +62,12 @@ use sea_orm_migration::sea_orm::{
 /// Where one table lives on Citus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
-    /// Hash-distributed by `user_id`, co-located with every other such table.
+    /// `users` itself: hash-distributed by `id`, the group every [`ByUser`]
+    /// table is co-located with.
+    ///
+    /// [`ByUser`]: Placement::ByUser
+    User,
+    /// Hash-distributed by `user_id`, co-located with `users`.
     ByUser,
     /// Hash-distributed by the named column, in a co-location group of its own.
     ByOwnKey(&'static str),
@@ -61,8 +78,9 @@ pub enum Placement {
 }
 
 /// Every table of the schema (partitions follow their parent) and where it lives.
-pub const TABLES: [(&str, Placement); 35] = [
-    ("users", Placement::Reference),
+pub const TABLES: [(&str, Placement); 36] = [
+    ("users", Placement::User),
+    ("user_subjects", Placement::ByOwnKey("external_id")),
     ("workflows", Placement::Reference),
     ("agent_components", Placement::Reference),
     ("api_keys", Placement::Reference),
@@ -107,6 +125,7 @@ pub fn placement(table: &str) -> Option<Placement> {
 /// The column a table is distributed by, if it is distributed.
 pub fn distribution_column(p: Placement) -> Option<&'static str> {
     match p {
+        Placement::User => Some("id"),
         Placement::ByUser => Some("user_id"),
         Placement::ByOwnKey(c) => Some(c),
         Placement::Reference | Placement::Coordinator => None,
@@ -145,6 +164,15 @@ pub async fn distribute<C: ConnectionTrait>(db: &C) -> Result<usize, DbErr> {
         return Ok(0);
     }
     let mut placed = 0;
+    // A table placed otherwise by an older list (a reference `users`, say)
+    // goes back to a plain table first, with every table its foreign keys
+    // reach; the steps below place them all again.
+    for (table, p) in TABLES {
+        let now = current(db, table).await?;
+        if now.is_some() && now.as_deref() != Some(kind(p)) {
+            make_plain(db, table).await?;
+        }
+    }
     // Reference tables first: a distributed table's foreign key to one needs
     // it to be a reference table already.
     for (table, _) in TABLES.iter().filter(|(_, p)| *p == Placement::Reference) {
@@ -164,14 +192,29 @@ pub async fn distribute<C: ConnectionTrait>(db: &C) -> Result<usize, DbErr> {
             placed += 1;
         }
     }
-    let mut first_by_user: Option<&str> = None;
-    for (table, p) in TABLES {
-        let Some(column) = distribution_column(p) else {
+    // `users` first: the per-user tables are co-located with it, and their
+    // foreign keys to it need it distributed already. Per-user tables still
+    // distributed from an earlier placement keep their shards: `users` joins
+    // their co-location group.
+    let mut group = "none";
+    for (table, _) in TABLES.iter().filter(|(_, p)| *p == Placement::ByUser) {
+        if current(db, table).await?.as_deref() == Some("distributed") {
+            group = table;
+            break;
+        }
+    }
+    for (table, p) in TABLES.iter().filter(|(_, p)| *p == Placement::User).chain(
+        TABLES
+            .iter()
+            .filter(|(_, p)| *p != Placement::User && distribution_column(*p).is_some()),
+    ) {
+        let Some(column) = distribution_column(*p) else {
             continue;
         };
         if current(db, table).await?.as_deref() != Some("distributed") {
             let colocate = match p {
-                Placement::ByUser => first_by_user.unwrap_or("default"),
+                Placement::User => group,
+                Placement::ByUser => "users",
                 _ => "none",
             };
             db.execute_unprepared(&format!(
@@ -180,11 +223,17 @@ pub async fn distribute<C: ConnectionTrait>(db: &C) -> Result<usize, DbErr> {
             .await?;
             placed += 1;
         }
-        if p == Placement::ByUser && first_by_user.is_none() {
-            first_by_user = Some(table);
-        }
     }
     Ok(placed)
+}
+
+/// What [`current`] says of a table placed as `p`.
+pub fn kind(p: Placement) -> &'static str {
+    match p {
+        Placement::User | Placement::ByUser | Placement::ByOwnKey(_) => "distributed",
+        Placement::Reference => "reference",
+        Placement::Coordinator => "local",
+    }
 }
 
 /// On a Citus database, turns every distributed table back into a table
@@ -212,6 +261,19 @@ pub async fn undistribute<C: ConnectionTrait>(db: &C) -> Result<usize, DbErr> {
         }
     }
     Ok(undone)
+}
+
+/// On a Citus database, turns `table` (placed any way) back into a plain
+/// table, with every table its foreign keys reach. Anywhere else, or for a
+/// table Citus does not know, it does nothing.
+pub async fn make_plain<C: ConnectionTrait>(db: &C, table: &str) -> Result<(), DbErr> {
+    if is_citus(db).await? && current(db, table).await?.is_some() {
+        db.execute_unprepared(&format!(
+            "SELECT undistribute_table('{table}', cascade_via_foreign_keys => true)"
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// `distributed`, `reference`, `local` (a Citus local table) or `None` (a

@@ -21,6 +21,7 @@ mod m20261203_000014_budget_reservations;
 mod m20261203_000015_rollup_queue;
 mod m20261204_000016_partitions;
 mod m20261207_000017_citus_keys;
+mod m20261208_000018_users_by_id;
 
 pub mod citus;
 
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000015_rollup_queue::Migration),
             Box::new(m20261204_000016_partitions::Migration),
             Box::new(m20261207_000017_citus_keys::Migration),
+            Box::new(m20261208_000018_users_by_id::Migration),
         ]
     }
 }

@@ -525,6 +525,19 @@ pub async fn copy_users(store: &Store, users: &[UserRow]) -> StoreResult<()> {
         chunks,
     )
     .await?;
+    // The guard of `external_id` (see `users.rs`) is written with them.
+    let chunks = chunked(users, |u, out| {
+        let mut f = CopyLine::new(out);
+        f.text(Some(&u.external_id));
+        f.uuid(u.id);
+        f.end();
+    });
+    copy_text(
+        store,
+        "COPY user_subjects (external_id, user_id) FROM STDIN",
+        chunks,
+    )
+    .await?;
     Ok(())
 }
 

@@ -209,7 +209,7 @@ impl Store {
                 // would only add its start-up cost to them.
                 // On Citus, a write transaction that touched many shards
                 // could not then write a table with a foreign key to a
-                // reference table (users); one connection per worker per
+                // reference table (workflows); one connection per worker per
                 // transaction keeps every write possible. On plain
                 // PostgreSQL the setting is an inert placeholder.
                 opts.map_sqlx_postgres_opts(|o| {

@@ -1025,24 +1025,19 @@ fn bucket_values(c: &Counters) -> Vec<SimpleExpr> {
 }
 
 /// Where each of `users` stands in the funnel (users not found are left
-/// out). On PostgreSQL the rows are locked (`FOR NO KEY UPDATE`, in id
-/// order: compatible with the key-share locks foreign-key checks take), so
-/// the positions stay true until the transaction ends.
+/// out). The caller holds their locks (`sql::lock_users`), so the positions
+/// stay true until its transaction ends.
 pub(crate) async fn funnel_positions<C: ConnectionTrait>(
     conn: &C,
     users: &std::collections::BTreeSet<Uuid>,
 ) -> StoreResult<BTreeMap<Uuid, FunnelPosition>> {
-    let lock = match conn.get_database_backend() {
-        sea_orm::DbBackend::Postgres => " ORDER BY id FOR NO KEY UPDATE",
-        _ => "",
-    };
     let ids: Vec<Uuid> = users.iter().copied().collect();
     let mut out = BTreeMap::new();
     for chunk in ids.chunks(500) {
         let (filter, values) = crate::sql::uuid_in("id", chunk, 1, conn.get_database_backend());
         let sql = format!(
             "SELECT id, signed_up_at, first_component_at, first_workflow_at, first_message_at \
-             FROM users WHERE {filter}{lock}"
+             FROM users WHERE {filter}"
         );
         #[derive(FromQueryResult)]
         struct Row {

@@ -408,10 +408,19 @@ async fn the_schema_keeps_citus_rules() -> Result<(), StoreError> {
             // A copy on every node can be referenced from anywhere that is
             // on every node too, or distributed.
             (
-                Some(Placement::ByUser | Placement::ByOwnKey(_) | Placement::Reference),
+                Some(
+                    Placement::User
+                    | Placement::ByUser
+                    | Placement::ByOwnKey(_)
+                    | Placement::Reference,
+                ),
                 Some(Placement::Reference),
             ) => true,
             // Between co-located tables only on the distribution column.
+            (Some(Placement::ByUser), Some(Placement::User)) => {
+                fk.columns.first().map(String::as_str) == Some("user_id")
+                    && fk.referenced_columns.first().map(String::as_str) == Some("id")
+            }
             (Some(Placement::ByUser), Some(Placement::ByUser)) => {
                 fk.columns.first().map(String::as_str) == Some("user_id")
                     && fk.referenced_columns.first().map(String::as_str) == Some("user_id")
@@ -433,12 +442,18 @@ async fn the_schema_keeps_citus_rules() -> Result<(), StoreError> {
     if migration::citus::is_citus(store.conn()).await? {
         for (table, p) in TABLES {
             let kind = migration::citus::current(store.conn(), table).await?;
-            let expected = match p {
-                Placement::ByUser | Placement::ByOwnKey(_) => Some("distributed"),
-                Placement::Reference => Some("reference"),
-                Placement::Coordinator => Some("local"),
-            };
+            let expected = Some(migration::citus::kind(p));
             assert_eq!(kind.as_deref(), expected, "the Citus placement of {table}");
+            if p == Placement::ByUser {
+                let apart = store
+                    .scalar_for_tests(&format!(
+                        "SELECT COUNT(*) FROM pg_dist_partition a, pg_dist_partition b \
+                         WHERE a.logicalrelid = CAST('{table}' AS regclass) \
+                         AND b.logicalrelid = CAST('users' AS regclass) AND a.colocationid <> b.colocationid"
+                    ))
+                    .await?;
+                assert_eq!(apart, 0, "{table} is co-located with users");
+            }
             if expected == Some("distributed") {
                 let nodes = store
                     .scalar_for_tests(&format!(

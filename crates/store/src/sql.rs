@@ -139,13 +139,15 @@ pub async fn advisory_locks<C: ConnectionTrait>(conn: &C, mut keys: Vec<i64>) ->
     Ok(())
 }
 
-/// Every write to a table Citus keeps as a reference table (`users`,
-/// `workflows`, `agent_components`) comes after this transaction-level
-/// advisory lock. Citus serializes such writes with a lock per table that a
-/// plain insert takes shared and an update exclusive; two transactions that
-/// both inserted and then update would wait for each other. Taking turns
-/// here first rules that out. Writers of these tables are rare once users
-/// and workflows exist (ingestion reads before it writes).
+/// Every write to a table Citus keeps as a reference table (`workflows`,
+/// `agent_components`), and every creation of a user (placeholders, and
+/// `user.upsert` with its `user_subjects` claim), comes after this
+/// transaction-level advisory lock. Citus serializes writes to a reference
+/// table with a lock per table that a plain insert takes shared and an
+/// update exclusive; two transactions that both inserted and then update
+/// would wait for each other. Taking turns here first rules that out, and
+/// two batches creating the same user never race. Writers are rare once
+/// users and workflows exist (ingestion reads before it writes).
 /// Cheap and harmless on plain PostgreSQL; a no-op on SQLite.
 pub async fn reference_write_lock<C: ConnectionTrait>(txn: &C) -> StoreResult<()> {
     /// An arbitrary fixed key ("reference writes").
@@ -157,6 +159,31 @@ pub async fn reference_write_lock<C: ConnectionTrait>(txn: &C) -> StoreResult<()
 pub fn lock_key(id: uuid::Uuid) -> i64 {
     let (hi, lo) = id.as_u64_pair();
     (hi ^ lo) as i64
+}
+
+/// The advisory lock key of a user's row: every writer of a user's
+/// counters or funnel stamps (the fold, milestones, `user.upsert`) takes it
+/// first ([`lock_users`]). Apart from [`lock_key`]'s space, which other
+/// entities' locks use.
+pub fn user_lock_key(id: uuid::Uuid) -> i64 {
+    /// An arbitrary fixed mask ("user").
+    const MASK: i64 = 0x7573_6572_0000_0000;
+    lock_key(id) ^ MASK
+}
+
+/// Locks the rows of `users` about to be written, in one round trip, with
+/// transaction-level advisory locks taken in key order ([`user_lock_key`]).
+/// Not row locks: Citus runs `SELECT … FOR UPDATE` only on one shard, and
+/// `users` is distributed. Every writer of these rows takes them first, so
+/// two writers of the same users never hold one each and wait for the
+/// other; a plain row lock could also wait for the key-share locks that
+/// concurrent `messages` inserts hold through their foreign key. A no-op on
+/// SQLite, which runs one writer at a time.
+pub async fn lock_users<C: ConnectionTrait>(
+    txn: &C,
+    ids: impl IntoIterator<Item = uuid::Uuid>,
+) -> StoreResult<()> {
+    advisory_locks(txn, ids.into_iter().map(user_lock_key).collect()).await
 }
 
 /// Bind parameters per statement: under SQLite's limit (32,766) and

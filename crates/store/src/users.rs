@@ -8,9 +8,8 @@ use crate::{
     rollup::Rollups,
 };
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, DerivePartialModel, EntityTrait, QueryFilter, TransactionTrait,
-    sea_query::{Expr, OnConflict},
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DerivePartialModel, EntityTrait,
+    FromQueryResult, QueryFilter, TransactionTrait, sea_query::Expr,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -41,8 +40,11 @@ impl Store {
     /// one (the platform's `user.upsert` is the source of truth).
     ///
     /// Race-safe on both engines: concurrent first requests of one new user
-    /// both `INSERT … ON CONFLICT (external_id) DO NOTHING` and then read the
-    /// one row that won.
+    /// both `INSERT … ON CONFLICT (external_id) DO NOTHING` into
+    /// `user_subjects`, the guard that keeps a subject unique platform-wide
+    /// (`users` is distributed by `id` on Citus, where it cannot keep that
+    /// key itself); only the one that inserted creates the user, and both
+    /// then read the one user that won.
     pub async fn user_for_subject(
         &self,
         subject: &str,
@@ -63,28 +65,25 @@ impl Store {
         {
             let _guard = self.write_guard().await;
             let txn = self.conn().begin().await?;
-            crate::sql::reference_write_lock(&txn).await?;
-            let created = Entity::insert(ActiveModel {
-                id: Set(Uuid::now_v7()),
-                external_id: Set(Some(subject.to_owned())),
-                email: Set(email.map(str::to_owned)),
-                weekly_report_opt_out: Set(false),
-                is_placeholder: Set(true),
-                created_at: Set(now),
-                updated_at: Set(now),
-                ..ActiveModel::default()
-            })
-            .on_conflict(
-                OnConflict::column(Column::ExternalId)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
-            // The platform's user count (`platform_totals`) moves with it.
-            let mut rollups = Rollups::default();
-            rollups.count_created(i64::try_from(created).unwrap_or(i64::MAX), 0);
-            rollups.write_all_time(&txn).await?;
+            let id = Uuid::now_v7();
+            if claim_subject(&txn, subject, id).await? {
+                Entity::insert(ActiveModel {
+                    id: Set(id),
+                    external_id: Set(Some(subject.to_owned())),
+                    email: Set(email.map(str::to_owned)),
+                    weekly_report_opt_out: Set(false),
+                    is_placeholder: Set(true),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..ActiveModel::default()
+                })
+                .exec_without_returning(&txn)
+                .await?;
+                // The platform's user count (`platform_totals`) moves with it.
+                let mut rollups = Rollups::default();
+                rollups.count_created(1, 0);
+                rollups.write_all_time(&txn).await?;
+            }
             txn.commit().await?;
         }
         let user = self
@@ -95,8 +94,10 @@ impl Store {
     }
 
     async fn user_by_external_id(&self, external_id: &str) -> StoreResult<Option<AuthUser>> {
-        Ok(Entity::find()
-            .filter(Column::ExternalId.eq(external_id))
+        let Some(id) = subject_owner(self.conn(), external_id).await? else {
+            return Ok(None);
+        };
+        Ok(Entity::find_by_id(id)
             .into_partial_model::<AuthUser>()
             .one(self.conn())
             .await?)
@@ -122,4 +123,55 @@ impl Store {
         user.email = Some(email.to_owned());
         Ok(user)
     }
+}
+
+/// The user `external_id` belongs to, from `user_subjects`.
+pub(crate) async fn subject_owner<C: ConnectionTrait>(
+    conn: &C,
+    external_id: &str,
+) -> StoreResult<Option<Uuid>> {
+    #[derive(FromQueryResult)]
+    struct Owner {
+        user_id: Uuid,
+    }
+    Ok(crate::sql::fetch_one::<Owner, _>(
+        conn,
+        "SELECT user_id FROM user_subjects WHERE external_id = $1",
+        vec![external_id.into()],
+    )
+    .await?
+    .map(|o| o.user_id))
+}
+
+/// Gives `external_id` to `user_id` in `user_subjects` unless another user
+/// holds it; says whether it did. Every writer of `users.external_id` calls
+/// this (or [`release_subject`]) in the same transaction.
+pub(crate) async fn claim_subject<C: ConnectionTrait>(
+    conn: &C,
+    external_id: &str,
+    user_id: Uuid,
+) -> StoreResult<bool> {
+    let claimed = crate::sql::execute(
+        conn,
+        "INSERT INTO user_subjects (external_id, user_id) VALUES ($1, $2) \
+         ON CONFLICT (external_id) DO NOTHING",
+        vec![external_id.into(), user_id.into()],
+    )
+    .await?;
+    Ok(claimed == 1)
+}
+
+/// Frees `external_id` if `user_id` holds it.
+pub(crate) async fn release_subject<C: ConnectionTrait>(
+    conn: &C,
+    external_id: &str,
+    user_id: Uuid,
+) -> StoreResult<()> {
+    crate::sql::execute(
+        conn,
+        "DELETE FROM user_subjects WHERE external_id = $1 AND user_id = $2",
+        vec![external_id.into(), user_id.into()],
+    )
+    .await?;
+    Ok(())
 }

@@ -822,6 +822,58 @@ async fn a_user_who_signed_in_before_the_platform_sent_them_keeps_one_record() {
 }
 
 #[tokio::test]
+async fn a_renamed_user_frees_the_old_external_id_and_cannot_take_anothers() {
+    let app = spawn_app().await;
+    let key = app.api_key().await;
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let body = post(
+        &app,
+        &key,
+        &[
+            user(a, "old_name", "08:00:00"),
+            user(b, "taken", "08:00:00"),
+        ],
+    )
+    .await;
+    assert_eq!(outcomes(&body), vec!["created", "created"], "{body:#}");
+    // Renamed: sessions of the new subject are this user.
+    let body = post(&app, &key, &[user(a, "new_name", "09:00:00")]).await;
+    assert_eq!(outcomes(&body), vec!["updated"], "{body:#}");
+    let signed_in = app.store.user_for_subject("new_name", None).await.unwrap();
+    assert_eq!(signed_in.id, a);
+    // The old subject is free: another user takes it.
+    let c = Uuid::now_v7();
+    let body = post(&app, &key, &[user(c, "old_name", "09:30:00")]).await;
+    assert_eq!(outcomes(&body), vec!["created"], "{body:#}");
+    assert_eq!(
+        app.store
+            .user_for_subject("old_name", None)
+            .await
+            .unwrap()
+            .id,
+        c
+    );
+    // Another real user's subject cannot be taken by a rename, and the
+    // refused rename changes nothing.
+    let body = post(&app, &key, &[user(a, "taken", "10:00:00")]).await;
+    assert_eq!(body["results"][0]["error"]["code"], "conflict", "{body:#}");
+    assert_eq!(
+        app.store.user_for_subject("taken", None).await.unwrap().id,
+        b
+    );
+    assert_eq!(
+        app.store
+            .user_for_subject("new_name", None)
+            .await
+            .unwrap()
+            .id,
+        a
+    );
+    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM users").await, 3);
+    assert_eq!(scalar(&app, "SELECT COUNT(*) FROM user_subjects").await, 3);
+}
+
+#[tokio::test]
 async fn the_server_starts_with_litellm_s_whole_table_and_prices_by_it() {
     let table = crate::helpers::litellm_table_file();
     let app = spawn_app_with(Vars::from([("PRICING_FILE", table.display().to_string())])).await;

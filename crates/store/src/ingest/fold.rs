@@ -34,11 +34,9 @@ use super::apply::Batch;
 use crate::{
     Engine, Store, StoreError, StoreResult,
     rollup::Rollups,
-    sql::{self, insert_many, query_all, read, update_from_values_returning, uuid_in},
+    sql::{self, insert_many, read, update_from_values_returning},
 };
-use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, FromQueryResult, TransactionTrait, Value as DbValue,
-};
+use sea_orm::{DatabaseTransaction, FromQueryResult, TransactionTrait, Value as DbValue};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,7 +153,7 @@ pub(super) async fn write_delta(
         .map(|(user, _, _, _)| user)
         .collect();
     users.extend(delta.last_active.keys().copied());
-    lock_users(txn, &users).await?;
+    sql::lock_users(txn, users).await?;
     update_users(txn, &mut delta).await?;
     delta.rollups.write(txn, now).await?;
     crate::budgets::record_month_usage(txn, &delta.rollups, budgets, now).await
@@ -229,27 +227,6 @@ async fn write_sessions(txn: &DatabaseTransaction, delta: &mut Delta) -> StoreRe
     Ok(())
 }
 
-/// Locks, in id order, the `users` rows about to be updated. `FOR NO KEY
-/// UPDATE`, the lock an `UPDATE` of non-key columns takes: a plain `FOR
-/// UPDATE` would also wait for the key-share locks that concurrent batches'
-/// `messages` inserts hold through the foreign key. Taking them in one
-/// round, in one order, keeps two writers of the same users from
-/// deadlocking. PostgreSQL only: SQLite runs one writer at a time.
-pub(crate) async fn lock_users(txn: &DatabaseTransaction, ids: &BTreeSet<Uuid>) -> StoreResult<()> {
-    if txn.get_database_backend() != sea_orm::DbBackend::Postgres || ids.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Uuid> = ids.iter().copied().collect();
-    let (filter, values) = uuid_in("id", &ids, 1, sea_orm::DbBackend::Postgres);
-    query_all(
-        txn,
-        &format!("SELECT id FROM users WHERE {filter} ORDER BY id FOR NO KEY UPDATE"),
-        values,
-    )
-    .await?;
-    Ok(())
-}
-
 /// Where an updated user's latest bucket was and is.
 #[derive(FromQueryResult)]
 struct MovedBucket {
@@ -276,7 +253,6 @@ async fn update_users(txn: &DatabaseTransaction, delta: &mut Delta) -> StoreResu
         .into_iter()
         .map(|(u, (m, c, b))| vec![DbValue::from(u), m.into(), c.into(), b.into()])
         .collect();
-    sql::reference_write_lock(txn).await?;
     let updated = update_from_values_returning(
         txn,
         "users",
@@ -322,6 +298,7 @@ pub(crate) struct Folder {
 /// A queue row taken by a fold transaction.
 #[derive(FromQueryResult)]
 struct Queued {
+    seq: i64,
     payload: String,
 }
 
@@ -411,23 +388,40 @@ impl Store {
             let run = async {
                 let txn = self.conn().begin().await?;
                 sql::execute(&txn, FOLD_LOCK, vec![]).await?;
+                // Read first, delete last: the delete is the fold's only
+                // write that batches wait for (Citus serializes a delete
+                // from a reference table with every insert into it), so it
+                // comes when the fold needs nothing more but its commit.
+                // The fold lock keeps these rows to this transaction.
                 let rows: Vec<Queued> = sql::fetch_all(
                     &txn,
-                    "DELETE FROM rollup_queue WHERE seq IN \
-                     (SELECT seq FROM rollup_queue ORDER BY seq LIMIT $1) RETURNING payload",
+                    "SELECT seq, payload FROM rollup_queue ORDER BY seq LIMIT $1",
                     vec![ROWS_PER_FOLD.into()],
                 )
                 .await?;
                 let taken = rows.len();
                 let mut delta = Delta::default();
+                let mut seqs = Vec::with_capacity(taken);
                 for row in rows {
                     let d: Delta = serde_json::from_str(&row.payload)
                         .map_err(|e| StoreError::Corrupt(format!("rollup_queue payload: {e}")))?;
                     delta.merge(d);
+                    seqs.push(row.seq.to_string());
                 }
                 if taken > 0 {
                     write_delta(&txn, delta, &self.budget_policy, OffsetDateTime::now_utc())
                         .await?;
+                    let deleted = sql::execute(
+                        &txn,
+                        "DELETE FROM rollup_queue WHERE seq = ANY (CAST($1 AS bigint[]))",
+                        vec![format!("{{{}}}", seqs.join(",")).into()],
+                    )
+                    .await?;
+                    if deleted != taken as u64 {
+                        return Err(StoreError::Internal(format!(
+                            "the fold read {taken} queued batches but deleted {deleted}"
+                        )));
+                    }
                 }
                 txn.commit().await?;
                 Ok::<_, StoreError>(taken)

@@ -90,13 +90,23 @@ pub(super) async fn upsert_user(
     batch: &mut Batch,
 ) -> StoreResult<Applied> {
     reference_write_lock(txn).await?;
-    if let Some(other) = fetch_one::<OtherUser, _>(
-        txn,
-        "SELECT id, is_placeholder FROM users WHERE external_id = $1 AND id <> $2",
-        vec![u.external_id.clone().into(), item.id.into()],
-    )
-    .await?
-    {
+    let holder = crate::users::subject_owner(txn, &u.external_id)
+        .await?
+        .filter(|id| *id != item.id);
+    // The rows this writes, locked as every writer of a user's row does.
+    crate::sql::lock_users(txn, std::iter::once(item.id).chain(holder)).await?;
+    let other = match holder {
+        Some(id) => {
+            fetch_one::<OtherUser, _>(
+                txn,
+                "SELECT id, is_placeholder FROM users WHERE id = $1",
+                vec![id.into()],
+            )
+            .await?
+        }
+        None => None,
+    };
+    if let Some(other) = other {
         let other_id = other.id;
         if !other.is_placeholder {
             return Ok(Applied::error(
@@ -111,12 +121,7 @@ pub(super) async fn upsert_user(
         // before the platform sent them. That row has an id only this
         // service knows, so nothing the platform sent refers to it: the
         // platform's record replaces it.
-        execute(
-            txn,
-            "DELETE FROM users WHERE id = $1",
-            vec![other_id.into()],
-        )
-        .await?;
+        delete_user(txn, other_id, &u.external_id).await?;
         batch.rollups.count_created(-1, 0);
     }
     let budget_nanos = |b: &Option<charlie_domain::Usd>| -> StoreResult<Option<i64>> {
@@ -134,6 +139,9 @@ pub(super) async fn upsert_user(
     )
     .await?;
     let Some(row) = existing else {
+        if !crate::users::claim_subject(txn, &u.external_id, item.id).await? {
+            return Ok(taken(&u.external_id));
+        }
         let budget = match &u.monthly_budget {
             Some(b) => budget_nanos(b)?,
             None => None,
@@ -198,6 +206,15 @@ pub(super) async fn upsert_user(
     if same {
         return Ok(Applied::new(Outcome::Duplicate));
     }
+    if row.external_id.as_deref() != Some(u.external_id.as_str()) {
+        // Claimed before the old one is freed: a refusal changes nothing.
+        if !crate::users::claim_subject(txn, &u.external_id, item.id).await? {
+            return Ok(taken(&u.external_id));
+        }
+        if let Some(old) = &row.external_id {
+            crate::users::release_subject(txn, old, item.id).await?;
+        }
+    }
     // A placeholder becomes the real user: its sign-up time is this upsert's.
     let created_at = if placeholder { Some(item.at) } else { None };
     execute(
@@ -230,6 +247,33 @@ pub(super) async fn upsert_user(
     } else {
         Ok(Applied::new(Outcome::Updated))
     }
+}
+
+/// The answer to an upsert whose `external_id` another user holds.
+fn taken(external_id: &str) -> Applied {
+    Applied::error(
+        ErrorCode::Conflict,
+        format!("external_id `{external_id}` already belongs to another user"),
+    )
+}
+
+/// Deletes a user that signed in before the platform sent them, with what
+/// refers to them. The per-user tables go with the row (their foreign keys
+/// cascade, co-located on Citus); the tables that are not co-located with
+/// `users` have no foreign key to it on PostgreSQL (see migration 18), so
+/// what their `ON DELETE` did is done here, on every engine alike.
+async fn delete_user(txn: &DatabaseTransaction, id: Uuid, external_id: &str) -> StoreResult<()> {
+    crate::users::release_subject(txn, external_id, id).await?;
+    for statement in [
+        "UPDATE error_logs SET user_id = NULL WHERE user_id = $1",
+        "DELETE FROM report_deliveries WHERE user_id = $1",
+        "DELETE FROM agent_components WHERE user_id = $1",
+        "DELETE FROM workflows WHERE user_id = $1",
+        "DELETE FROM users WHERE id = $1",
+    ] {
+        execute(txn, statement, vec![id.into()]).await?;
+    }
+    Ok(())
 }
 
 /// Makes sure a workflow exists, creating a placeholder owned by `user_id`.

@@ -44,7 +44,6 @@ pub(super) async fn stamp_milestones(
         } else {
             format!("users.{column} > v.t")
         };
-        reference_write_lock(txn).await?;
         update_from_values(
             txn,
             "users",
@@ -184,7 +183,7 @@ pub(super) async fn record_milestones(
         .filter(|m| milestone_column(m.event_type).is_some())
         .map(|m| m.user_id)
         .collect();
-    crate::ingest::fold::lock_users(txn, &stamped).await?;
+    crate::sql::lock_users(txn, stamped.iter().copied()).await?;
     let event_ids: Vec<Uuid> = unique
         .iter()
         .map(|m| m.explicit.map_or_else(Uuid::now_v7, |(_, id)| id))
