@@ -327,17 +327,19 @@ impl Store {
     }
 }
 
-/// Recomputes the per-user counters of `users` from the rollups. (The sums
-/// are computed once, then read per user: Citus cannot update a reference
-/// table with subqueries correlated with distributed ones.)
-const USER_TOTALS_FROM_ROLLUPS: &str = "WITH d AS MATERIALIZED ( \
-     SELECT user_id, SUM(message_count) AS m, SUM(conversation_count) AS c FROM daily_metrics GROUP BY user_id \
-     ), b AS MATERIALIZED ( \
-     SELECT user_id, MAX(bucket) AS last FROM usage_buckets WHERE user_message_count > 0 GROUP BY user_id \
-     ) UPDATE users SET \
-     total_messages = COALESCE((SELECT d.m FROM d WHERE d.user_id = users.id), 0), \
-     total_conversations = COALESCE((SELECT d.c FROM d WHERE d.user_id = users.id), 0), \
-     last_message_bucket = (SELECT b.last FROM b WHERE b.user_id = users.id)";
+/// Recomputes the per-user counters of `users` from the rollups: one grouped
+/// pass per rollup, joined to the users on their id. (On Citus every join is
+/// on the distribution column of co-located tables, so each shard group
+/// updates itself; a correlated subquery or a CTE would be planned as an
+/// intermediate result, which Citus refuses inside `COALESCE`.)
+const USER_TOTALS_FROM_ROLLUPS: &str = "UPDATE users SET \
+     total_messages = t.m, total_conversations = t.c, last_message_bucket = t.last \
+     FROM (SELECT x.id, COALESCE(d.m, 0) AS m, COALESCE(d.c, 0) AS c, b.last FROM users x \
+       LEFT JOIN (SELECT user_id, SUM(message_count) AS m, SUM(conversation_count) AS c \
+         FROM daily_metrics GROUP BY user_id) d ON d.user_id = x.id \
+       LEFT JOIN (SELECT user_id, MAX(bucket) AS last FROM usage_buckets \
+         WHERE user_message_count > 0 GROUP BY user_id) b ON b.user_id = x.id) t \
+     WHERE t.id = users.id";
 
 /// A row of [`USER_TOTALS_MISMATCHES`]: the stored counters and the recount
 /// (`m` messages, `c` conversations).
