@@ -668,7 +668,8 @@ pub async fn finish_bulk_messages(store: &Store) -> StoreResult<()> {
          f.conversation_id, '{\"source\": \"bench\"}'::jsonb FROM \
          (SELECT DISTINCT ON (user_id) user_id, conversation_id, created_at, workflow_id FROM messages \
           WHERE role = 'user' ORDER BY user_id, created_at) f \
-         WHERE NOT EXISTS (SELECT 1 FROM funnel_milestones fm WHERE fm.event_type = 'message_sent' AND fm.entity_id = f.user_id)",
+         WHERE NOT EXISTS (SELECT 1 FROM funnel_milestones fm WHERE fm.user_id = f.user_id \
+         AND fm.event_type = 'message_sent' AND fm.entity_id = f.user_id)",
         vec![],
     )
     .await?;
@@ -678,7 +679,8 @@ pub async fn finish_bulk_messages(store: &Store) -> StoreResult<()> {
          conversation_id, metadata) \
          SELECT gen_random_uuid(), c.created_at, c.user_id, 'conversation_started', 'engagement', c.workflow_id, \
          c.id, '{\"source\": \"bench\"}'::jsonb FROM conversations c \
-         WHERE NOT EXISTS (SELECT 1 FROM funnel_milestones fm WHERE fm.event_type = 'conversation_started' AND fm.entity_id = c.id)",
+         WHERE NOT EXISTS (SELECT 1 FROM funnel_milestones fm WHERE fm.user_id = c.user_id \
+         AND fm.event_type = 'conversation_started' AND fm.entity_id = c.id)",
         vec![],
     )
     .await?;
@@ -763,7 +765,10 @@ async fn scalar(store: &Store, statement: &str, values: Vec<Value>) -> StoreResu
 
 /// The seed's `get_user_stats(user_id, days)`, query for query (as its
 /// SQLAlchemy code emits them), with `today` as `date.today()` (UTC) and
-/// `now` as `datetime.utcnow()`.
+/// `now` as `datetime.utcnow()`. One predicate is added: the most active
+/// workflow's join of messages to conversations also matches their
+/// `user_id` (the same rows, since a message belongs to its conversation's
+/// user), which lets Citus join the two on the workers.
 pub async fn seed_user_stats(
     store: &Store,
     user_id: Uuid,
@@ -835,7 +840,7 @@ pub async fn seed_user_stats(
         store.conn(),
         "SELECT w.id, w.name, COUNT(m.id) AS message_count FROM workflows w \
          JOIN conversations c ON c.workflow_id = w.id \
-         JOIN messages m ON m.conversation_id = c.id \
+         JOIN messages m ON m.conversation_id = c.id AND m.user_id = c.user_id \
          WHERE w.user_id = $1 AND m.created_at >= $2 \
          GROUP BY w.id, w.name ORDER BY COUNT(m.id) DESC LIMIT 1",
         vec![user_id.into(), (now - time::Duration::days(30)).into()],

@@ -138,21 +138,23 @@ async fn read_pools(
     // Citus plans a distributed read from its parameters' values (which
     // shards, which worker): it needs a custom plan each time; plain
     // PostgreSQL keeps one generic plan for the dashboard's statements.
-    let (reads_plans, dashboard_plans) = if citus {
-        (Some("force_custom_plan"), "force_custom_plan")
+    // Citus also runs the shards of a multi-shard read over one connection
+    // per worker: the reads are small per shard, and a connection per shard
+    // would only multiply the workers' back ends under concurrent requests
+    // (admin/overview at 4 clients, 3 workers: p50 133 ms with Citus'
+    // default of up to 16 per worker, 34 ms with 1; BENCHMARKS.md, "Citus").
+    let mut reads_extra = Vec::new();
+    let mut dashboard_extra = vec![("max_parallel_workers_per_gather", "0")];
+    if citus {
+        for extra in [&mut reads_extra, &mut dashboard_extra] {
+            extra.push(("plan_cache_mode", "force_custom_plan"));
+            extra.push(("citus.max_adaptive_executor_pool_size", "1"));
+        }
     } else {
-        (None, "force_generic_plan")
-    };
-    let reads_extra: Vec<_> = reads_plans
-        .map(|p| ("plan_cache_mode", p))
-        .into_iter()
-        .collect();
+        dashboard_extra.push(("plan_cache_mode", "force_generic_plan"));
+    }
     let reads = Database::connect(read_pool(&reads_extra)).await?;
-    let dashboard = Database::connect(read_pool(&[
-        ("plan_cache_mode", dashboard_plans),
-        ("max_parallel_workers_per_gather", "0"),
-    ]))
-    .await?;
+    let dashboard = Database::connect(read_pool(&dashboard_extra)).await?;
     Ok((reads, dashboard))
 }
 
