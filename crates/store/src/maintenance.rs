@@ -353,8 +353,8 @@ struct TotalsMismatch {
 }
 
 /// Users whose counters disagree with the rollups.
-/// (A join with one grouped pass, not a correlated subquery per user: Citus
-/// cannot run a subquery correlated with a reference table.)
+/// (A join with one grouped pass on the users' id, not a correlated subquery
+/// per user: on Citus it runs in each shard group.)
 const USER_TOTALS_MISMATCHES: &str = "SELECT id, total_messages, total_conversations, m, c FROM ( \
      SELECT u.id, u.total_messages, u.total_conversations, \
      CAST(COALESCE(d.m, 0) AS BIGINT) AS m, CAST(COALESCE(d.c, 0) AS BIGINT) AS c \
