@@ -22,6 +22,7 @@ mod m20261203_000015_rollup_queue;
 mod m20261204_000016_partitions;
 mod m20261207_000017_citus_keys;
 mod m20261208_000018_users_by_id;
+mod m20261209_000019_lookups_by_id;
 
 pub mod citus;
 
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000016_partitions::Migration),
             Box::new(m20261207_000017_citus_keys::Migration),
             Box::new(m20261208_000018_users_by_id::Migration),
+            Box::new(m20261209_000019_lookups_by_id::Migration),
         ]
     }
 }

@@ -471,3 +471,60 @@ async fn the_schema_keeps_citus_rules() -> Result<(), StoreError> {
     }
     store.close().await
 }
+
+/// The lookups that do not know the user, and the columns they look up by:
+/// each needs an index that starts with exactly those columns, or it scans
+/// the whole table (migration 17 moved `user_id` to the front of these
+/// tables' primary keys; migration 19 added what these need).
+const LOOKUPS_WITHOUT_THE_USER: [(&str, &[&str], &str); 3] = [
+    (
+        "conversations",
+        &["id"],
+        "ingestion resolving a message's conversation (`conversations_of`)",
+    ),
+    (
+        "funnel_milestones",
+        &["event_type", "entity_id"],
+        "ingestion asking which milestones are recorded (`recorded_milestones`)",
+    ),
+    (
+        "budget_reservations",
+        &["id"],
+        "committing or releasing a reservation by id",
+    ),
+];
+
+/// Every lookup in [`LOOKUPS_WITHOUT_THE_USER`] has an index on PostgreSQL
+/// (on SQLite those tables kept their `id`-first keys).
+#[tokio::test]
+async fn lookups_without_the_user_have_an_index() -> Result<(), StoreError> {
+    let db = TestDatabase::create().await?;
+    let store = db.migrated_store().await?;
+    if store.backend() != DbBackend::Postgres {
+        eprintln!(
+            "skipped: on SQLite these tables keep their id-first primary keys (TEST_DATABASE_URL is not PostgreSQL)"
+        );
+        return store.close().await;
+    }
+    for (table, columns, used_by) in LOOKUPS_WITHOUT_THE_USER {
+        let leading: Vec<String> = crate::sql::query_all(
+            store.conn(),
+            "SELECT array_to_string(ARRAY(SELECT CAST(a.attname AS TEXT) \
+               FROM unnest(i.indkey[0:$2 - 1]) WITH ORDINALITY AS k(attnum, n) \
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+               ORDER BY k.n), ',') AS cols \
+             FROM pg_index i WHERE i.indrelid = CAST($1 AS regclass)",
+            vec![(*table).into(), i32::try_from(columns.len()).unwrap_or(0).into()],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String>("", "cols"))
+        .collect::<Result<_, _>>()?;
+        let wanted = columns.join(",");
+        assert!(
+            leading.contains(&wanted),
+            "{table} has no index starting with ({wanted}), needed by {used_by}; its indexes start with {leading:?}"
+        );
+    }
+    store.close().await
+}
