@@ -514,7 +514,10 @@ async fn lookups_without_the_user_have_an_index() -> Result<(), StoreError> {
                JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
                ORDER BY k.n), ',') AS cols \
              FROM pg_index i WHERE i.indrelid = CAST($1 AS regclass)",
-            vec![(*table).into(), i32::try_from(columns.len()).unwrap_or(0).into()],
+            vec![
+                (*table).into(),
+                i32::try_from(columns.len()).unwrap_or(0).into(),
+            ],
         )
         .await?
         .iter()

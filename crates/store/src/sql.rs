@@ -3,8 +3,12 @@
 use crate::StoreResult;
 use sea_orm::{
     ConnectionTrait, DbBackend, FromQueryResult, QueryResult, Statement, Value,
-    sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query, SimpleExpr},
+    sea_query::{
+        Alias, Expr, ExprTrait, Func, OnConflict, PostgresQueryBuilder, Query, SimpleExpr,
+    },
 };
+
+mod arrays;
 
 /// `$start, $start+1, …` for `n` values (both engines accept `$N`).
 pub fn placeholders(start: usize, n: usize) -> String {
@@ -195,9 +199,11 @@ const MAX_BINDS: usize = 30_000;
 /// inserted (nothing when `returning` is empty). Rows are inserted in the
 /// order given (sort them by key for a stable lock order).
 ///
-/// On PostgreSQL all rows travel as one JSON parameter expanded by
-/// `json_populate_recordset` (one statement per call, whose text, and so
-/// its prepared statement, does not depend on the row count); on SQLite as
+/// On PostgreSQL all rows travel in one statement whose text, and so its
+/// prepared statement, does not depend on the row count: as one typed array
+/// per column ([`arrays`]), or as one JSON document expanded by
+/// `json_populate_recordset` when a column's type is not sent as an array
+/// (JSON columns); on SQLite as
 /// multi-row `VALUES`, as many rows per statement as its bind limit allows
 /// (at most 500).
 pub async fn insert_many<C: ConnectionTrait>(
@@ -211,35 +217,22 @@ pub async fn insert_many<C: ConnectionTrait>(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let postgres = conn.get_database_backend() == DbBackend::Postgres;
-    let per_statement = if postgres {
-        usize::MAX
-    } else {
-        (MAX_BINDS / columns.len().max(1)).clamp(1, 500)
-    };
+    if conn.get_database_backend() == DbBackend::Postgres {
+        let rows = rows
+            .into_iter()
+            .map(|row| row.into_iter().map(plain_value).collect())
+            .collect::<StoreResult<Vec<Vec<Value>>>>()?;
+        return insert_many_postgres(conn, table, columns, rows, on_conflict, returning).await;
+    }
+    let per_statement = (MAX_BINDS / columns.len().max(1)).clamp(1, 500);
     let mut out = Vec::new();
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let mut q = Query::insert();
         q.into_table(Alias::new(table))
             .columns(columns.iter().map(|c| Alias::new(*c)));
-        if postgres {
-            let json = json_records(columns, rows.by_ref())?;
-            let mut select = Query::select();
-            select
-                .columns(columns.iter().map(|c| Alias::new(*c)))
-                .from_function(
-                    Func::cust(Alias::new("json_populate_recordset"))
-                        .arg(Expr::cust(format!("NULL::{table}")))
-                        .arg(Expr::val(json).cast_as(Alias::new("json"))),
-                    Alias::new("r"),
-                );
-            q.select_from(select)
-                .map_err(crate::StoreError::from_query)?;
-        } else {
-            for row in rows.by_ref().take(per_statement) {
-                q.values(row).map_err(crate::StoreError::from_query)?;
-            }
+        for row in rows.by_ref().take(per_statement) {
+            q.values(row).map_err(crate::StoreError::from_query)?;
         }
         if let Some(clause) = &on_conflict {
             q.on_conflict(clause.clone());
@@ -252,6 +245,81 @@ pub async fn insert_many<C: ConnectionTrait>(
         }
     }
     Ok(out)
+}
+
+/// A plain value of a row (an expression cannot travel as data).
+fn plain_value(e: SimpleExpr) -> StoreResult<Value> {
+    match e {
+        SimpleExpr::Value(v) => Ok(v),
+        other => Err(crate::StoreError::Internal(format!(
+            "only plain values can be sent as rows, not {other:?}"
+        ))),
+    }
+}
+
+/// The name the row source of a bulk statement goes by.
+const ROWS: &str = "charlie_rows";
+
+/// [`insert_many`] on PostgreSQL: one statement whose rows come from typed
+/// column arrays ([`arrays`]), or from one JSON document when a column's
+/// type cannot travel as an array.
+async fn insert_many_postgres<C: ConnectionTrait>(
+    conn: &C,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Value>>,
+    on_conflict: Option<OnConflict>,
+    returning: &[&str],
+) -> StoreResult<Vec<QueryResult>> {
+    let mut q = Query::insert();
+    q.into_table(Alias::new(table))
+        .columns(columns.iter().map(|c| Alias::new(*c)));
+    let mut select = Query::select();
+    select.columns(columns.iter().map(|c| Alias::new(*c)));
+    let arrays = match arrays::Arrays::of(columns.len(), rows) {
+        Ok(arrays) => {
+            select.from(Alias::new(ROWS));
+            Ok(arrays)
+        }
+        Err(rows) => {
+            let json = json_records(columns, rows.into_iter())?;
+            select.from_function(
+                Func::cust(Alias::new("json_populate_recordset"))
+                    .arg(Expr::cust(format!("NULL::{table}")))
+                    .arg(Expr::val(json).cast_as(Alias::new("json"))),
+                Alias::new(ROWS),
+            );
+            Err(())
+        }
+    };
+    q.select_from(select)
+        .map_err(crate::StoreError::from_query)?;
+    if let Some(clause) = on_conflict {
+        q.on_conflict(clause);
+    }
+    if !returning.is_empty() {
+        q.returning(Query::returning().columns(returning.iter().map(|c| Alias::new(*c))));
+    }
+    let (mut sql, values) = q.build(PostgresQueryBuilder);
+    let mut values = values.0;
+    if let Ok(arrays) = arrays {
+        let from = format!("FROM \"{ROWS}\"");
+        if !sql.contains(&from) {
+            return Err(crate::StoreError::Internal(format!(
+                "no row source in the statement {sql}"
+            )));
+        }
+        let source = arrays.source(columns, None, values.len() + 1);
+        sql = sql.replacen(&from, &format!("FROM {source} AS \"{ROWS}\""), 1);
+        values.extend(arrays.into_params());
+    }
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
+    if returning.is_empty() {
+        conn.execute_raw(statement).await?;
+        Ok(Vec::new())
+    } else {
+        Ok(conn.query_all_raw(statement).await?)
+    }
 }
 
 /// Rows as the text of a JSON array of objects keyed by column name, the
@@ -444,8 +512,9 @@ pub fn increment(table: &str, col: &str) -> SimpleExpr {
 /// `UPDATE {table} SET {assignments} FROM <rows> AS v WHERE {table}.id = v.<first column> [AND ({condition})]`,
 /// rows in the order given (sort them by id for a stable lock order).
 /// `columns` names the row columns with their PostgreSQL types; `assignments`
-/// and `condition` refer to them as `v.<name>`. On PostgreSQL the rows are one
-/// JSON parameter (`json_to_recordset`), one statement in all; on SQLite
+/// and `condition` refer to them as `v.<name>`. On PostgreSQL, one statement
+/// in all, the rows as typed column arrays ([`arrays`]) or, for a type not
+/// sent that way, one JSON parameter (`json_to_recordset`); on SQLite
 /// multi-row `VALUES` per chunk of rows, with `v.<name>` rewritten to
 /// SQLite's `v.columnN`.
 pub async fn update_from_values<C: ConnectionTrait>(
@@ -501,19 +570,28 @@ pub async fn update_from_values_returning<C: ConnectionTrait>(
             .map(|(n, ty)| format!("{n} {ty}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let json = json_records(&names, rows.into_iter())?;
+        let declared: Vec<&str> = columns.iter().map(|(_, ty)| *ty).collect();
+        let (source, values) = match arrays::Arrays::of(columns.len(), rows) {
+            Ok(arrays) => (
+                format!("{} AS v", arrays.source(&names, Some(&declared), 1)),
+                arrays.into_params(),
+            ),
+            Err(rows) => (
+                format!("json_to_recordset($1::json) AS v({types})"),
+                vec![json_records(&names, rows.into_iter())?.into()],
+            ),
+        };
         let mut sql = format!(
-            "UPDATE {table} SET {assignments} FROM json_to_recordset($1::json) AS v({types}) \
-             WHERE {table}.id = v.{id_column}"
+            "UPDATE {table} SET {assignments} FROM {source} WHERE {table}.id = v.{id_column}"
         );
         if let Some(cond) = condition {
             sql.push_str(&format!(" AND ({cond})"));
         }
         if returning.is_empty() {
-            execute(conn, &sql, vec![json.into()]).await?;
+            execute(conn, &sql, values).await?;
         } else {
             sql.push_str(&format!(" RETURNING {}", returning.join(", ")));
-            out.extend(query_all(conn, &sql, vec![json.into()]).await?);
+            out.extend(query_all(conn, &sql, values).await?);
         }
         return Ok(out);
     }
@@ -628,6 +706,175 @@ mod tests {
         );
         assert!(long.is_err(), "a row with too many values is refused");
         Ok(())
+    }
+
+    /// A probe row: every type bulk statements send, NULLs included.
+    #[derive(Debug, Clone, PartialEq, FromQueryResult)]
+    struct Probe {
+        id: i64,
+        u: Option<uuid::Uuid>,
+        t: Option<time::OffsetDateTime>,
+        d: Option<time::Date>,
+        s: Option<String>,
+        b: Option<bool>,
+        i: Option<i32>,
+        f: Option<f64>,
+    }
+
+    const PROBE_COLUMNS: [&str; 8] = ["id", "u", "t", "d", "s", "b", "i", "f"];
+
+    fn probe_row(p: &Probe) -> Vec<SimpleExpr> {
+        [
+            Value::from(p.id),
+            Value::Uuid(p.u),
+            Value::TimeDateTimeWithTimeZone(p.t),
+            Value::TimeDate(p.d),
+            Value::String(p.s.clone()),
+            Value::Bool(p.b),
+            Value::Int(p.i),
+            Value::Double(p.f),
+        ]
+        .into_iter()
+        .map(SimpleExpr::from)
+        .collect()
+    }
+
+    fn ids(rows: &[QueryResult]) -> Result<Vec<i64>, sea_orm::DbErr> {
+        let mut ids = rows
+            .iter()
+            .map(|r| r.try_get::<i64>("", "id"))
+            .collect::<Result<Vec<i64>, _>>()?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// `insert_many` and `update_from_values` write exactly the values
+    /// given, NULLs included, on whichever engine `TEST_DATABASE_URL`
+    /// selects (typed arrays on PostgreSQL, the JSON fallback for a JSON
+    /// column), and `ON CONFLICT … RETURNING` names only the rows inserted.
+    #[tokio::test]
+    async fn bulk_statements_write_exactly_the_rows_given() -> Result<(), crate::StoreError> {
+        let db = crate::testing::TestDatabase::create().await?;
+        let store = db.migrated_store().await?;
+        let conn = store.conn();
+        execute(
+            conn,
+            "CREATE TABLE bulk_probe (id BIGINT PRIMARY KEY, u UUID, t TIMESTAMPTZ, d DATE, \
+             s VARCHAR(40), b BOOLEAN, i INTEGER, f DOUBLE PRECISION, j JSON)",
+            vec![],
+        )
+        .await?;
+        let at = time::macros::datetime!(2026-11-28 21:40:00.123_456 +02:00);
+        let full = Probe {
+            id: 1,
+            u: Some(uuid::Uuid::from_u128(7)),
+            t: Some(at),
+            d: Some(time::macros::date!(2026 - 03 - 09)),
+            s: Some("tab\there \"quoted\", ünïcode".into()),
+            b: Some(true),
+            i: Some(-3),
+            f: Some(2.5),
+        };
+        let empty = Probe {
+            id: 2,
+            u: None,
+            t: None,
+            d: None,
+            s: None,
+            b: None,
+            i: None,
+            f: None,
+        };
+        // Some NULL and some not, the other way round from `full`.
+        let mixed = Probe {
+            id: 3,
+            u: None,
+            t: Some(at),
+            d: None,
+            s: Some(String::new()),
+            b: Some(false),
+            i: None,
+            f: Some(0.0),
+        };
+        let inserted = insert_many(
+            conn,
+            "bulk_probe",
+            &PROBE_COLUMNS,
+            [&full, &empty, &mixed].into_iter().map(probe_row).collect(),
+            Some(ignore_conflicts(&["id"])),
+            &["id"],
+        )
+        .await?;
+        assert_eq!(ids(&inserted)?, vec![1, 2, 3]);
+        // Key 1 again conflicts: only key 4 is inserted and returned.
+        let fourth = Probe {
+            id: 4,
+            ..empty.clone()
+        };
+        let returned = insert_many(
+            conn,
+            "bulk_probe",
+            &PROBE_COLUMNS,
+            [&full, &fourth].into_iter().map(probe_row).collect(),
+            Some(ignore_conflicts(&["id"])),
+            &["id"],
+        )
+        .await?;
+        assert_eq!(ids(&returned)?, vec![4]);
+        // A JSON column does not travel as an array: the JSON fallback.
+        let json = serde_json::json!({"a": [1, null]});
+        insert_many(
+            conn,
+            "bulk_probe",
+            &["id", "j"],
+            vec![vec![
+                Value::from(5_i64).into(),
+                Value::Json(Some(Box::new(json.clone()))).into(),
+            ]],
+            None,
+            &[],
+        )
+        .await?;
+        let stored_json: Option<serde_json::Value> =
+            query_one(conn, "SELECT j FROM bulk_probe WHERE id = 5", vec![])
+                .await?
+                .map(|r| r.try_get("", "j"))
+                .transpose()?;
+        assert_eq!(stored_json, Some(json));
+        // Updates: a NULL replaces a value, and a value a NULL.
+        update_from_values(
+            conn,
+            "bulk_probe",
+            &[("id", "bigint"), ("s", "text"), ("i", "integer")],
+            "s = v.s, i = v.i",
+            None,
+            vec![
+                vec![Value::from(1_i64), Value::String(None), Value::Int(Some(9))],
+                vec![Value::from(2_i64), Value::from("set"), Value::Int(None)],
+            ],
+        )
+        .await?;
+        let stored: Vec<Probe> = fetch_all(
+            conn,
+            "SELECT id, u, t, d, s, b, i, f FROM bulk_probe WHERE id <> 5 ORDER BY id",
+            vec![],
+        )
+        .await?;
+        let expected = vec![
+            Probe {
+                s: None,
+                i: Some(9),
+                ..full
+            },
+            Probe {
+                s: Some("set".into()),
+                ..empty
+            },
+            mixed,
+            fourth,
+        ];
+        assert_eq!(stored, expected);
+        store.close().await
     }
 
     #[test]
