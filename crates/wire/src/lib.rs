@@ -433,10 +433,25 @@ pub fn check_timezone(name: &str) -> Result<String, ItemError> {
         })
 }
 
+/// SHA-256 of the item's JSON, written straight into the hasher (no copy
+/// of the text). serde_json's maps are ordered by key, so this is a
+/// canonical form: the same content hashes the same whatever its key order.
 fn content_hash(v: &Value) -> String {
-    // serde_json's maps are ordered by key, so this is a canonical form.
-    let bytes = serde_json::to_vec(v).unwrap_or_default();
-    hex::encode(Sha256::digest(&bytes))
+    /// `io::Write` into a running SHA-256.
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Sha256::new());
+    // Serializing a `Value` into a writer that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut hashing, v);
+    hex::encode(hashing.0.finalize())
 }
 
 fn unknown_keys(
