@@ -279,7 +279,7 @@ async fn insert_many_postgres<C: ConnectionTrait>(
     let arrays = match arrays::Arrays::of(columns.len(), rows) {
         Ok(arrays) => {
             select.from(Alias::new(ROWS));
-            Ok(arrays)
+            Some(arrays)
         }
         Err(rows) => {
             let json = json_records(columns, rows.into_iter())?;
@@ -289,7 +289,7 @@ async fn insert_many_postgres<C: ConnectionTrait>(
                     .arg(Expr::val(json).cast_as(Alias::new("json"))),
                 Alias::new(ROWS),
             );
-            Err(())
+            None
         }
     };
     q.select_from(select)
@@ -302,7 +302,7 @@ async fn insert_many_postgres<C: ConnectionTrait>(
     }
     let (mut sql, values) = q.build(PostgresQueryBuilder);
     let mut values = values.0;
-    if let Ok(arrays) = arrays {
+    if let Some(arrays) = arrays {
         let from = format!("FROM \"{ROWS}\"");
         if !sql.contains(&from) {
             return Err(crate::StoreError::Internal(format!(
@@ -565,21 +565,23 @@ pub async fn update_from_values_returning<C: ConnectionTrait>(
     };
     if postgres {
         let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
-        let types = columns
-            .iter()
-            .map(|(n, ty)| format!("{n} {ty}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let declared: Vec<&str> = columns.iter().map(|(_, ty)| *ty).collect();
         let (source, values) = match arrays::Arrays::of(columns.len(), rows) {
             Ok(arrays) => (
                 format!("{} AS v", arrays.source(&names, Some(&declared), 1)),
                 arrays.into_params(),
             ),
-            Err(rows) => (
-                format!("json_to_recordset($1::json) AS v({types})"),
-                vec![json_records(&names, rows.into_iter())?.into()],
-            ),
+            Err(rows) => {
+                let types = columns
+                    .iter()
+                    .map(|(n, ty)| format!("{n} {ty}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (
+                    format!("json_to_recordset($1::json) AS v({types})"),
+                    vec![json_records(&names, rows.into_iter())?.into()],
+                )
+            }
         };
         let mut sql = format!(
             "UPDATE {table} SET {assignments} FROM {source} WHERE {table}.id = v.{id_column}"
