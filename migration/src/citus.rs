@@ -37,10 +37,11 @@
 //!   `rollup_queue` is a reference table because a budget check asks, in
 //!   one statement on the user's shard, whether a message's cost is still
 //!   waiting in it. Batches only append to it, as their last write (inserts
-//!   do not serialize); the one fold at a time reads it, and deletes what it
-//!   folded as its last write, so the exclusive lock Citus takes for that
-//!   delete is held only for the commit and never waited for by a batch
-//!   that holds something the fold needs.
+//!   do not serialize); each fold shard's one transaction at a time reads
+//!   its rows, and deletes what it folded as its last write, so the
+//!   exclusive lock Citus takes for that delete is held only for the commit
+//!   and never waited for by a batch or another shard's fold that holds
+//!   something this fold needs.
 //! - **Coordinator**: queues and the service's own bookkeeping (the
 //!   idempotency ledger, outboxes, weekly report deliveries (senders claim
 //!   them with `FOR UPDATE SKIP LOCKED` across users, which Citus runs only

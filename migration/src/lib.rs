@@ -23,6 +23,7 @@ mod m20261204_000016_partitions;
 mod m20261207_000017_citus_keys;
 mod m20261208_000018_users_by_id;
 mod m20261209_000019_lookups_by_id;
+mod m20261210_000020_fold_shards;
 
 pub mod citus;
 
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000017_citus_keys::Migration),
             Box::new(m20261208_000018_users_by_id::Migration),
             Box::new(m20261209_000019_lookups_by_id::Migration),
+            Box::new(m20261210_000020_fold_shards::Migration),
         ]
     }
 }

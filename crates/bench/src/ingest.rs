@@ -482,7 +482,7 @@ async fn run_inner(
     let t = Instant::now();
     let mut drained = None;
     while t.elapsed() < Duration::from_secs(120) {
-        if gauge(&client, &metrics_url, "charlie_rollup_queue_batches").await == Some(0.0) {
+        if gauge(&client, &metrics_url, "charlie_rollup_queue_rows").await == Some(0.0) {
             drained = Some(t.elapsed());
             break;
         }

@@ -206,7 +206,10 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10));
         match engine {
             Engine::Postgres => {
-                opts.max_connections(16).min_connections(1);
+                // Ingest requests and other writes take up to 16; the fold
+                // cycle's shards one each besides.
+                let fold = u32::try_from(crate::ingest::fold::FOLD_SHARDS).unwrap_or(4);
+                opts.max_connections(16 + fold).min_connections(1);
                 // The read queries are short index scans; JIT compilation
                 // would only add its start-up cost to them.
                 // On Citus, a write transaction that touched many shards

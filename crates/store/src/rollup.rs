@@ -500,6 +500,43 @@ impl Rollups {
         self.totals.1 += other.totals.1;
     }
 
+    /// Splits these deltas into `parts` parts whose sum is the whole: what
+    /// is keyed by a user goes to part `user_part(user)`, what is keyed by
+    /// a quarter-hour (platform rows, active users, cohorts) to part
+    /// `bucket_part(bucket)`, the platform totals to part 0. The same key
+    /// always goes to the same part, so writers of different parts never
+    /// write the same row (see `ingest::fold`).
+    pub(crate) fn split(
+        self,
+        parts: usize,
+        user_part: impl Fn(Uuid) -> usize,
+        bucket_part: impl Fn(i64) -> usize,
+    ) -> Vec<Rollups> {
+        let parts = parts.max(1);
+        let mut out = vec![Rollups::default(); parts];
+        let at = |p: usize| p.min(parts - 1);
+        for (k, c) in self.days {
+            out[at(user_part(k.user_id))].days.insert(k, c);
+        }
+        for (k, c) in self.buckets {
+            out[at(user_part(k.user_id))].buckets.insert(k, c);
+        }
+        for (k, c) in self.components {
+            out[at(user_part(k.user_id))].components.insert(k, c);
+        }
+        for (k, c) in self.platform {
+            out[at(bucket_part(k.0))].platform.insert(k, c);
+        }
+        for (b, n) in self.active {
+            out[at(bucket_part(b))].active.insert(b, n);
+        }
+        for (b, d) in self.cohorts {
+            out[at(bucket_part(b))].cohorts.insert(b, d);
+        }
+        out[0].totals = self.totals;
+        out
+    }
+
     /// A user's latest own message moved from bucket `from` (none before)
     /// to bucket `to`.
     pub fn move_active_user(&mut self, from: Option<i64>, to: i64) {
@@ -687,6 +724,17 @@ impl Rollups {
         conn: &C,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
+        self.write_user_tables(conn, now).await?;
+        self.write_shared(conn).await
+    }
+
+    /// Adds the deltas of the tables keyed by user (`daily_metrics`,
+    /// `usage_buckets`, `component_buckets`, `user_buckets`, `user_days`).
+    pub(crate) async fn write_user_tables<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
         let days = self
             .days
             .iter()
@@ -797,10 +845,14 @@ impl Rollups {
         let user_buckets = self.user_bucket_rows();
         let user_days = per_utc_day(&user_buckets);
         write_per_user(conn, "user_buckets", "bucket", user_buckets).await?;
-        write_per_user(conn, "user_days", "day", user_days).await?;
+        write_per_user(conn, "user_days", "day", user_days).await
+    }
 
-        // Platform rows are shared by every writer: they go last, in key
-        // order, so their row locks are held only until the commit.
+    /// Adds the deltas of the platform-wide tables (`platform_buckets` and
+    /// the all-time counters). These rows are shared by every writer: they
+    /// go last, in key order, so their row locks are held only until the
+    /// commit.
+    pub(crate) async fn write_shared<C: ConnectionTrait>(&self, conn: &C) -> StoreResult<()> {
         let platform = self
             .platform
             .iter()

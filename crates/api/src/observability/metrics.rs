@@ -351,10 +351,10 @@ pub fn render_rollup_lag(out: &mut String, lag: &charlie_store::ingest::fold::Ro
     let _ = writeln!(out, "charlie_rollup_lag_seconds {:.3}", lag.seconds);
     let _ = writeln!(
         out,
-        "# HELP charlie_rollup_queue_batches Acknowledged batches waiting to be folded into the rollups."
+        "# HELP charlie_rollup_queue_rows Rows of acknowledged batches waiting to be folded into the rollups (a batch appends one per fold shard it changes)."
     );
-    let _ = writeln!(out, "# TYPE charlie_rollup_queue_batches gauge");
-    let _ = writeln!(out, "charlie_rollup_queue_batches {}", lag.batches);
+    let _ = writeln!(out, "# TYPE charlie_rollup_queue_rows gauge");
+    let _ = writeln!(out, "charlie_rollup_queue_rows {}", lag.rows);
 }
 
 /// Appends whether analytics reads go to the read replica now (only when

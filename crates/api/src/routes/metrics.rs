@@ -26,7 +26,8 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 /// - `charlie_rollup_lag_seconds`: how long ago the oldest batch still
 ///   waiting to be folded into the rollups was acknowledged (0 when none:
 ///   the rollups count everything acknowledged), and
-///   `charlie_rollup_queue_batches`, how many batches wait. Read from the
+///   `charlie_rollup_queue_rows`, how many queue rows wait (a batch appends
+///   one per fold shard it changes). Read from the
 ///   database at each scrape; left out when it cannot be read.
 ///
 /// When `METRICS_TOKEN` is set, the token is required as a bearer token.

@@ -11,7 +11,7 @@ use charlie_pricing::Catalog;
 use charlie_store::{
     Engine, Store,
     budgets::month_key,
-    ingest::Outcome,
+    ingest::{Outcome, fold::FOLD_SHARDS},
     maintenance::RollupRange,
     reservations::{CommitRequest, ReserveOutcome, ReservePolicy, ReserveRequest},
     testing::TestDatabase,
@@ -64,8 +64,13 @@ async fn a_batch_acknowledged_before_it_is_folded_is_counted_once_by_the_next_cy
     assert!(applied.iter().all(|a| a.outcome == Outcome::Created));
     match store.engine() {
         Engine::Postgres => {
-            // Acknowledged: the raw rows are there, the shared rows wait.
-            assert_eq!(queued(&store).await, 1);
+            // Acknowledged: the raw rows are there, the shared rows wait,
+            // one queue row per fold shard the batch changes.
+            let rows = queued(&store).await;
+            assert!(
+                (1..=FOLD_SHARDS as i64).contains(&rows),
+                "{rows} queue rows for one batch"
+            );
             assert_eq!(
                 store
                     .scalar_for_tests("SELECT COUNT(*) FROM messages")
@@ -78,10 +83,10 @@ async fn a_batch_acknowledged_before_it_is_folded_is_counted_once_by_the_next_cy
                 0
             );
             let lag = store.rollup_lag().await.unwrap();
-            assert_eq!(lag.batches, 1);
+            assert_eq!(lag.rows, rows);
             assert!(lag.seconds >= 0.0);
             assert!(store.rollups_as_of().is_none_or(|t| t < before));
-            assert_eq!(store.fold_pending().await.unwrap(), 1);
+            assert_eq!(store.fold_pending().await.unwrap() as i64, rows);
         }
         Engine::Sqlite => assert_eq!(queued(&store).await, 0),
     }
@@ -89,7 +94,7 @@ async fn a_batch_acknowledged_before_it_is_folded_is_counted_once_by_the_next_cy
     assert_eq!(totals.message_count, 3);
     assert_eq!(totals.cost_nano_usd, 3 * DIME);
     assert!(store.rollups_as_of().is_some_and(|t| t >= before));
-    assert_eq!(store.rollup_lag().await.unwrap().batches, 0);
+    assert_eq!(store.rollup_lag().await.unwrap().rows, 0);
 
     // Folding again, and sending the batch again, change nothing.
     assert_eq!(store.fold_pending().await.unwrap(), 0);
@@ -166,6 +171,99 @@ async fn two_instances_folding_at_once_count_every_batch_once() {
     assert_eq!(totals.cost_nano_usd, 80 * DIME);
     let report = b.verify_rollups(RollupRange::default()).await.unwrap();
     assert!(report.differences.is_empty(), "{:#?}", report.differences);
+}
+
+#[tokio::test]
+async fn a_batch_is_queued_in_its_users_shards_and_each_shard_folds_exactly() {
+    let db = TestDatabase::create().await.unwrap();
+    let store = unwaiting_store(&db).await;
+    let now = OffsetDateTime::now_utc();
+    let at = now - time::Duration::minutes(5);
+    // Twelve users whose ids fall in every shard (a shard is the id's low
+    // bits), each with a conversation.
+    let users: Vec<(Uuid, Uuid)> = (0..12u128)
+        .map(|k| {
+            let id = Uuid::from_u128((Uuid::now_v7().as_u128() & !0xff) | k);
+            (id, Uuid::now_v7())
+        })
+        .collect();
+    let mut setup = Vec::new();
+    for (n, (u, c)) in users.iter().enumerate() {
+        setup.extend(user_items(*u, *c, &format!("shard_user_{n}"), None, at));
+    }
+    store.ingest(&items(&setup, now), now).await.unwrap();
+    store.fold_pending().await.unwrap();
+
+    let mut raw = Vec::new();
+    for (n, (_, c)) in users.iter().enumerate() {
+        raw.extend(dime_messages(*c, n % 3 + 1, at));
+    }
+    let applied = store.ingest(&items(&raw, now), now).await.unwrap();
+    assert!(applied.iter().all(|a| a.outcome == Outcome::Created));
+    if store.engine() == Engine::Postgres {
+        // One row per shard, each message in the row of its user's shard,
+        // once (the shard recomputed here from the id's last hex digit).
+        assert_eq!(
+            queued(&store).await,
+            FOLD_SHARDS as i64,
+            "the users fall in every shard"
+        );
+        let placed = store
+            .scalar_for_tests(&format!(
+                "SELECT COUNT(*) FROM rollup_queue q, unnest(q.message_ids) AS i(id) \
+                 JOIN messages m ON m.id = i.id \
+                 WHERE q.shard = ('x0' || right(m.user_id::text, 1))::bit(8)::int % {FOLD_SHARDS}"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(placed, raw.len() as i64);
+        assert_eq!(
+            store
+                .scalar_for_tests("SELECT COUNT(*) FROM rollup_queue q, unnest(q.message_ids)")
+                .await
+                .unwrap(),
+            raw.len() as i64
+        );
+        assert_eq!(
+            store.fold_pending().await.unwrap(),
+            FOLD_SHARDS,
+            "every shard folded its row"
+        );
+        assert_eq!(queued(&store).await, 0);
+    }
+    // Every user's month counts what they sent (`n % 3 + 1`, plus `more`
+    // each), and the rollups agree with a recount.
+    let counted = |more: usize| {
+        let (store, users) = (store.clone(), users.clone());
+        async move {
+            for (n, (u, _)) in users.iter().enumerate() {
+                let totals = store.month_totals(*u, &month_key(at.date())).await.unwrap();
+                let sent = (n % 3 + 1 + more) as i64;
+                assert_eq!(totals.message_count, sent);
+                assert_eq!(totals.cost_nano_usd, sent * DIME);
+            }
+            let report = store.verify_rollups(RollupRange::default()).await.unwrap();
+            assert!(report.differences.is_empty(), "{:#?}", report.differences);
+        }
+    };
+    counted(0).await;
+
+    // A backlog (more rows than one fold takes from the whole queue) is
+    // folded shard by shard, in parallel, and still exactly.
+    let backlog = 20;
+    for _ in 0..backlog {
+        let raw: Vec<Value> = users
+            .iter()
+            .flat_map(|(_, c)| dime_messages(*c, 1, at))
+            .collect();
+        store.ingest(&items(&raw, now), now).await.unwrap();
+    }
+    if store.engine() == Engine::Postgres {
+        assert_eq!(queued(&store).await, (backlog * FOLD_SHARDS) as i64);
+        assert_eq!(store.fold_pending().await.unwrap(), backlog * FOLD_SHARDS);
+        assert_eq!(queued(&store).await, 0);
+    }
+    counted(backlog).await;
 }
 
 #[tokio::test]
@@ -285,10 +383,7 @@ async fn analytics_answers_say_up_to_when_they_count_and_metrics_show_the_lag() 
         metrics.contains("charlie_rollup_lag_seconds 0.000"),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("charlie_rollup_queue_batches 0"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("charlie_rollup_queue_rows 0"), "{metrics}");
     assert_rollups_clean(&app).await;
 }
 

@@ -8,14 +8,30 @@
 //! - **SQLite** (one writer at a time, nothing to wait for): folded in the
 //!   ingest transaction itself. Rollups are always exact.
 //! - **PostgreSQL**: the ingest transaction appends the delta to
-//!   `rollup_queue` (one row per batch) and commits. A *fold cycle* then
-//!   takes the queue's rows, merges them into one delta (one upsert per
-//!   rollup key for many batches), writes it and deletes the rows, in one
-//!   transaction: each batch is counted exactly once, whatever crashes when.
-//!   Fold transactions take turns across every instance on the database (a
-//!   transaction-scoped advisory lock), so no two of them wait on each
-//!   other's row locks, and ingest transactions never wait on those rows at
-//!   all.
+//!   `rollup_queue`, split into one row per *shard* (below), and commits. A
+//!   *fold cycle* then, for each shard, takes the shard's rows, merges them
+//!   into one delta (one upsert per rollup key for many batches), writes it
+//!   and deletes the rows, in one transaction: each batch is counted exactly
+//!   once, whatever crashes when. Ingest transactions never wait on those
+//!   rows at all.
+//!
+//! **Shards.** What a batch changes in rows keyed by a user (sessions,
+//! counters, the per-user rollups, month usage and alerts) goes to the
+//! user's shard; what is keyed by a quarter-hour only (platform rows,
+//! active users, cohorts) to that bucket's shard. So no two shards write the
+//! same row, except `active_user_buckets`, which a user's latest message
+//! moves (written in key order, last). A cycle folds a short queue whole,
+//! in one transaction holding every shard's lock (fewer, larger statements:
+//! what steady traffic needs); when that transaction finds a backlog (a
+//! full take), the rest is folded shard by shard in parallel, one
+//! transaction per shard, so more than one backend catches up. A shard's
+//! transactions take turns across every instance on the database (a
+//! transaction-scoped advisory lock per shard, taken in shard order), so
+//! they never wait on each other's row locks. Correctness does not depend on the
+//! split: every rollup write is an increment taken in key order, so a row
+//! folds exactly in any shard (rows queued before migration 20 are in
+//! shard 0 and hold whole batches). Changing [`FOLD_SHARDS`] needs a
+//! migration that moves the queued rows of shards that no longer exist.
 //!
 //! Who runs a fold cycle: the request that appended a batch, after its
 //! commit, runs one unless a cycle that started after its commit has
@@ -49,17 +65,48 @@ use uuid::Uuid;
 /// holds a client for long.
 pub const DEFAULT_FOLD_WAIT: Duration = Duration::from_secs(2);
 
-/// Queue rows folded per transaction: a cycle runs as many transactions as
-/// it needs to empty the queue. Bounds a fold's memory (64 took the server
-/// to 256 MiB with random traffic; 16 keeps it under 200 MiB).
-const ROWS_PER_FOLD: i64 = 16;
+/// Queue rows folded per transaction: a shard runs as many transactions as
+/// it needs to empty its queue. Bounds a fold's memory (64 whole batches
+/// took the server to 256 MiB with random traffic; 16 kept it under 200 MiB;
+/// a shard's row holds about a [`FOLD_SHARDS`]th of a batch, and the shards
+/// run together, so a cycle holds about as much as one fold of 16 batches
+/// did).
+const ROWS_PER_FOLD: usize = 16;
 
 /// How many times a fold transaction is run when it meets a lock conflict.
 const MAX_ATTEMPTS: u32 = 8;
 
-/// The advisory lock of fold transactions (the two-key form: its key space
-/// is apart from the one-key locks ingestion takes per conversation).
-const FOLD_LOCK: &str = "SELECT pg_advisory_xact_lock(1700, 15)";
+/// The shards a batch's delta is split into, folded in parallel.
+pub const FOLD_SHARDS: usize = 4;
+
+/// The advisory lock of one shard's fold transactions (the two-key form: its
+/// key space is apart from the one-key locks ingestion takes per
+/// conversation).
+const FOLD_LOCK: &str = "SELECT pg_advisory_xact_lock(1701, CAST($1 AS integer))";
+
+/// Every shard's fold lock, in shard order (shards `0..=$1`).
+const FOLD_LOCK_ALL: &str = "SELECT pg_advisory_xact_lock(1701, s) \
+     FROM generate_series(0, CAST($1 AS integer)) AS s ORDER BY s";
+
+/// What one fold transaction takes from the queue.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    /// The oldest rows of every shard, under every shard's lock.
+    All,
+    /// The oldest rows of one shard, under its lock.
+    Shard(usize),
+}
+
+/// The fold shard of what is keyed by `user` (`rand_b` of a v7 id, or any id's
+/// low bits).
+pub fn user_shard(user: Uuid) -> usize {
+    (user.as_u128() % FOLD_SHARDS as u128) as usize
+}
+
+/// The shard of what is keyed by a quarter-hour `bucket` only.
+fn bucket_shard(bucket: i64) -> usize {
+    bucket.rem_euclid(FOLD_SHARDS as i64) as usize
+}
 
 /// What a batch changes in rows that other batches change too.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -123,6 +170,27 @@ impl Delta {
         self.rollups.is_empty() && self.sessions.is_empty() && self.last_active.is_empty()
     }
 
+    /// Splits the delta into its [`FOLD_SHARDS`] shards (see the module
+    /// doc); their merge is the whole.
+    fn split(self) -> Vec<Delta> {
+        let mut out: Vec<Delta> = self
+            .rollups
+            .split(FOLD_SHARDS, user_shard, bucket_shard)
+            .into_iter()
+            .map(|rollups| Delta {
+                rollups,
+                ..Delta::default()
+            })
+            .collect();
+        for (key, value) in self.sessions {
+            out[user_shard(value.0)].sessions.insert(key, value);
+        }
+        for (user, bucket) in self.last_active {
+            out[user_shard(user)].last_active.insert(user, bucket);
+        }
+        out
+    }
+
     /// Adds another batch's changes (its sessions and latest buckets too).
     fn merge(&mut self, other: Delta) {
         self.rollups.merge(other.rollups);
@@ -137,9 +205,11 @@ impl Delta {
 }
 
 /// Writes a delta: sessions, then the users (locked once, in id order,
-/// before their counters move), then the rollups, then month-to-date usage
-/// and the alerts it raises. Used by SQLite's ingest transaction and by
-/// PostgreSQL's fold transactions alike.
+/// before their counters move), then the per-user rollups, then
+/// month-to-date usage and the alerts it raises, then the platform-wide
+/// rows (shared with other shards: last, so their locks are held only until
+/// the commit). Used by SQLite's ingest transaction and by PostgreSQL's
+/// fold transactions alike.
 pub(super) async fn write_delta(
     txn: &DatabaseTransaction,
     mut delta: Delta,
@@ -155,31 +225,54 @@ pub(super) async fn write_delta(
     users.extend(delta.last_active.keys().copied());
     sql::lock_users(txn, users).await?;
     update_users(txn, &mut delta).await?;
-    delta.rollups.write(txn, now).await?;
-    crate::budgets::record_month_usage(txn, &delta.rollups, budgets, now).await
+    delta.rollups.write_user_tables(txn, now).await?;
+    crate::budgets::record_month_usage(txn, &delta.rollups, budgets, now).await?;
+    delta.rollups.write_shared(txn).await
 }
 
-/// Appends a batch's delta to `rollup_queue` (PostgreSQL), with the ids of
-/// its messages. Nothing is appended for a batch that changes nothing.
+/// Appends a batch's delta to `rollup_queue` (PostgreSQL): one row per
+/// shard it changes, each with the ids of that shard's messages (given as
+/// `(message, user)`). Nothing is appended for a batch that changes nothing.
 pub(super) async fn enqueue(
     txn: &DatabaseTransaction,
-    delta: &Delta,
-    message_ids: &[Uuid],
+    delta: Delta,
+    messages: &[(Uuid, Uuid)],
     now: OffsetDateTime,
 ) -> StoreResult<bool> {
-    if delta.is_empty() && message_ids.is_empty() {
+    let mut ids: Vec<Vec<String>> = vec![Vec::new(); FOLD_SHARDS];
+    for (message, user) in messages {
+        ids[user_shard(*user)].push(message.to_string());
+    }
+    let mut values = Vec::new();
+    let mut rows = Vec::new();
+    for (shard, (part, ids)) in delta.split().into_iter().zip(ids).enumerate() {
+        if part.is_empty() && ids.is_empty() {
+            continue;
+        }
+        let payload =
+            serde_json::to_string(&part).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let n = values.len();
+        rows.push(format!(
+            "($1, ${}, CAST(${} AS uuid[]), ${})",
+            n + 2,
+            n + 3,
+            n + 4
+        ));
+        values.push(DbValue::from(i16::try_from(shard).unwrap_or(0)));
+        values.push(format!("{{{}}}", ids.join(",")).into());
+        values.push(payload.into());
+    }
+    if rows.is_empty() {
         return Ok(false);
     }
-    let payload = serde_json::to_string(delta).map_err(|e| StoreError::Internal(e.to_string()))?;
-    let ids = message_ids
-        .iter()
-        .map(Uuid::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    values.insert(0, now.into());
     sql::execute(
         txn,
-        "INSERT INTO rollup_queue (enqueued_at, message_ids, payload) VALUES ($1, CAST($2 AS uuid[]), $3)",
-        vec![now.into(), format!("{{{ids}}}").into(), payload.into()],
+        &format!(
+            "INSERT INTO rollup_queue (enqueued_at, shard, message_ids, payload) VALUES {}",
+            rows.join(", ")
+        ),
+        values,
     )
     .await?;
     Ok(true)
@@ -306,14 +399,15 @@ struct Queued {
 #[derive(FromQueryResult)]
 struct Oldest {
     enqueued_at: Option<OffsetDateTime>,
-    batches: i64,
+    rows: i64,
 }
 
 /// What [`Store::rollup_lag`] reports.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RollupLag {
-    /// Batches appended and not folded yet.
-    pub batches: i64,
+    /// Queue rows appended and not folded yet (a batch appends one per
+    /// shard it changes).
+    pub rows: i64,
     /// Seconds since the oldest of them was appended (0 when none).
     pub seconds: f64,
 }
@@ -358,20 +452,43 @@ impl Store {
         self.fold_cycle().await
     }
 
-    /// The body of a cycle; the caller holds `turn`.
+    /// The body of a cycle; the caller holds `turn`. Folds the shards in
+    /// parallel, each in a task of its own (the merging is CPU work), and
+    /// counts as finished only when every shard is empty.
     async fn fold_cycle(&self) -> StoreResult<usize> {
         let n = self.folder.started.fetch_add(1, Ordering::SeqCst) + 1;
         let began = OffsetDateTime::now_utc();
         let mut folded = 0;
         if self.engine() == Engine::Postgres {
-            loop {
-                let taken = self.fold_once().await?;
-                folded += taken;
-                if i64::try_from(taken).unwrap_or(i64::MAX) < ROWS_PER_FOLD {
-                    break;
+            // A short queue is folded whole, in one transaction (fewer,
+            // larger statements); a backlog, shard by shard in parallel.
+            let taken = self.fold_once(Scope::All).await?;
+            folded += taken;
+            if taken < ROWS_PER_FOLD * FOLD_SHARDS {
+                return self.finish_cycle(n, began, folded);
+            }
+            let mut shards = tokio::task::JoinSet::new();
+            for shard in 0..FOLD_SHARDS {
+                let store = self.clone();
+                shards.spawn(async move { store.fold_shard(shard).await });
+            }
+            let mut failed = None;
+            while let Some(done) = shards.join_next().await {
+                match done {
+                    Ok(Ok(taken)) => folded += taken,
+                    Ok(Err(e)) => failed = Some(e),
+                    Err(e) => failed = Some(StoreError::Internal(format!("fold task: {e}"))),
                 }
             }
+            if let Some(e) = failed {
+                return Err(e);
+            }
         }
+        self.finish_cycle(n, began, folded)
+    }
+
+    /// Records that cycle `n`, begun at `began`, has finished.
+    fn finish_cycle(&self, n: u64, began: OffsetDateTime, folded: usize) -> StoreResult<usize> {
         self.folder.finished.store(n, Ordering::SeqCst);
         if let Ok(mut as_of) = self.folder.as_of.lock() {
             *as_of = Some(as_of.map_or(began, |t| t.max(began)));
@@ -379,26 +496,52 @@ impl Store {
         Ok(folded)
     }
 
-    /// One fold transaction: takes up to [`ROWS_PER_FOLD`] queue rows,
-    /// writes their merged delta and deletes them, retried on a lock conflict.
-    async fn fold_once(&self) -> StoreResult<usize> {
+    /// Folds one shard until its queue is empty; returns the rows folded.
+    async fn fold_shard(&self, shard: usize) -> StoreResult<usize> {
+        let mut folded = 0;
+        loop {
+            let taken = self.fold_once(Scope::Shard(shard)).await?;
+            folded += taken;
+            if taken < ROWS_PER_FOLD {
+                return Ok(folded);
+            }
+        }
+    }
+
+    /// One fold transaction: takes up to [`ROWS_PER_FOLD`] queue rows of a
+    /// shard (or that many per shard of the whole queue), writes their
+    /// merged delta and deletes them, retried on a lock conflict.
+    async fn fold_once(&self, scope: Scope) -> StoreResult<usize> {
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let (lock, read) = match scope {
+            Scope::All => (
+                (FOLD_LOCK_ALL, vec![DbValue::from(count(FOLD_SHARDS - 1))]),
+                (
+                    "SELECT seq, payload FROM rollup_queue ORDER BY seq LIMIT $1",
+                    vec![DbValue::from(count(ROWS_PER_FOLD * FOLD_SHARDS))],
+                ),
+            ),
+            Scope::Shard(shard) => (
+                (FOLD_LOCK, vec![DbValue::from(count(shard))]),
+                (
+                    "SELECT seq, payload FROM rollup_queue WHERE shard = $1 ORDER BY seq LIMIT $2",
+                    vec![DbValue::from(count(shard)), count(ROWS_PER_FOLD).into()],
+                ),
+            ),
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
             let run = async {
                 let txn = self.conn().begin().await?;
-                sql::execute(&txn, FOLD_LOCK, vec![]).await?;
+                sql::execute(&txn, lock.0, lock.1.clone()).await?;
                 // Read first, delete last: the delete is the fold's only
                 // write that batches wait for (Citus serializes a delete
                 // from a reference table with every insert into it), so it
                 // comes when the fold needs nothing more but its commit.
-                // The fold lock keeps these rows to this transaction.
-                let rows: Vec<Queued> = sql::fetch_all(
-                    &txn,
-                    "SELECT seq, payload FROM rollup_queue ORDER BY seq LIMIT $1",
-                    vec![ROWS_PER_FOLD.into()],
-                )
-                .await?;
+                // The shards' fold locks keep these rows to this
+                // transaction.
+                let rows: Vec<Queued> = sql::fetch_all(&txn, read.0, read.1.clone()).await?;
                 let taken = rows.len();
                 let mut delta = Delta::default();
                 let mut seqs = Vec::with_capacity(taken);
@@ -448,13 +591,13 @@ impl Store {
         }
     }
 
-    /// How far the rollups trail the raw rows: the batches waiting in
+    /// How far the rollups trail the raw rows: the queue rows waiting in
     /// `rollup_queue` and the age of the oldest (none on SQLite).
     pub async fn rollup_lag(&self) -> StoreResult<RollupLag> {
         let oldest: Oldest = sql::fetch_one(
             self.conn(),
             "SELECT (SELECT enqueued_at FROM rollup_queue ORDER BY seq LIMIT 1) AS enqueued_at, \
-             (SELECT COUNT(*) FROM rollup_queue) AS batches",
+             (SELECT COUNT(*) FROM rollup_queue) AS rows",
             vec![],
         )
         .await?
@@ -463,7 +606,7 @@ impl Store {
             ((OffsetDateTime::now_utc() - t).as_seconds_f64()).max(0.0)
         });
         Ok(RollupLag {
-            batches: oldest.batches,
+            rows: oldest.rows,
             seconds,
         })
     }
@@ -474,5 +617,119 @@ impl Store {
     pub fn with_fold_wait(mut self, wait: Duration) -> Store {
         self.fold_wait = wait;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollup::{Counters, FunnelPosition, bucket_of};
+
+    /// A delta over many users, buckets and models, as batches make them.
+    fn sample() -> Delta {
+        let mut delta = Delta::default();
+        let start = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_780_000_000);
+        for n in 0..40i64 {
+            let user = Uuid::from_u128(0x1000 + n as u128 * 7);
+            let workflow = (n % 3 != 0).then(|| Uuid::from_u128(0x9000 + n as u128 % 5));
+            let at = start + time::Duration::minutes(n * 17);
+            let c = Counters {
+                message_count: 1,
+                input_tokens: n + 10,
+                cost_nano_usd: 1_000 + n,
+                conversations_started: i64::from(n % 4 == 0),
+                ..Counters::default()
+            };
+            let model = if n % 2 == 0 {
+                "gpt-4o"
+            } else {
+                "claude-sonnet-4"
+            };
+            delta.rollups.add(user, workflow, Some(model), at, &c);
+            delta.rollups.add_component(
+                user,
+                workflow,
+                Uuid::from_u128(0x5000 + n as u128),
+                at,
+                &c,
+            );
+            delta.rollups.add_session(user, workflow, at.date());
+            delta.rollups.move_active_user(None, bucket_of(at));
+            delta.rollups.move_funnel_position(
+                &FunnelPosition::default(),
+                &FunnelPosition {
+                    signup_bucket: Some(bucket_of(at)),
+                    sent_message: true,
+                    ..FunnelPosition::default()
+                },
+            );
+            delta.sessions.insert(
+                (Uuid::from_u128(0x7000 + n as u128), at.date()),
+                (user, workflow),
+            );
+            delta.last_active.insert(user, bucket_of(at));
+        }
+        delta.rollups.count_created(3, 2);
+        delta
+    }
+
+    #[test]
+    fn a_split_delta_adds_up_to_the_whole_and_keeps_each_key_in_its_shard()
+    -> Result<(), serde_json::Error> {
+        let whole = sample();
+        let parts = whole.clone().split();
+        assert_eq!(parts.len(), FOLD_SHARDS);
+        assert!(
+            parts.iter().filter(|p| !p.is_empty()).count() > 1,
+            "the sample spreads over several shards"
+        );
+        for (shard, part) in parts.iter().enumerate() {
+            assert!(part.rollups.day_rows().all(|r| user_shard(r.0) == shard));
+            assert!(part.rollups.bucket_rows().all(|r| user_shard(r.0) == shard));
+            assert!(
+                part.rollups
+                    .component_rows()
+                    .all(|r| user_shard(r.0) == shard)
+            );
+            assert!(
+                part.rollups
+                    .platform_rows()
+                    .all(|r| bucket_shard(r.0) == shard)
+            );
+            assert!(
+                part.rollups
+                    .active_rows()
+                    .all(|r| bucket_shard(r.0) == shard)
+            );
+            assert!(
+                part.rollups
+                    .cohort_rows()
+                    .all(|r| bucket_shard(r.0) == shard)
+            );
+            assert!(part.sessions.values().all(|v| user_shard(v.0) == shard));
+            assert!(part.last_active.keys().all(|u| user_shard(*u) == shard));
+            if shard != 0 {
+                assert_eq!(part.rollups.totals(), (0, 0));
+            }
+        }
+        let mut merged = Delta::default();
+        for part in parts {
+            merged.merge(part);
+        }
+        assert_eq!(
+            serde_json::to_value(&merged)?,
+            serde_json::to_value(&whole)?
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn shards_cover_every_number_and_negative_buckets() {
+        let mut seen = BTreeSet::new();
+        for n in 0..64i64 {
+            seen.insert(user_shard(Uuid::from_u128(n as u128)));
+            seen.insert(bucket_shard(n - 32));
+        }
+        assert_eq!(seen, (0..FOLD_SHARDS).collect());
     }
 }

@@ -318,7 +318,9 @@ pub(super) async fn write_messages(
         })
         .collect();
     insert_many(txn, "messages", MESSAGE_COLUMNS, rows, None, &[]).await?;
-    batch.message_ids.extend(messages.iter().map(|r| r.id));
+    batch
+        .message_ids
+        .extend(messages.iter().map(|r| (r.id, r.user_id)));
 
     // Rollups, and the first message of each conversation on each UTC day.
     let mut days: BTreeMap<(Uuid, time::Date), (Uuid, Option<Uuid>)> = BTreeMap::new();

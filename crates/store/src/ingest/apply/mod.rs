@@ -111,8 +111,9 @@ pub(crate) struct Batch {
     pub(super) last_active: BTreeMap<Uuid, i64>,
     /// `(conversation, UTC day) -> (user, workflow)` of the batch's messages.
     pub(super) sessions: BTreeMap<(Uuid, time::Date), (Uuid, Option<Uuid>)>,
-    /// The ids of the messages written (their cost is in this batch's rollups).
-    pub(super) message_ids: Vec<Uuid>,
+    /// The messages written, as `(id, user)` (their cost is in this batch's
+    /// rollups).
+    pub(super) message_ids: Vec<(Uuid, Uuid)>,
     /// The `user_activity_events` rows written, `(id, created_at)`: queued
     /// for PostHog when forwarding is on.
     events_written: Vec<(Uuid, OffsetDateTime)>,
