@@ -436,10 +436,7 @@ async fn run_inner(
     )
     .await?;
     let endpoint = format!("{}/api/v1/ingest", server.base_url());
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.clients.max(1))
-        .timeout(Duration::from_secs(300))
-        .build()?;
+    let client = crate::http_client(args.clients, Duration::from_secs(300))?;
     let t = Instant::now();
     let mut setup_items = 0;
     for phase in world.setup_items(since) {

@@ -60,6 +60,19 @@ fn main() -> std::process::ExitCode {
     charlie_api::cli::launch("charlie-bench", |settings| run(cli.command, settings))
 }
 
+/// The HTTP client of a benchmark: keeps up to `idle` connections and gives
+/// a request `timeout`. Idle connections are dropped after 4 s, before the
+/// server's 5 s keep-alive closes them: a POST sent on a connection the
+/// server is closing at that moment fails ("error sending request") and is
+/// not retried.
+fn http_client(idle: usize, timeout: Duration) -> Result<reqwest::Client, CliError> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(idle.max(1))
+        .pool_idle_timeout(Duration::from_secs(4))
+        .timeout(timeout)
+        .build()?)
+}
+
 /// The `charlie-stats` executable the benchmarks start: `CHARLIE_STATS_BIN`,
 /// else the one next to this executable.
 fn server_executable() -> Result<std::path::PathBuf, CliError> {

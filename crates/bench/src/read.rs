@@ -794,10 +794,7 @@ async fn run_inner(
 
     let server = ServerChild::start(&db_url, &[]).await?;
     let base = server.base_url();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency.max(1))
-        .timeout(Duration::from_secs(120))
-        .build()?;
+    let client = crate::http_client(args.concurrency, Duration::from_secs(120))?;
     let my_stats = format!("{base}/api/v1/analytics/my-stats?days=30");
     let overview = format!("{base}/api/v1/analytics/admin/overview?days=30");
     // Warm-up (untimed): the server's pools, and first-sight creation of the admin.

@@ -141,10 +141,7 @@ async fn run_inner(
     // Rate limits off: the soak sets its own rate; they are tested elsewhere.
     let server = ServerChild::start(&url, &[("RATE_LIMIT_ENABLED", "false")]).await?;
     let base = server.base_url();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.max_in_flight)
-        .timeout(Duration::from_secs(60))
-        .build()?;
+    let client = crate::http_client(args.max_in_flight, Duration::from_secs(60))?;
     let endpoint = format!("{base}/api/v1/ingest");
 
     // The world: users, a workflow each, three conversations each.
