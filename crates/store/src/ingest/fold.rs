@@ -9,11 +9,10 @@
 //!   ingest transaction itself. Rollups are always exact.
 //! - **PostgreSQL**: the ingest transaction appends the delta to
 //!   `rollup_queue`, split into one row per *shard* (below), and commits. A
-//!   *fold cycle* then, for each shard, takes the shard's rows, merges them
-//!   into one delta (one upsert per rollup key for many batches), writes it
-//!   and deletes the rows, in one transaction: each batch is counted exactly
-//!   once, whatever crashes when. Ingest transactions never wait on those
-//!   rows at all.
+//!   *fold transaction* then takes queued rows, merges them into one delta
+//!   (one upsert per rollup key for many batches), writes it and deletes
+//!   the rows: each batch is counted exactly once, whatever crashes when.
+//!   Ingest transactions never wait on those rows at all.
 //!
 //! **Shards.** What a batch changes in rows keyed by a user (sessions,
 //! counters, the per-user rollups, month usage and alerts) goes to the
@@ -452,9 +451,10 @@ impl Store {
         self.fold_cycle().await
     }
 
-    /// The body of a cycle; the caller holds `turn`. Folds the shards in
-    /// parallel, each in a task of its own (the merging is CPU work), and
-    /// counts as finished only when every shard is empty.
+    /// The body of a cycle; the caller holds `turn`. Folds the whole queue
+    /// in one transaction when it is short; a backlog is then folded shard
+    /// by shard in parallel, each in a task of its own (the merging is CPU
+    /// work). Counts as finished only when every shard is empty.
     async fn fold_cycle(&self) -> StoreResult<usize> {
         let n = self.folder.started.fetch_add(1, Ordering::SeqCst) + 1;
         let began = OffsetDateTime::now_utc();

@@ -75,7 +75,7 @@ impl Store {
                         false
                     }
                     crate::Engine::Postgres => {
-                        fold::enqueue(&txn, delta, &batch.message_ids, now).await?
+                        fold::enqueue(&txn, delta, &batch.messages_written, now).await?
                     }
                 };
                 txn.commit().await?;

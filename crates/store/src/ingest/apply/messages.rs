@@ -319,7 +319,7 @@ pub(super) async fn write_messages(
         .collect();
     insert_many(txn, "messages", MESSAGE_COLUMNS, rows, None, &[]).await?;
     batch
-        .message_ids
+        .messages_written
         .extend(messages.iter().map(|r| (r.id, r.user_id)));
 
     // Rollups, and the first message of each conversation on each UTC day.

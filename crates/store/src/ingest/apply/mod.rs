@@ -113,7 +113,7 @@ pub(crate) struct Batch {
     pub(super) sessions: BTreeMap<(Uuid, time::Date), (Uuid, Option<Uuid>)>,
     /// The messages written, as `(id, user)` (their cost is in this batch's
     /// rollups).
-    pub(super) message_ids: Vec<(Uuid, Uuid)>,
+    pub(super) messages_written: Vec<(Uuid, Uuid)>,
     /// The `user_activity_events` rows written, `(id, created_at)`: queued
     /// for PostHog when forwarding is on.
     events_written: Vec<(Uuid, OffsetDateTime)>,
