@@ -476,6 +476,19 @@ impl Rollups {
             && self.totals == (0, 0)
     }
 
+    /// How many keyed deltas these are (one per row of each table they
+    /// write; `user_buckets` and `user_days` follow from the bucket rows and
+    /// are not counted again): the size of the fold's write.
+    pub fn rows(&self) -> usize {
+        self.days.len()
+            + self.buckets.len()
+            + self.components.len()
+            + self.platform.len()
+            + self.active.len()
+            + self.cohorts.len()
+            + usize::from(self.totals != (0, 0))
+    }
+
     /// Adds every delta of `other` (several batches folded into one write).
     pub fn merge(&mut self, other: Rollups) {
         for (k, c) in other.days {

@@ -11,7 +11,10 @@ use charlie_pricing::Catalog;
 use charlie_store::{
     Engine, Store,
     budgets::month_key,
-    ingest::{Outcome, fold::FOLD_SHARDS},
+    ingest::{
+        Outcome,
+        fold::{FOLD_SHARDS, WIDE_FOLD_ROWS},
+    },
     maintenance::RollupRange,
     reservations::{CommitRequest, ReserveOutcome, ReservePolicy, ReserveRequest},
     testing::TestDatabase,
@@ -179,20 +182,7 @@ async fn a_batch_is_queued_in_its_users_shards_and_each_shard_folds_exactly() {
     let store = unwaiting_store(&db).await;
     let now = OffsetDateTime::now_utc();
     let at = now - time::Duration::minutes(5);
-    // Twelve users whose ids fall in every shard (a shard is the id's low
-    // bits), each with a conversation.
-    let users: Vec<(Uuid, Uuid)> = (0..12u128)
-        .map(|k| {
-            let id = Uuid::from_u128((Uuid::now_v7().as_u128() & !0xff) | k);
-            (id, Uuid::now_v7())
-        })
-        .collect();
-    let mut setup = Vec::new();
-    for (n, (u, c)) in users.iter().enumerate() {
-        setup.extend(user_items(*u, *c, &format!("shard_user_{n}"), None, at));
-    }
-    store.ingest(&items(&setup, now), now).await.unwrap();
-    store.fold_pending().await.unwrap();
+    let users = users_in_every_shard(&store, 12, at, now).await;
 
     let mut raw = Vec::new();
     for (n, (_, c)) in users.iter().enumerate() {
@@ -264,6 +254,109 @@ async fn a_batch_is_queued_in_its_users_shards_and_each_shard_folds_exactly() {
         assert_eq!(queued(&store).await, 0);
     }
     counted(backlog).await;
+}
+
+/// Users whose ids fall in every shard (a shard is the id's low bits), each
+/// with a conversation, signed up and folded.
+async fn users_in_every_shard(
+    store: &Store,
+    n: u128,
+    at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Vec<(Uuid, Uuid)> {
+    let users: Vec<(Uuid, Uuid)> = (0..n)
+        .map(|k| {
+            let id = Uuid::from_u128((Uuid::now_v7().as_u128() & !0xff) | k);
+            (id, Uuid::now_v7())
+        })
+        .collect();
+    let mut setup = Vec::new();
+    for (k, (u, c)) in users.iter().enumerate() {
+        setup.extend(user_items(*u, *c, &format!("shard_user_{k}"), None, at));
+    }
+    store.ingest(&items(&setup, now), now).await.unwrap();
+    store.fold_pending().await.unwrap();
+    users
+}
+
+#[tokio::test]
+async fn after_a_wide_fold_the_next_cycle_folds_shard_by_shard_and_stays_exact() {
+    let db = TestDatabase::create().await.unwrap();
+    let store = unwaiting_store(&db).await;
+    let now = OffsetDateTime::now_utc();
+    let at = now - time::Duration::minutes(5);
+    let users = users_in_every_shard(&store, 8, at, now).await;
+    let postgres = store.engine() == Engine::Postgres;
+    let one_each = |store: Store| {
+        let users = users.clone();
+        async move {
+            let raw: Vec<Value> = users
+                .iter()
+                .flat_map(|(_, c)| dime_messages(*c, 1, at))
+                .collect();
+            store.ingest(&items(&raw, now), now).await.unwrap();
+            store.fold_pending().await.unwrap();
+            store.fold_counts()
+        }
+    };
+    let (whole, shards) = one_each(store.clone()).await;
+    if postgres {
+        assert_eq!((whole, shards), (2, 0), "short queues are folded whole");
+    }
+
+    // Wide traffic: each user's messages a quarter-hour apart, so no two
+    // share a bucket row, and the queue holds more keyed rows than
+    // WIDE_FOLD_ROWS (in fewer queue rows than one whole fold takes).
+    let quarter_hours: Vec<i64> = (0..=(WIDE_FOLD_ROWS / users.len()) as i64).collect();
+    let mut sent = 1;
+    for chunk in quarter_hours.chunks(250) {
+        let raw: Vec<Value> = users
+            .iter()
+            .flat_map(|(_, c)| {
+                chunk
+                    .iter()
+                    .flat_map(move |k| dime_messages(*c, 1, at - time::Duration::minutes(15 * k)))
+            })
+            .collect();
+        store.ingest(&items(&raw, now), now).await.unwrap();
+    }
+    sent += quarter_hours.len();
+    store.fold_pending().await.unwrap();
+    if postgres {
+        assert_eq!(
+            store.fold_counts(),
+            (whole + 1, 0),
+            "folded whole, in one transaction"
+        );
+    }
+    // The next cycle folds by shard (one transaction each), and as it wrote
+    // few rows, the one after folds whole again.
+    assert_eq!(
+        one_each(store.clone()).await,
+        if postgres {
+            (whole + 1, FOLD_SHARDS as u64)
+        } else {
+            (0, 0)
+        }
+    );
+    assert_eq!(
+        one_each(store.clone()).await,
+        if postgres {
+            (whole + 2, FOLD_SHARDS as u64)
+        } else {
+            (0, 0)
+        }
+    );
+    sent += 2;
+    assert_eq!(queued(&store).await, 0);
+
+    let counted = store
+        .scalar_for_tests("SELECT CAST(SUM(message_count) AS BIGINT) FROM user_buckets")
+        .await
+        .unwrap();
+    assert_eq!(counted, (sent * users.len()) as i64);
+    let report = store.verify_rollups(RollupRange::default()).await.unwrap();
+    assert!(report.differences.is_empty(), "{:#?}", report.differences);
 }
 
 #[tokio::test]

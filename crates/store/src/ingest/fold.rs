@@ -23,7 +23,12 @@
 //! in one transaction holding every shard's lock (fewer, larger statements:
 //! what steady traffic needs); when that transaction finds a backlog (a
 //! full take), the rest is folded shard by shard in parallel, one
-//! transaction per shard, so more than one backend catches up. A shard's
+//! transaction per shard, so more than one backend catches up. A cycle
+//! whose fold wrote more than [`WIDE_FOLD_ROWS`] keyed rows is followed by
+//! cycles that fold shard by shard from the start, until one writes fewer:
+//! traffic whose batches share few rollup rows (many users, times spread
+//! out) makes one fold backend the bottleneck, and merging its batches into
+//! one transaction saves little anyway. A shard's
 //! transactions take turns across every instance on the database (a
 //! transaction-scoped advisory lock per shard, taken in shard order), so
 //! they never wait on each other's row locks. Correctness does not depend on the
@@ -54,7 +59,7 @@ use crate::{
 use sea_orm::{DatabaseTransaction, FromQueryResult, TransactionTrait, Value as DbValue};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -71,6 +76,12 @@ pub const DEFAULT_FOLD_WAIT: Duration = Duration::from_secs(2);
 /// run together, so a cycle holds about as much as one fold of 16 batches
 /// did).
 const ROWS_PER_FOLD: usize = 16;
+
+/// Keyed rows a cycle's fold may write before the next cycle folds shard
+/// by shard in parallel. Steady traffic of conversations writes about 2,000
+/// per cycle in `bench ingest` (16 clients), traffic spread over every user
+/// and day about ten times that; see BENCHMARKS.md, "Wide folds".
+pub const WIDE_FOLD_ROWS: usize = 8_000;
 
 /// How many times a fold transaction is run when it meets a lock conflict.
 const MAX_ATTEMPTS: u32 = 8;
@@ -167,6 +178,12 @@ impl Delta {
 
     fn is_empty(&self) -> bool {
         self.rollups.is_empty() && self.sessions.is_empty() && self.last_active.is_empty()
+    }
+
+    /// Keyed rows the delta writes (see [`Rollups::rows`]), sessions and
+    /// users included.
+    fn rows(&self) -> usize {
+        self.rollups.rows() + self.sessions.len() + self.last_active.len()
     }
 
     /// Splits the delta into its [`FOLD_SHARDS`] shards (see the module
@@ -385,6 +402,26 @@ pub(crate) struct Folder {
     finished: AtomicU64,
     /// When the last finished cycle began (see the module doc).
     as_of: std::sync::Mutex<Option<OffsetDateTime>>,
+    /// The last cycle wrote more than [`WIDE_FOLD_ROWS`] rows: the next one
+    /// folds shard by shard from the start.
+    wide: AtomicBool,
+    /// Fold transactions run, whole-queue and per shard ([`Store::fold_counts`]).
+    whole_folds: AtomicU64,
+    shard_folds: AtomicU64,
+}
+
+/// What fold transactions did: queue rows taken, keyed rows written.
+#[derive(Debug, Default, Clone, Copy)]
+struct Folded {
+    taken: usize,
+    rows: usize,
+}
+
+impl Folded {
+    fn add(&mut self, other: Folded) {
+        self.taken += other.taken;
+        self.rows += other.rows;
+    }
 }
 
 /// A queue row taken by a fold transaction.
@@ -454,18 +491,25 @@ impl Store {
     /// The body of a cycle; the caller holds `turn`. Folds the whole queue
     /// in one transaction when it is short; a backlog is then folded shard
     /// by shard in parallel, each in a task of its own (the merging is CPU
-    /// work). Counts as finished only when every shard is empty.
+    /// work), and so is everything after a cycle that wrote more than
+    /// [`WIDE_FOLD_ROWS`] rows. Counts as finished only when every shard is
+    /// empty.
     async fn fold_cycle(&self) -> StoreResult<usize> {
         let n = self.folder.started.fetch_add(1, Ordering::SeqCst) + 1;
         let began = OffsetDateTime::now_utc();
-        let mut folded = 0;
+        let mut folded = Folded::default();
         if self.engine() == Engine::Postgres {
             // A short queue is folded whole, in one transaction (fewer,
-            // larger statements); a backlog, shard by shard in parallel.
-            let taken = self.fold_once(Scope::All).await?;
-            folded += taken;
-            if taken < ROWS_PER_FOLD * FOLD_SHARDS {
-                return self.finish_cycle(n, began, folded);
+            // larger statements); a backlog, or a queue of wide batches,
+            // shard by shard in parallel.
+            if !self.folder.wide.load(Ordering::SeqCst) {
+                folded = self.fold_once(Scope::All).await?;
+                if folded.taken < ROWS_PER_FOLD * FOLD_SHARDS {
+                    self.folder
+                        .wide
+                        .store(folded.rows > WIDE_FOLD_ROWS, Ordering::SeqCst);
+                    return self.finish_cycle(n, began, folded.taken);
+                }
             }
             let mut shards = tokio::task::JoinSet::new();
             for shard in 0..FOLD_SHARDS {
@@ -475,7 +519,7 @@ impl Store {
             let mut failed = None;
             while let Some(done) = shards.join_next().await {
                 match done {
-                    Ok(Ok(taken)) => folded += taken,
+                    Ok(Ok(shard)) => folded.add(shard),
                     Ok(Err(e)) => failed = Some(e),
                     Err(e) => failed = Some(StoreError::Internal(format!("fold task: {e}"))),
                 }
@@ -483,8 +527,19 @@ impl Store {
             if let Some(e) = failed {
                 return Err(e);
             }
+            self.folder
+                .wide
+                .store(folded.rows > WIDE_FOLD_ROWS, Ordering::SeqCst);
         }
-        self.finish_cycle(n, began, folded)
+        self.finish_cycle(n, began, folded.taken)
+    }
+
+    /// Fold transactions this process has run: `(whole-queue, per shard)`.
+    pub fn fold_counts(&self) -> (u64, u64) {
+        (
+            self.folder.whole_folds.load(Ordering::SeqCst),
+            self.folder.shard_folds.load(Ordering::SeqCst),
+        )
     }
 
     /// Records that cycle `n`, begun at `began`, has finished.
@@ -496,13 +551,13 @@ impl Store {
         Ok(folded)
     }
 
-    /// Folds one shard until its queue is empty; returns the rows folded.
-    async fn fold_shard(&self, shard: usize) -> StoreResult<usize> {
-        let mut folded = 0;
+    /// Folds one shard until its queue is empty.
+    async fn fold_shard(&self, shard: usize) -> StoreResult<Folded> {
+        let mut folded = Folded::default();
         loop {
-            let taken = self.fold_once(Scope::Shard(shard)).await?;
-            folded += taken;
-            if taken < ROWS_PER_FOLD {
+            let once = self.fold_once(Scope::Shard(shard)).await?;
+            folded.add(once);
+            if once.taken < ROWS_PER_FOLD {
                 return Ok(folded);
             }
         }
@@ -511,7 +566,7 @@ impl Store {
     /// One fold transaction: takes up to [`ROWS_PER_FOLD`] queue rows of a
     /// shard (or that many per shard of the whole queue), writes their
     /// merged delta and deletes them, retried on a lock conflict.
-    async fn fold_once(&self, scope: Scope) -> StoreResult<usize> {
+    async fn fold_once(&self, scope: Scope) -> StoreResult<Folded> {
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let (lock, read) = match scope {
             Scope::All => (
@@ -544,6 +599,7 @@ impl Store {
                 let rows: Vec<Queued> = sql::fetch_all(&txn, read.0, read.1.clone()).await?;
                 let taken = rows.len();
                 let mut delta = Delta::default();
+                let mut written = 0;
                 let mut seqs = Vec::with_capacity(taken);
                 for row in rows {
                     let d: Delta = serde_json::from_str(&row.payload)
@@ -552,6 +608,7 @@ impl Store {
                     seqs.push(row.seq.to_string());
                 }
                 if taken > 0 {
+                    written = delta.rows();
                     write_delta(&txn, delta, &self.budget_policy, OffsetDateTime::now_utc())
                         .await?;
                     let deleted = sql::execute(
@@ -567,10 +624,20 @@ impl Store {
                     }
                 }
                 txn.commit().await?;
-                Ok::<_, StoreError>(taken)
+                Ok::<_, StoreError>(Folded {
+                    taken,
+                    rows: written,
+                })
             };
             match run.await {
-                Ok(taken) => return Ok(taken),
+                Ok(folded) => {
+                    let counter = match scope {
+                        Scope::All => &self.folder.whole_folds,
+                        Scope::Shard(_) => &self.folder.shard_folds,
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    return Ok(folded);
+                }
                 Err(e) if attempt < MAX_ATTEMPTS && sql::is_retriable(&e) => {
                     tracing::debug!(attempt, error = %e, "fold conflicted; running it again");
                     tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt * attempt)))
