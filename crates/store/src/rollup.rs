@@ -479,7 +479,7 @@ impl Rollups {
     /// How many keyed deltas these are (one per row of each table they
     /// write; `user_buckets` and `user_days` follow from the bucket rows and
     /// are not counted again): the size of the fold's write.
-    pub fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.days.len()
             + self.buckets.len()
             + self.components.len()

@@ -490,8 +490,7 @@ impl Store {
 
     /// The body of a cycle; the caller holds `turn`. Folds the whole queue
     /// in one transaction when it is short; a backlog is then folded shard
-    /// by shard in parallel, each in a task of its own (the merging is CPU
-    /// work), and so is everything after a cycle that wrote more than
+    /// by shard in parallel, and so is everything after a cycle that wrote more than
     /// [`WIDE_FOLD_ROWS`] rows. Counts as finished only when every shard is
     /// empty.
     async fn fold_cycle(&self) -> StoreResult<usize> {
@@ -502,30 +501,14 @@ impl Store {
             // A short queue is folded whole, in one transaction (fewer,
             // larger statements); a backlog, or a queue of wide batches,
             // shard by shard in parallel.
-            if !self.folder.wide.load(Ordering::SeqCst) {
+            let by_shard = if self.folder.wide.load(Ordering::SeqCst) {
+                true
+            } else {
                 folded = self.fold_once(Scope::All).await?;
-                if folded.taken < ROWS_PER_FOLD * FOLD_SHARDS {
-                    self.folder
-                        .wide
-                        .store(folded.rows > WIDE_FOLD_ROWS, Ordering::SeqCst);
-                    return self.finish_cycle(n, began, folded.taken);
-                }
-            }
-            let mut shards = tokio::task::JoinSet::new();
-            for shard in 0..FOLD_SHARDS {
-                let store = self.clone();
-                shards.spawn(async move { store.fold_shard(shard).await });
-            }
-            let mut failed = None;
-            while let Some(done) = shards.join_next().await {
-                match done {
-                    Ok(Ok(shard)) => folded.add(shard),
-                    Ok(Err(e)) => failed = Some(e),
-                    Err(e) => failed = Some(StoreError::Internal(format!("fold task: {e}"))),
-                }
-            }
-            if let Some(e) = failed {
-                return Err(e);
+                folded.taken >= ROWS_PER_FOLD * FOLD_SHARDS
+            };
+            if by_shard {
+                folded.add(self.fold_every_shard().await?);
             }
             self.folder
                 .wide
@@ -549,6 +532,26 @@ impl Store {
             *as_of = Some(as_of.map_or(began, |t| t.max(began)));
         }
         Ok(folded)
+    }
+
+    /// Folds every shard until its queue is empty, one task per shard (the
+    /// merging is CPU work).
+    async fn fold_every_shard(&self) -> StoreResult<Folded> {
+        let mut shards = tokio::task::JoinSet::new();
+        for shard in 0..FOLD_SHARDS {
+            let store = self.clone();
+            shards.spawn(async move { store.fold_shard(shard).await });
+        }
+        let mut folded = Folded::default();
+        let mut failed = None;
+        while let Some(done) = shards.join_next().await {
+            match done {
+                Ok(Ok(shard)) => folded.add(shard),
+                Ok(Err(e)) => failed = Some(e),
+                Err(e) => failed = Some(StoreError::Internal(format!("fold task: {e}"))),
+            }
+        }
+        failed.map_or(Ok(folded), Err)
     }
 
     /// Folds one shard until its queue is empty.
