@@ -490,9 +490,9 @@ impl Store {
 
     /// The body of a cycle; the caller holds `turn`. Folds the whole queue
     /// in one transaction when it is short; a backlog is then folded shard
-    /// by shard in parallel, and so is everything after a cycle that wrote more than
-    /// [`WIDE_FOLD_ROWS`] rows. Counts as finished only when every shard is
-    /// empty.
+    /// by shard in parallel, and so is everything after a cycle that wrote
+    /// more than [`WIDE_FOLD_ROWS`] rows. Counts as finished only when every
+    /// shard is empty.
     async fn fold_cycle(&self) -> StoreResult<usize> {
         let n = self.folder.started.fetch_add(1, Ordering::SeqCst) + 1;
         let began = OffsetDateTime::now_utc();
