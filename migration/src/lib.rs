@@ -24,6 +24,7 @@ mod m20261207_000017_citus_keys;
 mod m20261208_000018_users_by_id;
 mod m20261209_000019_lookups_by_id;
 mod m20261210_000020_fold_shards;
+mod m20261211_000021_lean_message_indexes;
 
 pub mod citus;
 
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000018_users_by_id::Migration),
             Box::new(m20261209_000019_lookups_by_id::Migration),
             Box::new(m20261210_000020_fold_shards::Migration),
+            Box::new(m20261211_000021_lean_message_indexes::Migration),
         ]
     }
 }

@@ -713,8 +713,12 @@ pub async fn analyze(store: &Store) -> StoreResult<()> {
 }
 
 /// Indexes the seed's read queries need beyond ours, created in a benchmark
-/// database only: by `updated_at` (active users) and `created_at` (funnel).
+/// database only: by `updated_at` (active users), `created_at` (funnel), and
+/// the seed's own indexes of raw messages by conversation and by user
+/// (migration 21 dropped them from ours: nothing of ours reads by them).
 pub const SEED_INDEXES: &[&str] = &[
+    "CREATE INDEX IF NOT EXISTS bench_messages_conversation ON messages (conversation_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS bench_messages_user_created ON messages (user_id, created_at)",
     "CREATE INDEX IF NOT EXISTS bench_conversations_updated ON conversations (updated_at, user_id)",
     "CREATE INDEX IF NOT EXISTS bench_conversations_created ON conversations (created_at, user_id)",
     "CREATE INDEX IF NOT EXISTS bench_workflows_created ON workflows (created_at, user_id)",

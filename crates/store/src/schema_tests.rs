@@ -254,15 +254,16 @@ async fn the_partition_migration_converts_a_filled_database_in_place() -> Result
         }
         assert_eq!(total, i64::from(n));
         assert!(parts.iter().any(|p| p.name == "messages_p2025_10"));
-        // The key still refuses a duplicate, the index names are kept.
+        // The key still refuses a duplicate, the index names are kept
+        // (migration 21 then dropped the two that nothing reads).
         assert_eq!(
             store
                 .scalar_for_tests(
                     "SELECT COUNT(*) FROM pg_indexes WHERE tablename = 'messages' AND indexname IN \
-                     ('messages_pkey', 'ix_messages_user_created', 'ix_messages_conversation', 'ix_messages_created')"
+                     ('messages_pkey', 'ix_messages_created')"
                 )
                 .await?,
-            4
+            2
         );
     }
     let dup = crate::sql::execute(
@@ -493,6 +494,56 @@ const LOOKUPS_WITHOUT_THE_USER: [(&str, &[&str], &str); 3] = [
         "committing or releasing a reservation by id",
     ),
 ];
+
+/// `messages` carries the indexes something reads and no other (migration
+/// 21): every index is written by each message ingested. PostgreSQL finds a
+/// user's rows through the primary key, which starts with `user_id`;
+/// SQLite's key starts with `id`, so it keeps `(user_id, created_at)` for
+/// the cascade when a user is deleted. Time ranges (repricing, rebuilds,
+/// retention) read `ix_messages_created` on both.
+#[tokio::test]
+async fn messages_carry_only_the_indexes_something_reads() -> Result<(), StoreError> {
+    let db = TestDatabase::create().await?;
+    let store = db.migrated_store().await?;
+    let (sql, expected) = if store.backend() == DbBackend::Postgres {
+        (
+            "SELECT CAST(indexname AS TEXT) AS name FROM pg_indexes \
+             WHERE schemaname = current_schema() AND tablename = 'messages' ORDER BY 1",
+            vec!["ix_messages_created", "messages_pkey"],
+        )
+    } else {
+        (
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages' \
+             AND name NOT LIKE 'sqlite_autoindex%' ORDER BY 1",
+            vec!["ix_messages_created", "ix_messages_user_created"],
+        )
+    };
+    let names: Vec<String> = crate::sql::query_all(store.conn(), sql, vec![])
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String>("", "name"))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(names, expected);
+    if store.backend() == DbBackend::Postgres {
+        let key_leads_with: String = crate::sql::query_all(
+            store.conn(),
+            "SELECT CAST(a.attname AS TEXT) AS col FROM pg_index i \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+             WHERE i.indrelid = CAST('messages' AS regclass) AND i.indisprimary",
+            vec![],
+        )
+        .await?
+        .first()
+        .map(|r| r.try_get::<String>("", "col"))
+        .transpose()?
+        .unwrap_or_default();
+        assert_eq!(
+            key_leads_with, "user_id",
+            "a user's messages are found by the key"
+        );
+    }
+    store.close().await
+}
 
 /// Every lookup in [`LOOKUPS_WITHOUT_THE_USER`] has an index on PostgreSQL
 /// (on SQLite those tables kept their `id`-first keys).
