@@ -265,6 +265,21 @@ impl TestDatabase {
     }
 }
 
+/// Takes the advisory locks of `users` (the ones every writer of a user's
+/// counters and funnel stamps takes first, a fold among them) in a
+/// transaction of its own, held until the returned transaction ends: what a
+/// long fold holding those users looks like to everyone else. PostgreSQL
+/// only (a no-op on SQLite, which has no such locks).
+pub async fn hold_user_locks(
+    store: &Store,
+    users: &[uuid::Uuid],
+) -> StoreResult<sea_orm::DatabaseTransaction> {
+    use sea_orm::TransactionTrait;
+    let txn = store.conn().begin().await?;
+    crate::sql::lock_users(&txn, users.iter().copied()).await?;
+    Ok(txn)
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         match &self.cleanup {

@@ -544,3 +544,71 @@ fn db_name(app: &crate::helpers::TestApp) -> String {
     let path = url.split('?').next().unwrap_or(url);
     path.rsplit('/').next().unwrap_or_default().to_owned()
 }
+
+/// A batch with a user's first message never waits for a fold that holds
+/// the user's lock. The funnel stamp on `users` (`first_message_at`) and the
+/// cohort it moves are written by the fold, which takes the user's lock
+/// anyway; the ingest transaction takes none for them. (It used to lock the
+/// user to stamp, so every first message waited out any fold of that user,
+/// and a fold waited out every such batch until its commit.)
+#[tokio::test]
+async fn a_first_message_never_waits_for_a_fold_holding_its_user() {
+    let db = TestDatabase::create().await.unwrap();
+    let store = unwaiting_store(&db).await;
+    if store.engine() != Engine::Postgres {
+        eprintln!(
+            "skipped: SQLite stamps in the ingest transaction and has no user locks \
+             (TEST_DATABASE_URL is not PostgreSQL)"
+        );
+        return;
+    }
+    let now = OffsetDateTime::now_utc();
+    let at = now - time::Duration::minutes(5);
+    let (u, c) = (Uuid::now_v7(), Uuid::now_v7());
+    store
+        .ingest(&items(&user_items(u, c, "stamp_user", None, at), now), now)
+        .await
+        .unwrap();
+    store.fold_pending().await.unwrap();
+    let stamped = || async {
+        store
+            .scalar_for_tests(&format!(
+                "SELECT COUNT(*) FROM users WHERE id = '{u}' AND first_message_at IS NOT NULL"
+            ))
+            .await
+            .unwrap()
+    };
+    assert_eq!(stamped().await, 0);
+
+    let held = charlie_store::testing::hold_user_locks(&store, &[u])
+        .await
+        .unwrap();
+    let first = serde_json::json!({"id": Uuid::now_v7(), "type": "message.create",
+        "timestamp": (at + time::Duration::seconds(1)).format(&time::format_description::well_known::Rfc3339).unwrap(),
+        "body": {"conversation_id": c, "role": "user"}});
+    let applied = tokio::time::timeout(
+        Duration::from_secs(20),
+        store.ingest(&items(&[first], now), now),
+    )
+    .await
+    .expect("the batch waited for the user's lock")
+    .unwrap();
+    assert_eq!(applied[0].outcome, Outcome::Created);
+    // The milestone is recorded; the stamp waits in the queue with the
+    // counters, for the fold.
+    assert_eq!(
+        store
+            .scalar_for_tests(
+                "SELECT COUNT(*) FROM funnel_milestones WHERE event_type = 'message_sent'"
+            )
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(stamped().await, 0);
+    held.rollback().await.unwrap();
+    store.fold_pending().await.unwrap();
+    assert_eq!(stamped().await, 1);
+    let report = store.verify_rollups(RollupRange::default()).await.unwrap();
+    assert!(report.differences.is_empty(), "{:#?}", report.differences);
+}

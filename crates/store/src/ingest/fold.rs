@@ -2,8 +2,8 @@
 //!
 //! A batch's raw rows are written by its request (`apply`); what it changes
 //! in rows that every batch shares (`conversation_days`, the per-user
-//! counters on `users`, the rollup tables, `user_month_usage` and the
-//! budget alerts) is a `Delta`. Where the delta goes depends on the engine:
+//! counters and funnel stamps on `users`, the rollup tables,
+//! `user_month_usage` and the budget alerts) is a `Delta`. Where the delta goes depends on the engine:
 //!
 //! - **SQLite** (one writer at a time, nothing to wait for): folded in the
 //!   ingest transaction itself. Rollups are always exact.
@@ -50,7 +50,7 @@
 //! finished cycle, so an analytics read counts every item acknowledged
 //! before it. [`Store::rollup_lag`] is how old the oldest unfolded batch is.
 
-use super::apply::Batch;
+use super::apply::{Batch, Stamp, Stamps, add_stamp, stamp_users};
 use crate::{
     Engine, Store, StoreError, StoreResult,
     rollup::Rollups,
@@ -128,6 +128,9 @@ pub(crate) struct Delta {
     pub sessions: BTreeMap<(Uuid, Date), (Uuid, Option<Uuid>)>,
     /// The latest own-message bucket of each user who sent one.
     pub last_active: BTreeMap<Uuid, i64>,
+    /// The funnel columns of `users` that new milestones stamp, with the
+    /// earliest time of each.
+    pub stamps: Stamps,
 }
 
 /// [`Delta`] as stored in `rollup_queue.payload` (JSON maps need string keys).
@@ -136,6 +139,10 @@ struct DeltaWire {
     rollups: Rollups,
     sessions: Vec<(Uuid, Date, Uuid, Option<Uuid>)>,
     last_active: Vec<(Uuid, i64)>,
+    /// `(user, column, time)`; absent from rows queued before stamps moved
+    /// into the fold (those batches stamped their users themselves).
+    #[serde(default)]
+    stamps: Vec<(Uuid, Stamp, OffsetDateTime)>,
 }
 
 impl From<Delta> for DeltaWire {
@@ -148,6 +155,11 @@ impl From<Delta> for DeltaWire {
                 .map(|((c, day), (u, w))| (c, day, u, w))
                 .collect(),
             last_active: d.last_active.into_iter().collect(),
+            stamps: d
+                .stamps
+                .into_iter()
+                .map(|((user, stamp), at)| (user, stamp, at))
+                .collect(),
         }
     }
 }
@@ -162,6 +174,11 @@ impl From<DeltaWire> for Delta {
                 .map(|(c, day, u, wf)| ((c, day), (u, wf)))
                 .collect(),
             last_active: w.last_active.into_iter().collect(),
+            stamps: w
+                .stamps
+                .into_iter()
+                .map(|(user, stamp, at)| ((user, stamp), at))
+                .collect(),
         }
     }
 }
@@ -173,17 +190,21 @@ impl Delta {
             rollups: std::mem::take(&mut batch.rollups),
             sessions: std::mem::take(&mut batch.sessions),
             last_active: std::mem::take(&mut batch.last_active),
+            stamps: std::mem::take(&mut batch.stamps),
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.rollups.is_empty() && self.sessions.is_empty() && self.last_active.is_empty()
+        self.rollups.is_empty()
+            && self.sessions.is_empty()
+            && self.last_active.is_empty()
+            && self.stamps.is_empty()
     }
 
     /// Keyed rows the delta writes (see [`Rollups::rows`]), sessions and
     /// users included.
     fn rows(&self) -> usize {
-        self.rollups.rows() + self.sessions.len() + self.last_active.len()
+        self.rollups.rows() + self.sessions.len() + self.last_active.len() + self.stamps.len()
     }
 
     /// Splits the delta into its [`FOLD_SHARDS`] shards (see the module
@@ -204,6 +225,9 @@ impl Delta {
         for (user, bucket) in self.last_active {
             out[user_shard(user)].last_active.insert(user, bucket);
         }
+        for ((user, stamp), at) in self.stamps {
+            out[user_shard(user)].stamps.insert((user, stamp), at);
+        }
         out
     }
 
@@ -217,11 +241,14 @@ impl Delta {
             let b = self.last_active.entry(user).or_insert(bucket);
             *b = (*b).max(bucket);
         }
+        for (key, at) in other.stamps {
+            add_stamp(&mut self.stamps, key, at);
+        }
     }
 }
 
 /// Writes a delta: sessions, then the users (locked once, in id order,
-/// before their counters move), then the per-user rollups, then
+/// before their funnel stamps and counters move), then the per-user rollups, then
 /// month-to-date usage and the alerts it raises, then the platform-wide
 /// rows (shared with other shards: last, so their locks are held only until
 /// the commit). Used by SQLite's ingest transaction and by PostgreSQL's
@@ -239,7 +266,9 @@ pub(super) async fn write_delta(
         .map(|(user, _, _, _)| user)
         .collect();
     users.extend(delta.last_active.keys().copied());
+    users.extend(delta.stamps.keys().map(|(user, _)| *user));
     sql::lock_users(txn, users).await?;
+    stamp_users(txn, &delta.stamps, &mut delta.rollups).await?;
     update_users(txn, &mut delta).await?;
     delta.rollups.write_user_tables(txn, now).await?;
     crate::budgets::record_month_usage(txn, &delta.rollups, budgets, now).await?;

@@ -2,43 +2,83 @@
 
 use super::*;
 
-/// The `users` column holding when a user reached a funnel milestone.
-pub(super) fn milestone_column(t: EventType) -> Option<&'static str> {
-    match t {
-        EventType::UserSignedUp => Some("signed_up_at"),
-        EventType::ComponentCreated => Some("first_component_at"),
-        EventType::WorkflowCreated => Some("first_workflow_at"),
-        EventType::MessageSent => Some("first_message_at"),
-        _ => None,
+/// A funnel column of `users`: when the user first reached a milestone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Stamp {
+    SignedUp,
+    FirstComponent,
+    FirstWorkflow,
+    FirstMessage,
+}
+
+impl Stamp {
+    /// The column a milestone of this type stamps, if it stamps one.
+    pub(super) fn of(t: EventType) -> Option<Stamp> {
+        match t {
+            EventType::UserSignedUp => Some(Stamp::SignedUp),
+            EventType::ComponentCreated => Some(Stamp::FirstComponent),
+            EventType::WorkflowCreated => Some(Stamp::FirstWorkflow),
+            EventType::MessageSent => Some(Stamp::FirstMessage),
+            _ => None,
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            Stamp::SignedUp => "signed_up_at",
+            Stamp::FirstComponent => "first_component_at",
+            Stamp::FirstWorkflow => "first_workflow_at",
+            Stamp::FirstMessage => "first_message_at",
+        }
     }
 }
 
-/// Records on `users` when each user first reached a milestone.
-pub(super) async fn stamp_milestones(
+/// The funnel stamps of a batch or a fold: `(user, column) ->` the earliest
+/// time. Written by the fold ([`stamp_users`]), which holds the users' locks.
+pub(crate) type Stamps = BTreeMap<(Uuid, Stamp), OffsetDateTime>;
+
+/// Keeps the earliest time of a stamp.
+pub(crate) fn add_stamp(stamps: &mut Stamps, key: (Uuid, Stamp), at: OffsetDateTime) {
+    stamps
+        .entry(key)
+        .and_modify(|x| *x = (*x).min(at))
+        .or_insert(at);
+}
+
+/// Records on `users` when each user first reached a milestone (an earlier
+/// time than the stored one replaces it), and moves the users' funnel
+/// positions in `funnel_cohorts` (into `rollups`). The caller holds the
+/// users' locks (`sql::lock_users`): the positions are read before and
+/// after, and nobody moves them in between. Runs in the fold (the ingest
+/// transaction on SQLite), so ingestion itself never waits on a user's lock
+/// for a milestone.
+pub(in crate::ingest) async fn stamp_users(
     txn: &DatabaseTransaction,
-    recorded: &[(EventType, Uuid, OffsetDateTime)],
+    stamps: &Stamps,
+    rollups: &mut Rollups,
 ) -> StoreResult<()> {
+    if stamps.is_empty() {
+        return Ok(());
+    }
+    let users: BTreeSet<Uuid> = stamps.keys().map(|(u, _)| *u).collect();
+    let before = crate::rollup::funnel_positions(txn, &users).await?;
     let sqlite = txn.get_database_backend() == sea_orm::DbBackend::Sqlite;
-    for t in [
-        EventType::UserSignedUp,
-        EventType::ComponentCreated,
-        EventType::WorkflowCreated,
-        EventType::MessageSent,
+    for stamp in [
+        Stamp::SignedUp,
+        Stamp::FirstComponent,
+        Stamp::FirstWorkflow,
+        Stamp::FirstMessage,
     ] {
-        let Some(column) = milestone_column(t) else {
-            continue;
-        };
-        let mut earliest: BTreeMap<Uuid, OffsetDateTime> = BTreeMap::new();
-        for (_, user, at) in recorded.iter().filter(|(k, _, _)| *k == t) {
-            earliest
-                .entry(*user)
-                .and_modify(|x| *x = (*x).min(*at))
-                .or_insert(*at);
-        }
-        let rows = earliest
-            .into_iter()
-            .map(|(u, at)| vec![DbValue::from(u), at.into()])
+        let column = stamp.column();
+        let rows: Vec<Vec<DbValue>> = stamps
+            .iter()
+            .filter(|((_, s), _)| *s == stamp)
+            .map(|((u, _), at)| vec![DbValue::from(*u), (*at).into()])
             .collect();
+        if rows.is_empty() {
+            continue;
+        }
         let later = if sqlite {
             format!("julianday(users.{column}) > julianday(v.t)")
         } else {
@@ -53,6 +93,13 @@ pub(super) async fn stamp_milestones(
             rows,
         )
         .await?;
+    }
+    let after = crate::rollup::funnel_positions(txn, &users).await?;
+    for user in &users {
+        rollups.move_funnel_position(
+            &before.get(user).copied().unwrap_or_default(),
+            &after.get(user).copied().unwrap_or_default(),
+        );
     }
     Ok(())
 }
@@ -176,14 +223,6 @@ pub(super) async fn record_milestones(
     if unique.is_empty() {
         return Ok(());
     }
-    // The users these may stamp, locked once, in id order, before anything
-    // else of theirs: the fold transaction locks users the same way.
-    let stamped: BTreeSet<Uuid> = unique
-        .iter()
-        .filter(|m| milestone_column(m.event_type).is_some())
-        .map(|m| m.user_id)
-        .collect();
-    crate::sql::lock_users(txn, stamped.iter().copied()).await?;
     let event_ids: Vec<Uuid> = unique
         .iter()
         .map(|m| m.explicit.map_or_else(Uuid::now_v7, |(_, id)| id))
@@ -238,21 +277,12 @@ pub(super) async fn record_milestones(
         });
     }
     insert_events(txn, &rows, &mut batch.events_written).await?;
-    // Where the stamped users stand in the funnel before and after, for
-    // `funnel_cohorts` (read under row locks: nobody moves them in between).
-    let users: BTreeSet<Uuid> = stamps
-        .iter()
-        .filter(|(t, _, _)| milestone_column(*t).is_some())
-        .map(|(_, u, _)| *u)
-        .collect();
-    let before = crate::rollup::funnel_positions(txn, &users).await?;
-    stamp_milestones(txn, &stamps).await?;
-    let after = crate::rollup::funnel_positions(txn, &users).await?;
-    for user in &users {
-        batch.rollups.move_funnel_position(
-            &before.get(user).copied().unwrap_or_default(),
-            &after.get(user).copied().unwrap_or_default(),
-        );
+    // The users' funnel columns (and their cohorts) move in the fold, which
+    // holds the users' locks anyway: a batch never waits for a fold here.
+    for (event_type, user, at) in stamps {
+        if let Some(stamp) = Stamp::of(event_type) {
+            add_stamp(&mut batch.stamps, (user, stamp), at);
+        }
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ use charlie_domain::ingest::{
 };
 use charlie_domain::{EventType, MessageRole};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult, Value as DbValue};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use time::OffsetDateTime;
@@ -35,6 +36,8 @@ use events::*;
 use ledger::*;
 use messages::*;
 use milestones::*;
+
+pub(in crate::ingest) use milestones::{Stamp, Stamps, add_stamp, stamp_users};
 
 /// What applying did to one item: its outcome, the error that refused it
 /// (a conflict with what is stored, such as an id reused for other content),
@@ -109,6 +112,8 @@ pub(crate) struct Batch {
     conversations_touched: BTreeSet<Uuid>,
     /// The latest own-message bucket of each user who sent one.
     pub(super) last_active: BTreeMap<Uuid, i64>,
+    /// The funnel columns of `users` the batch's new milestones stamp.
+    pub(super) stamps: Stamps,
     /// `(conversation, UTC day) -> (user, workflow)` of the batch's messages.
     pub(super) sessions: BTreeMap<(Uuid, time::Date), (Uuid, Option<Uuid>)>,
     /// The messages written, as `(id, user)` (their cost is in this batch's
