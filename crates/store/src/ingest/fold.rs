@@ -767,6 +767,7 @@ mod tests {
                 (user, workflow),
             );
             delta.last_active.insert(user, bucket_of(at));
+            add_stamp(&mut delta.stamps, (user, Stamp::FirstMessage), at);
         }
         delta.rollups.count_created(3, 2);
         delta
@@ -807,6 +808,7 @@ mod tests {
             );
             assert!(part.sessions.values().all(|v| user_shard(v.0) == shard));
             assert!(part.last_active.keys().all(|u| user_shard(*u) == shard));
+            assert!(part.stamps.keys().all(|(u, _)| user_shard(*u) == shard));
             if shard != 0 {
                 assert_eq!(part.rollups.totals(), (0, 0));
             }

@@ -254,7 +254,6 @@ pub(super) async fn record_milestones(
         recorded.insert((m.event_type, m.entity_id));
     }
     let mut rows = Vec::new();
-    let mut stamps = Vec::new();
     for (m, id) in unique.into_iter().zip(event_ids) {
         if !recorded.contains(&(m.event_type.as_str().to_owned(), m.entity_id)) {
             if let Some((i, _)) = m.explicit {
@@ -263,7 +262,11 @@ pub(super) async fn record_milestones(
             }
             continue;
         }
-        stamps.push((m.event_type, m.user_id, m.at));
+        // The user's funnel column (and cohort) moves in the fold, which
+        // holds the user's lock anyway: a batch never waits for a fold here.
+        if let Some(stamp) = Stamp::of(m.event_type) {
+            add_stamp(&mut batch.stamps, (m.user_id, stamp), m.at);
+        }
         rows.push(EventRow {
             id,
             at: m.at,
@@ -277,12 +280,5 @@ pub(super) async fn record_milestones(
         });
     }
     insert_events(txn, &rows, &mut batch.events_written).await?;
-    // The users' funnel columns (and their cohorts) move in the fold, which
-    // holds the users' locks anyway: a batch never waits for a fold here.
-    for (event_type, user, at) in stamps {
-        if let Some(stamp) = Stamp::of(event_type) {
-            add_stamp(&mut batch.stamps, (user, stamp), at);
-        }
-    }
     Ok(())
 }
