@@ -8,6 +8,7 @@ use super::{
     BenchDatabases, Latency, ServerChild, admin_url, bench_db_name, data, finish, load_average,
     machine_summary, mib, ms, thousands,
 };
+use crate::cpu::{CpuSample, CpuUse};
 use charlie_api::{Settings, error::CliError};
 use charlie_store::{
     bench::{MessageRow, UserRow},
@@ -321,14 +322,61 @@ async fn copy_everything_into(
     users: &[UserRow],
     rows: &[MessageRow],
     clients: usize,
-) -> Result<(Duration, u64), CliError> {
+) -> Result<(Duration, u64, Option<CpuUse>), CliError> {
     let (_, store) = dbs.create(name).await?;
     charlie_store::bench::copy_users(&store, users).await?;
-    let copied =
-        charlie_store::bench::copy_everything(&store, rows, clients, OffsetDateTime::now_utc())
-            .await?;
+    let (time, copied, cpu) = charlie_store::bench::copy_everything(
+        &store,
+        rows,
+        clients,
+        OffsetDateTime::now_utc(),
+        || CpuSample::now(None),
+    )
+    .await?;
+    let cpu = cpu.zip(CpuSample::now(None)).map(|(a, b)| a.until(&b));
     store.close().await?;
-    Ok(copied)
+    Ok((time, copied, cpu))
+}
+
+/// Where the CPU went during ours and during (a′), for the report: a run
+/// that leaves the CPU idle is waiting; one that does not is bound by its
+/// CPU per message, which this compares with (a′)'s.
+fn cpu_report(
+    ours: Option<CpuUse>,
+    before: Option<CpuUse>,
+    after: Option<CpuUse>,
+    messages: usize,
+) -> String {
+    let Some(ours) = ours else {
+        return "CPU: not measured (no /proc on this system)".into();
+    };
+    let mut text = format!(
+        "CPU over the timed part (/proc): {:.1} CPU-s busy of {:.1} (idle {:.1}%): server {:.1}, benchmark client {:.1}, the rest (PostgreSQL and anything else running) {:.1}; {:.0} µs busy per message",
+        ours.busy,
+        ours.available,
+        ours.idle_share() * 100.0,
+        ours.server,
+        ours.client,
+        ours.rest(),
+        ours.busy_per(messages)
+    );
+    if let (Some(b), Some(a)) = (before, after) {
+        let copy_per = (b.busy_per(messages) + a.busy_per(messages)) / 2.0;
+        text.push_str(&format!(
+            "\nCPU of (a'): {:.1} CPU-s busy before ours (idle {:.1}%), {:.1} after (idle {:.1}%); {:.0} µs busy per message (mean); ours / (a') busy CPU per message = {:.2}×",
+            b.busy,
+            b.idle_share() * 100.0,
+            a.busy,
+            a.idle_share() * 100.0,
+            copy_per,
+            if copy_per > 0.0 {
+                ours.busy_per(messages) / copy_per
+            } else {
+                0.0
+            }
+        ));
+    }
+    text
 }
 
 /// Runs the benchmark and prints its report.
@@ -454,7 +502,7 @@ async fn run_inner(
 
     // (a') before ours: the VM's speed drifts by a third within the hour,
     // so (a') runs on both sides of ours and the ratio is to their mean.
-    let (before_time, _) = copy_everything_into(
+    let (before_time, _, cpu_before) = copy_everything_into(
         dbs,
         bench_db_name(run_id, "copyall0"),
         &users,
@@ -512,12 +560,16 @@ async fn run_inner(
         metrics_url.clone(),
         sampling.clone(),
     ));
+    let cpu_start = CpuSample::now(Some(server.pid()));
     let Sent {
         latencies,
         answered,
         elapsed,
         created,
     } = send_batches(&client, &endpoint, &key, bodies, args.clients).await?;
+    let cpu_ours = cpu_start
+        .zip(CpuSample::now(Some(server.pid())))
+        .map(|(a, b)| a.until(&b));
     sampling.store(false, std::sync::atomic::Ordering::SeqCst);
     let lag = sampler
         .await
@@ -592,7 +644,7 @@ async fn run_inner(
     eprintln!("COPY: {} rows/s", thousands(copy_rate));
 
     // (a') again, after ours.
-    let (all_time, all_rows) = copy_everything_into(
+    let (all_time, all_rows, cpu_after) = copy_everything_into(
         dbs,
         bench_db_name(run_id, "copyall"),
         &users,
@@ -748,6 +800,11 @@ async fn run_inner(
         ))
     );
     let _ = writeln!(out, "load average during the timed run: {load_during}");
+    let _ = writeln!(
+        out,
+        "{}",
+        cpu_report(cpu_ours, cpu_before, cpu_after, args.messages)
+    );
     if !verify_ok {
         for d in verify.differences.iter().take(10) {
             let _ = writeln!(

@@ -16,6 +16,7 @@
 //!   errors, latency and server RSS each minute.
 
 mod budget;
+mod cpu;
 mod data;
 mod ingest;
 mod read;

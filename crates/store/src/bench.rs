@@ -259,13 +259,16 @@ pub async fn copy_messages(
 /// same [`Rollups`](crate::rollup::Rollups) ingestion uses). All tables are
 /// loaded at once over `streams` connections each (rows split evenly).
 /// Rendering is not timed; the users must exist. Returns the time from the
-/// first byte sent to the last commit, and the number of rows written.
-pub async fn copy_everything(
+/// first byte sent to the last commit, the number of rows written, and
+/// what `at_start` returned when it was called, just before the first byte
+/// (a caller's own measurement of the timed part, such as CPU counters).
+pub async fn copy_everything<T>(
     store: &Store,
     rows: &[MessageRow],
     streams: usize,
     received_at: OffsetDateTime,
-) -> StoreResult<(Duration, u64)> {
+    at_start: impl FnOnce() -> T,
+) -> StoreResult<(Duration, u64, T)> {
     use crate::rollup::{Counters, MessageFacts, Rollups};
     use charlie_domain::{MessageRole, TokenUsage};
     let streams = streams.max(1);
@@ -477,6 +480,7 @@ pub async fn copy_everything(
         + platform.len()) as u64;
     // At most `streams` COPYs run at once, whatever the table.
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(streams));
+    let measured = at_start();
     let started = Instant::now();
     let copied = futures_util::future::try_join_all(jobs.into_iter().map(|(statement, chunks)| {
         let gate = gate.clone();
@@ -496,7 +500,7 @@ pub async fn copy_everything(
             "COPY wrote {total} rows of {expected}"
         )));
     }
-    Ok((elapsed, total))
+    Ok((elapsed, total, measured))
 }
 
 /// A user row for bulk loading.
