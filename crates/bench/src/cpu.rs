@@ -172,16 +172,17 @@ mod tests {
             eprintln!("skipped: no /proc on this system");
             return;
         }
-        let first = CpuSample::now(None);
-        assert!(first.is_some(), "/proc/stat and /proc/self/stat parse");
+        let Some(a) = CpuSample::now(None) else {
+            panic!("/proc/stat and /proc/self/stat must parse");
+        };
         // Burn a little CPU so the second sample is not earlier.
         let mut x = 0u64;
         for i in 0..2_000_000u64 {
             x = x.wrapping_mul(31).wrapping_add(i);
         }
         std::hint::black_box(x);
-        let (Some(a), Some(b)) = (first, CpuSample::now(None)) else {
-            return;
+        let Some(b) = CpuSample::now(None) else {
+            panic!("/proc/stat and /proc/self/stat must parse the second time too");
         };
         let u = a.until(&b);
         assert!(u.available >= u.busy && u.busy >= 0.0);

@@ -314,8 +314,8 @@ impl World {
 }
 
 /// (a′): a COPY of every row ingestion stores for `rows` into a fresh
-/// database `name` (with its users first, untimed). Returns the time and
-/// the rows copied.
+/// database `name` (with its users first, untimed). Returns the time, the
+/// rows copied, and the CPU the timed COPY used.
 async fn copy_everything_into(
     dbs: &mut BenchDatabases,
     name: String,
